@@ -1,0 +1,9 @@
+# Corpus roots. Each is taken from the environment when set.
+# LIBRISPEECH: the folder holding train-clean-100/, dev-clean/, test-clean/, ... (LibriSpeech layout)
+# LIBRILIGHT:  the folder holding small/, medium/, large/ (Libri-Light layout, .flac + .json)
+# COMMONVOICE: a Common Voice language folder holding clips/ and validated.tsv, train.tsv, ...
+# EMBEDDED:    where the recipe synthesizes its embedded corpus (LibriSpeech layout)
+LIBRISPEECH=${LIBRISPEECH:-}
+LIBRILIGHT=${LIBRILIGHT:-}
+COMMONVOICE=${COMMONVOICE:-}
+EMBEDDED=${EMBEDDED:-downloads/embedded_librispeech}

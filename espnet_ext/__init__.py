@@ -1,0 +1,1 @@
+"""ESPnet plugins for BEST-RQ self-supervised Conformer pre-training and fine-tuning."""
