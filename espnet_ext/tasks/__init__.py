@@ -1,0 +1,1 @@
+"""ESPnet task subclasses used by the recipe (registered plugins plus recipe-level behaviour)."""

@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Staged recipe: BEST-RQ self-supervised pre-training of a Conformer encoder, then
+# CTC/attention fine-tuning with a Transformer decoder (ESPnet tasks + espnet_ext plugins).
+#
+#   Stage 1: data preparation (Kaldi-style dirs; embedded corpus synthesized if selected)
+#   Stage 2: feature extraction (80-dim log-Mel, 25 ms / 10 ms, per-utterance normalized)
+#   Stage 3: tokenizer (sentencepiece unigram) and ESPnet token list
+#   Stage 4: self-supervised pre-training (ESPnet SSL task, best_rq loss, ssl_conformer)
+#   Stage 5: fine-tuning (ESPnet ASR task, encoder initialized from stage 4)
+#   Stage 6: decoding (espnet2.bin.asr_inference, joint CTC/attention beam search)
+#   Stage 7: scoring (WER/CER with jiwer) -> <expdir>/RESULTS.md, <expdir>/results.json
+#   Stage 8: packing (espnet2.bin.pack zip)
+set -e
+set -u
+set -o pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+SECONDS=0
+
+# <options>
+stage=1                 # first stage to run
+stop_stage=8            # last stage to run
+nj=2                    # parallel jobs for data preparation, features and decoding
+ngpu=0                  # GPUs per node (0: CPU)
+num_nodes=1             # number of nodes
+corpus=embedded         # embedded | librispeech: where LibriSpeech-layout subsets come from
+datadir=data            # Kaldi-style data directories
+dumpdir=dump            # features
+expdir=exp              # models, decoding results, RESULTS.md, results.json
+pretrain_set=pretrain   # unlabeled pre-training set (built by combining pretrain_sources)
+pretrain_sources="unlabeled train_clean"  # sets combined into pretrain_set (space-separated)
+train_set=train_clean   # labeled fine-tuning set
+valid_set=dev_clean     # validation set
+test_sets="test_clean test_other"  # evaluation sets (space-separated)
+embedded_seed=0         # seed of the embedded corpus
+embedded_scale=1.0      # size multiplier of the embedded corpus
+max_utt_seconds=35      # longer labeled utterances are rejected
+segment_seconds=30      # long unlabeled recordings are cut into segments of at most this
+nbpe=256                # sentencepiece vocabulary size (5000 for LibriSpeech)
+pretrain_config=conf/pretrain_conformer_bestrq_embedded.yaml   # SSL training config
+finetune_config=conf/finetune_conformer_transformer_embedded.yaml  # ASR training config
+decode_config=conf/decode_asr.yaml  # decoding config
+pretrain_tag=""         # name of the pre-training experiment (default: from the config)
+finetune_tag=""         # name of the fine-tuning experiment (default: from the config)
+pretrain_args=""        # extra arguments for pre-training (e.g. "--max_epoch 2")
+finetune_args=""        # extra arguments for fine-tuning
+init_from_pretrained=true  # false: fine-tune from scratch with the same config
+inference_batch_size=16 # utterances per decoding batch
+inference_model=valid.acc.ave.pth  # checkpoint used for decoding and packing
+# </options>
+
+help_message="Usage: $0 [options]   (see the stage list at the top of this script)"
+. ./utils/parse_options.sh
+if [ $# -gt 0 ]; then
+    log "Error: unexpected positional arguments: $*"; exit 1
+fi
+
+. ./path.sh
+. ./cmd.sh
+. ./db.sh
+
+case "${corpus}" in
+    embedded) librispeech_root=${EMBEDDED} ;;
+    librispeech)
+        librispeech_root=${LIBRISPEECH}
+        if [ -z "${librispeech_root}" ]; then
+            log "Error: --corpus librispeech needs LIBRISPEECH set (db.sh or the environment)"; exit 1
+        fi ;;
+    *) log "Error: --corpus must be embedded or librispeech, got '${corpus}'"; exit 1 ;;
+esac
+
+# Validate configuration before any work starts.
+for f in "${pretrain_config}" "${finetune_config}" "${decode_config}"; do
+    [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
+done
+python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
+    --finetune_config "${finetune_config}" --decode_config "${decode_config}"
+
+[ -z "${pretrain_tag}" ] && pretrain_tag=$(basename "${pretrain_config}" .yaml)
+[ -z "${finetune_tag}" ] && finetune_tag=$(basename "${finetune_config}" .yaml)
+pretrain_exp=${expdir}/ssl_${pretrain_tag}
+if "${init_from_pretrained}"; then
+    asr_exp=${expdir}/asr_${finetune_tag}
+else
+    asr_exp=${expdir}/asr_${finetune_tag}_scratch
+fi
+token_dir=${datadir}/token_list/bpe_unigram${nbpe}
+bpemodel=${token_dir}/bpe.model
+token_list=${token_dir}/tokens.txt
+
+# The sets stage 1 prepares (pretrain_set is combined from its sources).
+prep_sets=$(echo ${pretrain_sources} ${train_set} ${valid_set} ${test_sets} | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
+combine=""
+if [ "${pretrain_sources}" != "${pretrain_set}" ]; then
+    combine="${pretrain_set}=$(echo ${pretrain_sources} | tr ' ' ',')"
+fi
+feat_sets=$(echo ${pretrain_set} ${train_set} ${valid_set} ${test_sets} | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    log "Stage 1: data preparation: ${prep_sets} -> ${datadir}"
+    if [ "${corpus}" = embedded ]; then
+        python local/make_embedded_corpus.py --out "${EMBEDDED}" --seed "${embedded_seed}" \
+            --scale "${embedded_scale}" --nj "${nj}"
+    fi
+    python -m espnet_ext.data.prepare --datadir "${datadir}" --sets "${prep_sets}" \
+        ${combine:+--combine "${combine}"} \
+        --librispeech "${librispeech_root}" \
+        ${LIBRILIGHT:+--librilight "${LIBRILIGHT}"} \
+        ${COMMONVOICE:+--commonvoice "${COMMONVOICE}"} \
+        --max_utt_seconds "${max_utt_seconds}" --segment_seconds "${segment_seconds}" \
+        --nj "${nj}"
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    log "Stage 2: feature extraction: ${feat_sets} -> ${dumpdir}"
+    for dset in ${feat_sets}; do
+        python -m espnet_ext.bin.extract_feats --data_dir "${datadir}/${dset}" \
+            --out_dir "${dumpdir}/${dset}" --nj "${nj}"
+    done
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    log "Stage 3: tokenizer: sentencepiece unigram ${nbpe} on ${datadir}/${train_set}/text -> ${token_dir}"
+    python -m espnet_ext.bin.tokenizer --text "${datadir}/${train_set}/text" \
+        --out_dir "${token_dir}" --vocab_size "${nbpe}"
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    log "Stage 4: self-supervised pre-training on ${pretrain_set} -> ${pretrain_exp}"
+    mkdir -p "${pretrain_exp}"
+    # The SSL task requires a token list even without text targets.
+    printf '<blank>\n<unk>\n<sos/eos>\n' > "${pretrain_exp}/ssl_tokens.txt"
+    # shellcheck disable=SC2086
+    ${train_cmd} "${pretrain_exp}/train.log" \
+        python -m espnet_ext.bin.ssl_train \
+            --config "${pretrain_config}" \
+            --ngpu "${ngpu}" \
+            --num_nodes "${num_nodes}" \
+            --token_list "${pretrain_exp}/ssl_tokens.txt" \
+            --train_data_path_and_name_and_type "${dumpdir}/${pretrain_set}/feats.scp,speech,kaldi_ark" \
+            --train_shape_file "${dumpdir}/${pretrain_set}/feats_shape" \
+            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/feats.scp,speech,kaldi_ark" \
+            --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
+            --resume true \
+            --output_dir "${pretrain_exp}" \
+            ${pretrain_args}
+    log "Pre-training done: $(python -m espnet_ext.bin.summarize_log "${pretrain_exp}/train.log")"
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    log "Stage 5: fine-tuning on ${train_set} -> ${asr_exp}"
+    init_args=""
+    if "${init_from_pretrained}"; then
+        init_ckpt=${pretrain_exp}/valid.loss.best.pth
+        [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first, or --init_from_pretrained false"; exit 1; }
+        init_args="--init_param ${init_ckpt}:encoder:encoder"
+    fi
+    mkdir -p "${asr_exp}"
+    # shellcheck disable=SC2086
+    ${train_cmd} "${asr_exp}/train.log" \
+        python -m espnet_ext.bin.asr_train \
+            --config "${finetune_config}" \
+            --ngpu "${ngpu}" \
+            --num_nodes "${num_nodes}" \
+            --token_type bpe \
+            --bpemodel "${bpemodel}" \
+            --token_list "${token_list}" \
+            --train_data_path_and_name_and_type "${dumpdir}/${train_set}/feats.scp,speech,kaldi_ark" \
+            --train_data_path_and_name_and_type "${dumpdir}/${train_set}/text,text,text" \
+            --train_shape_file "${dumpdir}/${train_set}/feats_shape" \
+            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/feats.scp,speech,kaldi_ark" \
+            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/text,text,text" \
+            --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
+            --resume true \
+            --output_dir "${asr_exp}" \
+            ${init_args} ${finetune_args}
+    log "Fine-tuning done: $(python -m espnet_ext.bin.summarize_log "${asr_exp}/train.log")"
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    log "Stage 6: decoding ${test_sets} with ${asr_exp}/${inference_model}"
+    for dset in ${test_sets}; do
+        dec_dir=${asr_exp}/decode_$(basename "${decode_config}" .yaml)/${dset}
+        if [ -f "${dec_dir}/.done" ]; then
+            log "  ${dset}: already decoded (${dec_dir})"; continue
+        fi
+        mkdir -p "${dec_dir}/split${nj}" "${dec_dir}/log"
+        python -m espnet_ext.bin.split_scp "${dumpdir}/${dset}/feats.scp" "${nj}" "${dec_dir}/split${nj}/keys"
+        # shellcheck disable=SC2086
+        ${decode_cmd} JOB=1:${nj} "${dec_dir}/log/decode.JOB.log" \
+            python -m espnet_ext.bin.asr_inference \
+                --ngpu 0 \
+                --batch_size "${inference_batch_size}" \
+                --config "${decode_config}" \
+                --data_path_and_name_and_type "${dumpdir}/${dset}/feats.scp,speech,kaldi_ark" \
+                --key_file "${dec_dir}/split${nj}/keys.JOB" \
+                --asr_train_config "${asr_exp}/config.yaml" \
+                --asr_model_file "${asr_exp}/${inference_model}" \
+                --output_dir "${dec_dir}/output.JOB"
+        for i in $(seq "${nj}"); do cat "${dec_dir}/output.${i}/1best_recog/text"; done \
+            | LC_ALL=C sort > "${dec_dir}/text"
+        touch "${dec_dir}/.done"
+        log "  ${dset}: $(wc -l < "${dec_dir}/text") utterances decoded"
+    done
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    log "Stage 7: scoring"
+    for dset in ${test_sets}; do
+        dec_dir=${asr_exp}/decode_$(basename "${decode_config}" .yaml)/${dset}
+        python -m espnet_ext.bin.score --ref "${dumpdir}/${dset}/text" --hyp "${dec_dir}/text" \
+            --out_dir "${dec_dir}/score"
+    done
+    python -m espnet_ext.bin.results --expdir "${expdir}"
+    cat "${expdir}/RESULTS.md"
+fi
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+    log "Stage 8: packing ${asr_exp}"
+    python -m espnet_ext.bin.pack asr \
+        --asr_train_config "${asr_exp}/config.yaml" \
+        --asr_model_file "${asr_exp}/${inference_model}" \
+        --option "${bpemodel}" \
+        --outpath "${asr_exp}/packed_model.zip"
+    log "Packed: ${asr_exp}/packed_model.zip"
+fi
+
+log "Successfully finished. [elapsed=${SECONDS}s]"
