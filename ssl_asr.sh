@@ -77,15 +77,24 @@ for f in "${pretrain_config}" "${finetune_config}" "${decode_config}"; do
     [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
 done
 python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
-    --finetune_config "${finetune_config}" --decode_config "${decode_config}"
+    --finetune_config "${finetune_config}" --decode_config "${decode_config}" \
+    --init_from_pretrained "${init_from_pretrained}"
 
 [ -z "${pretrain_tag}" ] && pretrain_tag=$(basename "${pretrain_config}" .yaml)
 [ -z "${finetune_tag}" ] && finetune_tag=$(basename "${finetune_config}" .yaml)
 pretrain_exp=${expdir}/ssl_${pretrain_tag}
 if "${init_from_pretrained}"; then
-    asr_exp=${expdir}/asr_${finetune_tag}
+    asr_exp=${expdir}/asr_${finetune_tag}_pretrained
 else
     asr_exp=${expdir}/asr_${finetune_tag}_scratch
+fi
+# Distributed training: one process per GPU on each node.
+dist_args=""
+if [ "${ngpu}" -gt 1 ] || [ "${num_nodes}" -gt 1 ]; then
+    if [ "${num_nodes}" -gt 1 ]; then
+        log "Error: multi-node launch comes with the distributed launcher (cmd.sh); use --num_nodes 1 here"; exit 1
+    fi
+    dist_args="--multiprocessing_distributed true"
 fi
 token_dir=${datadir}/token_list/bpe_unigram${nbpe}
 bpemodel=${token_dir}/bpe.model
@@ -137,8 +146,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     ${train_cmd} "${pretrain_exp}/train.log" \
         python -m espnet_ext.bin.ssl_train \
             --config "${pretrain_config}" \
-            --ngpu "${ngpu}" \
-            --num_nodes "${num_nodes}" \
+            --ngpu "${ngpu}" ${dist_args} \
             --token_list "${pretrain_exp}/ssl_tokens.txt" \
             --train_data_path_and_name_and_type "${dumpdir}/${pretrain_set}/feats.scp,speech,kaldi_ark" \
             --train_shape_file "${dumpdir}/${pretrain_set}/feats_shape" \
@@ -163,8 +171,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     ${train_cmd} "${asr_exp}/train.log" \
         python -m espnet_ext.bin.asr_train \
             --config "${finetune_config}" \
-            --ngpu "${ngpu}" \
-            --num_nodes "${num_nodes}" \
+            --ngpu "${ngpu}" ${dist_args} \
             --token_type bpe \
             --bpemodel "${bpemodel}" \
             --token_list "${token_list}" \

@@ -1,0 +1,65 @@
+"""The recipe's command-line contract: Kaldi-style options, --help, unknown options."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+UPSTREAM = ROOT / "egs2" / "librispeech_ssl" / "asr1"
+
+
+def _run(args, cwd=ROOT):
+    return subprocess.run(["bash", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("cwd", [ROOT, UPSTREAM], ids=["top", "egs2"])
+def test_help_lists_every_option_with_default(cwd):
+    r = _run(["./run.sh", "--help"], cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    for opt, default in [
+        ("stage", "1"), ("stop_stage", "8"), ("nj", "2"), ("ngpu", "0"), ("num_nodes", "1"),
+        ("datadir", "data"), ("dumpdir", "dump"), ("expdir", "exp"),
+        ("train_set", "train_clean"), ("valid_set", "dev_clean"), ("test_sets", "test_clean test_other"),
+    ]:
+        line = next((ln for ln in r.stdout.splitlines() if ln.strip().startswith(f"--{opt} ")), None)
+        assert line is not None, f"--{opt} missing from --help:\n{r.stdout}"
+        assert f"[{default}]" in line, line
+
+
+def test_unknown_option_is_an_error():
+    r = _run(["./run.sh", "--no_such_option", "3"])
+    assert r.returncode != 0
+    assert "unknown option --no_such_option" in r.stderr
+
+
+def test_boolean_option_rejects_other_values():
+    r = _run(["./ssl_asr.sh", "--init_from_pretrained", "yes"])
+    assert r.returncode != 0
+    assert "takes true or false" in r.stderr
+
+
+def test_option_needs_a_value_and_positional_args_rejected():
+    r = _run(["./ssl_asr.sh", "--nj"])
+    assert r.returncode != 0 and "needs a value" in r.stderr
+    r = _run(["./ssl_asr.sh", "stray"])
+    assert r.returncode != 0 and "unexpected positional arguments" in r.stdout + r.stderr
+
+
+def test_dash_and_equals_forms(tmp_path):
+    script = tmp_path / "s.sh"
+    script.write_text(
+        "# <options>\nfoo_bar=1  # a number\nflag=false  # a flag\n# </options>\n"
+        f". {ROOT}/utils/parse_options.sh\necho \"$foo_bar $flag $*\"\n"
+    )
+    r = subprocess.run(["bash", str(script), "--foo-bar=7", "--flag", "true", "rest"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "7 true rest"
+
+
+def test_upstream_layout_links_resolve():
+    for name in ["run.sh", "ssl_asr.sh", "path.sh", "cmd.sh", "db.sh", "conf", "local", "utils"]:
+        p = UPSTREAM / name
+        assert p.is_symlink() and p.exists(), name
+        assert not Path(p.readlink()).is_absolute(), f"{name} must be a relative link"

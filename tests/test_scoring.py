@@ -1,0 +1,86 @@
+"""Scoring against hand-computed WER/CER, the tokenizer round trip, and job splitting."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from espnet_ext.bin.score import normalize, score
+from espnet_ext.bin.split_scp import split_keys
+from espnet_ext.bin.tokenizer import train as train_tokenizer
+
+
+def _write(path: Path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_normalization_rules():
+    assert normalize("hello, World!") == "HELLO WORLD"
+    assert normalize("\u2581it's \u2581a \u2581test") == "IT'S A TEST"
+    assert normalize("'quoted' words -- here") == "QUOTED WORDS HERE"
+    assert normalize("under_score") == "UNDER SCORE"
+
+
+def test_wer_matches_hand_computation(tmp_path):
+    ref = _write(tmp_path / "ref", ["a THE CAT SAT ON THE MAT", "b HELLO WORLD", "c ONE TWO THREE"])
+    hyp = _write(tmp_path / "hyp", ["a the cat sat on mat", "b hello there world", "c ONE TOO THREE"])
+    r = score(ref, hyp, tmp_path / "out")
+    # a: one deletion (THE); b: one insertion (THERE); c: one substitution (TWO->TOO).
+    assert (r["word_substitutions"], r["word_deletions"], r["word_insertions"]) == (1, 1, 1)
+    assert r["n_words"] == 6 + 2 + 3
+    assert r["wer"] == pytest.approx(100 * 3 / 11)
+    # Characters: a loses "THE " (4), b gains "THERE " (6), c: TWO->TOO is one substitution.
+    n_chars = len("THE CAT SAT ON THE MAT") + len("HELLO WORLD") + len("ONE TWO THREE")
+    assert r["n_chars"] == n_chars
+    assert r["cer"] == pytest.approx(100 * (4 + 6 + 1) / n_chars)
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["n_utts"] == 3
+    ali = (tmp_path / "out" / "alignment.txt").read_text()
+    assert "a S=0 D=1 I=0 N=6" in ali and "b S=0 D=0 I=1 N=2" in ali and "c S=1 D=0 I=0 N=3" in ali
+
+
+def test_missing_hypothesis_counts_as_deletions(tmp_path):
+    ref = _write(tmp_path / "ref", ["a ONE TWO", "b THREE"])
+    hyp = _write(tmp_path / "hyp", ["a ONE TWO"])
+    r = score(ref, hyp, tmp_path / "out")
+    assert r["missing"] == ["b"] and r["word_deletions"] == 1 and r["wer"] == pytest.approx(100 / 3)
+
+
+def test_unknown_hypothesis_and_empty_reference_are_errors(tmp_path):
+    ref = _write(tmp_path / "ref", ["a ONE"])
+    with pytest.raises(ValueError, match="no reference"):
+        score(ref, _write(tmp_path / "hyp", ["a ONE", "zz TWO"]), tmp_path / "o")
+    with pytest.raises(ValueError, match="empty reference"):
+        score(_write(tmp_path / "ref2", ["a"]), ref, tmp_path / "o")
+
+
+def test_split_keys_even_and_contiguous(tmp_path):
+    scp = _write(tmp_path / "feats.scp", [f"u{i:02d} x.ark:{i}" for i in range(10)])
+    split_keys(scp, 3, tmp_path / "split" / "keys")
+    parts = [(tmp_path / "split" / f"keys.{i}").read_text().split() for i in (1, 2, 3)]
+    assert [len(p) for p in parts] == [4, 3, 3]
+    assert sum(parts, []) == [f"u{i:02d}" for i in range(10)]
+    with pytest.raises(ValueError, match="cannot split 10 keys into 11"):
+        split_keys(scp, 11, tmp_path / "k")
+
+
+def test_tokenizer_round_trip_and_token_list(tmp_path):
+    import sentencepiece as spm
+
+    words = "THE QUICK BROWN FOX JUMPS OVER A LAZY DOG WHILE SEVEN RED BIRDS SING IT'S LATE".split()
+    lines = [f"utt{i:03d} " + " ".join(words[(i + k) % len(words)] for k in range(6)) for i in range(200)]
+    text = _write(tmp_path / "text", lines)
+    tokens = train_tokenizer(text, tmp_path / "bpe", vocab_size=40)
+    toks = tokens.read_text().split("\n")[:-1]
+    assert toks[0] == "<blank>" and toks[1] == "<unk>" and toks[-1] == "<sos/eos>"
+    assert len(toks) == len(set(toks))
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "bpe" / "bpe.model"))
+    assert sp.get_piece_size() == 40
+    for line in lines[:20]:
+        sentence = line.split(maxsplit=1)[1]
+        pieces = sp.encode(sentence, out_type=str)
+        assert all(p in toks for p in pieces)
+        assert sp.decode(pieces) == sentence
+    mtime = tokens.stat().st_mtime_ns
+    train_tokenizer(text, tmp_path / "bpe", vocab_size=40)
+    assert tokens.stat().st_mtime_ns == mtime, "a re-run with the same input must change nothing"
