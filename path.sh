@@ -5,6 +5,4 @@ export MAIN_ROOT
 "${MAIN_ROOT}/tools/setup_env.sh" || return 1 2>/dev/null || exit 1
 export PATH="${VENV_DIR:-${MAIN_ROOT}/.venv}/bin:${MAIN_ROOT}/utils:${PATH}"
 export PYTHONIOENCODING=UTF-8
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-# Some espnet2 modules import nltk, which may try to download data: never on a cluster node.
-export NLTK_DATA=${NLTK_DATA:-${MAIN_ROOT}/.venv/nltk_data}
+# Threads: training uses every core (torch default); parallel jobs set OMP_NUM_THREADS=1 themselves.
