@@ -6,7 +6,7 @@ Takes exactly the options of ``espnet2.bin.asr_train`` (``--help``).
 """
 
 import espnet_ext  # noqa: F401  (registers the plugins)
-from espnet2.tasks.asr import ASRTask
+from espnet_ext.tasks.asr import ASRTask
 
 
 def get_parser():

@@ -60,8 +60,7 @@ def check(pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bo
 
     espnet_ext.register()
     from espnet2.bin.asr_inference import get_parser as inference_parser
-    from espnet2.tasks.asr import ASRTask
-
+    from espnet_ext.tasks.asr import ASRTask
     from espnet_ext.tasks.ssl import SSLTask
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,8 @@ The stock task collates with ``HuBERTCollateFn``, which crops every utterance of
 training batch to the shortest one with window sizes computed for the wav2vec CNN on raw
 audio, and asserts 1-D waveforms. BEST-RQ on log-Mel features needs whole utterances,
 zero-padded, with their true lengths (the masking and the loss respect padding), so this
-task pads instead and never crops. Everything else is ESPnet's ``SSLTask``.
+task pads instead and never crops. It trains with the project's trainer
+(``espnet_ext.train.trainer``). Everything else is ESPnet's ``SSLTask``.
 """
 
 import argparse
@@ -15,8 +16,12 @@ import torch
 from espnet2.tasks.ssl import SSLTask as _StockSSLTask
 from espnet2.train.collate_fn import CommonCollateFn
 
+from espnet_ext.train.trainer import Trainer
+
 
 class SSLTask(_StockSSLTask):
+    trainer = Trainer
+
     @classmethod
     def build_collate_fn(
         cls, args: argparse.Namespace, train: bool
