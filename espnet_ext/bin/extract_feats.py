@@ -1,0 +1,497 @@
+"""Stage 2: extract the recipe's normalized log-Mel features into kaldi ark/scp.
+
+Usage::
+
+    python -m espnet_ext.bin.extract_feats --data_dir data/<set> --out_dir dump/<set> \\
+        [--nj 4] [--chunk_size 200]
+
+Input: a Kaldi data dir with ``wav.scp`` (``<key> <path>``; keyed by recording
+when a ``segments`` file ``<utt> <rec> <start> <end>`` (seconds) exists, by
+utterance otherwise) and optionally ``text``, ``utt2spk``, ``spk2utt``.
+
+Output in ``--out_dir``:
+
+* ``data/feats.<k>.ark`` / ``.scp`` / ``.done``: chunk k (``--chunk_size``
+  utterances in sorted order), each written to a temporary name and renamed;
+  the ``.done`` marker (written last) makes a killed run resume with only the
+  unfinished chunks.
+* ``feats.scp`` (sorted by utterance id; ark paths as ``--out_dir`` was given,
+  so relative paths stay relative to the directory the recipe runs in),
+  ``feats_shape`` (``<utt> <T>,80``, ESPnet's shape file), ``rejected``
+  (``<utt>\\t<reason>``: unreadable audio, shorter than one 25 ms window, ...),
+  ``text``/``utt2spk``/``spk2utt`` copied from the data dir (restricted to the
+  written utterances if some were rejected),
+* ``.done``: a fingerprint of the inputs (``wav.scp``/``segments`` content,
+  feature options).  A re-run with the same fingerprint logs "already done"
+  and rewrites nothing.  The fingerprint does not cover the audio files'
+  content: delete ``.done`` after replacing audio in place.
+
+The features are :func:`espnet_ext.features.compute_features` (see that
+module for the definition and the normalization decision).  Worker processes
+import only numpy/torch/soundfile/kaldiio (never espnet2) and run one torch
+thread each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import kaldiio
+import torch
+
+from espnet_ext.features import (
+    DEFAULT_OPTIONS,
+    AudioError,
+    LogMelOptions,
+    compute_features,
+    read_audio,
+)
+
+FORMAT_VERSION = "espnet_ext.extract_feats/1"
+META_FILES = ("text", "utt2spk", "spk2utt")
+
+log = logging.getLogger("extract_feats")
+
+
+class UsageError(ValueError):
+    """Bad arguments: reported before any work starts."""
+
+
+class DataDirError(UsageError):
+    """The data dir is missing or malformed (reported before any work starts)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    utt: str
+    path: Optional[str]  # None when a segment names a recording missing from wav.scp
+    start: Optional[float] = None
+    end: Optional[float] = None
+    recording: Optional[str] = None
+
+
+# ---------------------------------------------------------------------------
+# Reading the data dir
+# ---------------------------------------------------------------------------
+
+
+def _read_table(path: Path, min_fields: int, max_fields: Optional[int]) -> List[List[str]]:
+    rows, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            fields = line.split(maxsplit=(max_fields - 1) if max_fields else -1)
+            if len(fields) < min_fields or (max_fields and len(fields) > max_fields):
+                raise DataDirError(f"{path}:{lineno}: malformed line: {line!r}")
+            if fields[0] in seen:
+                raise DataDirError(f"{path}:{lineno}: duplicate key {fields[0]!r}")
+            seen.add(fields[0])
+            rows.append(fields)
+    return rows
+
+
+def read_data_dir(data_dir: Path) -> List[Utterance]:
+    """Utterances of a data dir, sorted by id.
+
+    Raises:
+        DataDirError: missing dir / wav.scp, malformed lines, pipe entries.
+    """
+    if not data_dir.is_dir():
+        raise DataDirError(f"data dir {str(data_dir)!r} does not exist")
+    wav_scp = data_dir / "wav.scp"
+    if not wav_scp.is_file():
+        raise DataDirError(f"{data_dir}: no wav.scp")
+    wavs: Dict[str, str] = {}
+    for key, value in _read_table(wav_scp, 2, 2):
+        value = value.strip()
+        if value.endswith("|"):
+            raise DataDirError(
+                f"{wav_scp}: entry {key!r} is a command pipe ({value!r}); "
+                "this stage reads audio files only: give a path"
+            )
+        wavs[key] = value
+    segments = data_dir / "segments"
+    if not segments.is_file():
+        return [Utterance(utt=k, path=wavs[k]) for k in sorted(wavs)]
+    utts = []
+    for utt, rec, start, end in _read_table(segments, 4, 4):
+        try:
+            s, e = float(start), float(end)
+        except ValueError:
+            raise DataDirError(f"{segments}: {utt!r}: times must be numbers, got {start!r} {end!r}")
+        if s < 0 or e <= s:
+            raise DataDirError(f"{segments}: {utt!r}: need 0 <= start < end, got {s} {e}")
+        utts.append(Utterance(utt=utt, path=wavs.get(rec), start=s, end=e, recording=rec))
+    return sorted(utts, key=lambda u: u.utt)
+
+
+def fingerprint(data_dir: Path, options: LogMelOptions) -> str:
+    """Hash of what the features depend on: wav.scp, segments, feature options."""
+    h = hashlib.sha256(FORMAT_VERSION.encode())
+    h.update(json.dumps(dataclasses.asdict(options), sort_keys=True).encode())
+    for name in ("wav.scp", "segments"):
+        p = data_dir / name
+        h.update(f"\n{name}\n".encode())
+        h.update(p.read_bytes() if p.is_file() else b"<absent>")
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# One chunk (runs in a worker process)
+# ---------------------------------------------------------------------------
+
+
+def _chunk_paths(out_dir: Path, index: int) -> Dict[str, Path]:
+    base = out_dir / "data" / f"feats.{index}"
+    return {k: Path(f"{base}.{k}") for k in ("ark", "scp", "done")}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _load_utterance(u: Utterance, options: LogMelOptions):
+    if u.path is None:
+        raise AudioError(f"recording {u.recording!r} is not in wav.scp")
+    wave = read_audio(u.path, u.start, u.end, sample_rate=options.sample_rate)
+    if wave.size < options.win_length:
+        raise AudioError(
+            f"{u.path}: too short: {wave.size} samples, fewer than one "
+            f"{options.win_length}-sample window"
+        )
+    return wave
+
+
+def process_chunk(
+    index: int,
+    utts: Sequence[Utterance],
+    out_dir: str,
+    fp: str,
+    options: LogMelOptions = DEFAULT_OPTIONS,
+) -> dict:
+    """Extract one chunk into ``data/feats.<index>.{ark,scp}`` and mark it done.
+
+    Returns the chunk summary that is also stored in the ``.done`` marker.
+    """
+    paths = _chunk_paths(Path(out_dir), index)
+    ark_tmp = paths["ark"].with_name(paths["ark"].name + ".tmp")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    scp_lines, shapes, rejected = [], {}, []
+    seconds = 0.0
+    try:
+        with open(ark_tmp, "wb") as ark:
+            for u in utts:
+                try:
+                    wave = _load_utterance(u, options)
+                except AudioError as exc:
+                    rejected.append((u.utt, str(exc)))
+                    continue
+                feats = compute_features(wave, options=options)
+                offset = ark.tell() + len((u.utt + " ").encode("utf-8"))
+                kaldiio.save_ark(ark, {u.utt: feats})
+                scp_lines.append(f"{u.utt} {paths['ark']}:{offset}\n")
+                shapes[u.utt] = int(feats.shape[0])
+                seconds += wave.size / options.sample_rate
+    finally:
+        torch.set_num_threads(threads)
+    os.replace(ark_tmp, paths["ark"])
+    _write_atomic(paths["scp"], "".join(scp_lines))
+    summary = {
+        "fingerprint": fp,
+        "chunk": index,
+        "utts": [u.utt for u in utts],
+        "shapes": shapes,
+        "rejected": rejected,
+        "seconds": seconds,
+    }
+    _write_atomic(paths["done"], json.dumps(summary))
+    return summary
+
+
+def _read_marker(path: Path, fp: str, utts: Sequence[Utterance]) -> Optional[dict]:
+    """The chunk summary if the chunk is complete for these inputs, else None."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if summary.get("fingerprint") != fp or summary.get("utts") != [u.utt for u in utts]:
+        return None
+    base = path.with_suffix("")
+    if not (Path(f"{base}.ark").is_file() and Path(f"{base}.scp").is_file()):
+        return None
+    return summary
+
+
+def _remove_stale_chunks(out_dir: Path, n_chunks: int) -> None:
+    """Delete chunk files of an earlier plan with more chunks."""
+    for path in (out_dir / "data").glob("feats.*"):
+        index = path.name.split(".")[1]
+        if index.isdigit() and int(index) >= n_chunks:
+            path.unlink()
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------
+
+
+def _filter_meta(text: str, keep: set, spk2utt: bool) -> str:
+    lines = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if spk2utt:
+            kept = [u for u in fields[1:] if u in keep]
+            if kept:
+                lines.append(" ".join([fields[0]] + kept))
+        elif fields[0] in keep:
+            lines.append(line)
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _sync_meta(data_dir: Path, out_dir: Path, written: set, filtered: bool) -> List[str]:
+    """Copy text/utt2spk/spk2utt (restricted to ``written`` if ``filtered``).
+
+    Writes a file only if its content differs; returns the names written.
+    """
+    changed = []
+    for name in META_FILES:
+        src = data_dir / name
+        if not src.is_file():
+            continue
+        content = src.read_text(encoding="utf-8")
+        if filtered:
+            content = _filter_meta(content, written, spk2utt=(name == "spk2utt"))
+        dst = out_dir / name
+        if dst.is_file() and dst.read_text(encoding="utf-8") == content:
+            continue
+        _write_atomic(dst, content)
+        changed.append(name)
+    return changed
+
+
+def _merge(
+    out_dir: Path, summaries: List[dict], n_mels: int
+) -> Tuple[int, int, float, set, bool]:
+    scp_lines, shape_lines, rejected = [], [], []
+    seconds = 0.0
+    for s in summaries:
+        with open(_chunk_paths(out_dir, s["chunk"])["scp"], encoding="utf-8") as f:
+            scp_lines.extend(line for line in f if line.strip())
+        shape_lines.extend(f"{utt} {t},{n_mels}\n" for utt, t in s["shapes"].items())
+        rejected.extend(s["rejected"])
+        seconds += s["seconds"]
+    key = lambda line: line.split(maxsplit=1)[0]  # noqa: E731
+    scp_lines.sort(key=key)
+    shape_lines.sort(key=key)
+    rejected.sort()
+    _write_atomic(out_dir / "feats.scp", "".join(scp_lines))
+    _write_atomic(out_dir / "feats_shape", "".join(shape_lines))
+    _write_atomic(out_dir / "rejected", "".join(f"{u}\t{r}\n" for u, r in rejected))
+    written = {key(line) for line in scp_lines}
+    return len(scp_lines), len(rejected), seconds, written, bool(rejected)
+
+
+def run(
+    data_dir: str,
+    out_dir: str,
+    *,
+    nj: int = 4,
+    chunk_size: int = 200,
+    options: LogMelOptions = DEFAULT_OPTIONS,
+    progress: bool = True,
+) -> dict:
+    """Extract features for a data dir (see the module docstring).
+
+    Returns:
+        dict with ``status`` ("done" or "already done"), ``found``,
+        ``written``, ``rejected``, ``seconds`` (audio), ``wall`` (s).
+
+    Raises:
+        UsageError (DataDirError): bad arguments or data dir, before any work.
+        RuntimeError: a worker process died; finished chunks are kept.
+    """
+    if nj < 1:
+        raise UsageError(f"--nj must be >= 1, got {nj}")
+    if chunk_size < 1:
+        raise UsageError(f"--chunk_size must be >= 1, got {chunk_size}")
+    data, out = Path(data_dir), Path(out_dir)
+    utts = read_data_dir(data)
+    if not utts:
+        raise DataDirError(f"{data}: wav.scp/segments list no utterances")
+    fp = fingerprint(data, options)
+    t0 = time.perf_counter()
+
+    done_file = out / ".done"
+    if done_file.is_file():
+        try:
+            done = json.loads(done_file.read_text(encoding="utf-8"))
+        except ValueError:
+            done = {}
+        if done.get("fingerprint") == fp and (out / "feats.scp").is_file():
+            written = set(
+                line.split(maxsplit=1)[0]
+                for line in (out / "feats.scp").read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            )
+            changed = _sync_meta(data, out, written, filtered=done.get("rejected", 0) > 0)
+            if changed:
+                log.info("%s: %s changed in %s: re-copied", out, ", ".join(changed), data)
+            log.info("%s: already done (%d utterances), nothing to do", out, done.get("written", 0))
+            return {**done, "status": "already done", "wall": time.perf_counter() - t0}
+        if done.get("fingerprint") == fp:
+            log.info("%s: feats.scp is missing: merging the chunks again", out)
+        else:
+            log.info("%s: inputs changed since the last run: re-extracting", out)
+        done_file.unlink()
+
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    chunks = [utts[i : i + chunk_size] for i in range(0, len(utts), chunk_size)]
+    _remove_stale_chunks(out, len(chunks))
+    summaries: Dict[int, dict] = {}
+    for k, chunk in enumerate(chunks):
+        summary = _read_marker(_chunk_paths(out, k)["done"], fp, chunk)
+        if summary is not None:
+            summaries[k] = summary
+    pending = [k for k in range(len(chunks)) if k not in summaries]
+    log.info(
+        "%s: %d utterances in %d chunks; %d chunks already done, %d to do (nj=%d)",
+        data, len(utts), len(chunks), len(summaries), len(pending), nj,
+    )
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=len(utts),
+            initial=sum(len(chunks[k]) for k in summaries),
+            unit="utt",
+            desc=f"feats {data.name}",
+            file=sys.stderr,
+            mininterval=1.0,
+        )
+    hours = sum(s["seconds"] for s in summaries.values()) / 3600
+
+    def _finished(summary: dict) -> None:
+        nonlocal hours
+        summaries[summary["chunk"]] = summary
+        hours += summary["seconds"] / 3600
+        if bar is not None:
+            bar.update(len(summary["utts"]))
+            bar.set_postfix(audio_h=f"{hours:.2f}")
+
+    try:
+        if nj == 1 or len(pending) <= 1:
+            for k in pending:
+                _finished(process_chunk(k, chunks[k], str(out), fp, options))
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(nj, len(pending)), mp_context=ctx, initializer=_init_worker
+            ) as pool:
+                futures = [
+                    pool.submit(process_chunk, k, chunks[k], str(out), fp, options)
+                    for k in pending
+                ]
+                try:
+                    for fut in concurrent.futures.as_completed(futures):
+                        _finished(fut.result())
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    except concurrent.futures.process.BrokenProcessPool as exc:
+        raise RuntimeError(
+            f"{out}: a worker process died ({exc}); {len(summaries)} of {len(chunks)} "
+            "chunks are done and kept: re-run to resume"
+        ) from exc
+    finally:
+        if bar is not None:
+            bar.close()
+
+    ordered = [summaries[k] for k in range(len(chunks))]
+    n_written, n_rejected, seconds, written, filtered = _merge(out, ordered, options.n_mels)
+    if n_written + n_rejected != len(utts):
+        raise RuntimeError(
+            f"{out}: found {len(utts)} utterances but wrote {n_written} and "
+            f"rejected {n_rejected}"
+        )
+    _sync_meta(data, out, written, filtered)
+    wall = time.perf_counter() - t0
+    result = {
+        "fingerprint": fp,
+        "found": len(utts),
+        "written": n_written,
+        "rejected": n_rejected,
+        "seconds": seconds,
+        "options": dataclasses.asdict(options),
+    }
+    _write_atomic(done_file, json.dumps(result, indent=1) + "\n")
+    log.info(
+        "%s: found %d = written %d + rejected %d%s",
+        out, len(utts), n_written, n_rejected,
+        f" (see {out / 'rejected'})" if n_rejected else "",
+    )
+    log.info(
+        "%s: %.2f h of audio in %.1f s wall, %.0fx real time with nj=%d "
+        "(%d chunks extracted in this run)",
+        out, seconds / 3600, wall, seconds / max(wall, 1e-9), nj, len(pending),
+    )
+    return {**result, "status": "done", "wall": wall}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Extract normalized 80-dim log-Mel features (kaldi ark/scp).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data_dir", required=True, help="Kaldi data dir with wav.scp")
+    parser.add_argument("--out_dir", required=True, help="output dir (e.g. dump/<set>)")
+    parser.add_argument("--nj", type=int, default=4, help="parallel worker processes")
+    parser.add_argument(
+        "--chunk_size", type=int, default=200, help="utterances per chunk (resume unit)"
+    )
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+    )
+    try:
+        run(args.data_dir, args.out_dir, nj=args.nj, chunk_size=args.chunk_size)
+    except UsageError as exc:
+        log.error("%s", exc)
+        return 2
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

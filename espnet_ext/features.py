@@ -1,0 +1,519 @@
+"""The one definition of the recipe's input features: normalized 80-dim log-Mel.
+
+Every consumer of acoustic features goes through this module:
+
+* stage 2 (``espnet_ext.bin.extract_feats``) writes ``feats.scp`` with
+  :func:`compute_features` on each utterance;
+* the ``logmel`` frontend (:class:`espnet_ext.frontend.LogMelFrontend`) that
+  pre-training, fine-tuning and decoding models carry calls
+  :func:`compute_features_batch` on raw waveforms (``Speech2Text`` on a wav, a
+  packed model) and passes through input that is already features.
+
+So pre-training, fine-tuning and decoding see the same numbers by construction.
+
+Decision: per-utterance normalization happens here and only here.  Features
+are log-Mel AND per-utterance mean/variance normalized: each of the 80
+channels has its mean over the utterance's valid frames subtracted and is
+divided by its standard deviation over those frames (population std, floored
+at ``std_floor``).  The model configs therefore use ``normalize: null``.
+Waveforms are float in [-1, 1] (soundfile's float reading, as ESPnet's sound
+reader and :func:`read_audio` give them): the normalization removes a gain
+only where the Mel power stays above the 1e-10 log floor, so int16-scaled
+input gives different values in quiet frames.
+
+Definition (before normalization)
+---------------------------------
+Conformer input: 80-channel filterbanks from a 25 ms window with a 10 ms
+stride (Gulati et al., 2020, "Conformer", sec. 3.1); BEST-RQ needs the
+quantizer input normalized (Chiu et al., 2022, "BEST-RQ", sec. 3).
+
+At 16 kHz: centered framing (the signal is reflect-padded by ``n_fft // 2``
+samples on both sides), a periodic Hann window of 400 samples zero-padded to
+``n_fft = 512`` (the window centered in the FFT frame), power spectrum,
+Slaney-style Mel filterbank (librosa's ``htk=False`` scale and ``norm="slaney"``
+area normalization, 0 Hz .. fs/2), ``log(max(mel_power, 1e-10))``.
+
+This is numerically ESPnet's ``DefaultFrontend(fs=16000, n_fft=512,
+win_length=400, hop_length=160, n_mels=80)`` (``Stft`` -> power ->
+``LogMel``) up to float32 rounding: the tests compare against it on real
+speech.  It is computed differently for speed, all in float32: 512-sample
+frames are strided views of the padded signal, multiplied by the
+zero-padded window into one contiguous copy, ``rfft``-ed, squared
+(real^2 + imag^2, no complex-tensor library), and projected to Mel with a
+precomputed filterbank, as four small matmuls over the bands of FFT bins
+where each quarter of the filters is non-zero (the rest are exact zeros).
+
+Number of frames for N samples: ``1 + N // hop_length`` (``1 + N // 160``).
+
+It is NOT torchaudio's ``compliance.kaldi.fbank`` (Kaldi's ``compute-fbank-feats``):
+that uses the HTK Mel scale without area normalization, a 20 Hz low edge, a
+povey window, pre-emphasis 0.97, DC removal, and non-centered frames
+(``snip_edges``: ``1 + (N - 400) // 160`` frames).  The two feature sets are
+different and not interchangeable; only the frame rate and width agree.
+
+Padding invariance: :func:`compute_features_batch` computes each utterance on
+its own samples (a reflection of ITS OWN ends, statistics over ITS OWN frames)
+with the very operations of :func:`compute_features`, so each row is
+bit-identical to the single-utterance result; frames beyond an utterance's
+length are zero.  (ESPnet's ``DefaultFrontend`` reflect-pads the padded batch,
+so its last frames depend on what else is in the batch.)
+
+Utterances shorter than one window (``win_length`` samples) are rejected by
+stage 2; the compute functions still accept any length >= 1 (repeated
+reflection, as ``numpy.pad(mode="reflect")``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import soundfile
+import torch
+
+__all__ = [
+    "AudioError",
+    "LogMelOptions",
+    "DEFAULT_OPTIONS",
+    "SAMPLE_RATE",
+    "num_frames",
+    "slaney_mel_filterbank",
+    "analysis_tensors",
+    "log_mel_batch",
+    "utterance_mvn",
+    "compute_features",
+    "compute_features_batch",
+    "read_audio",
+]
+
+SAMPLE_RATE = 16000
+
+
+@dataclasses.dataclass(frozen=True)
+class LogMelOptions:
+    """Feature options. The defaults are the recipe's features."""
+
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 80
+    fmin: float = 0.0
+    fmax: Optional[float] = None
+    log_floor: float = 1e-10
+    std_floor: float = 1e-5
+
+    def __post_init__(self):
+        problems = []
+        if self.sample_rate <= 0:
+            problems.append(f"sample_rate must be > 0, got {self.sample_rate}")
+        if self.n_fft <= 0 or self.hop_length <= 0 or self.win_length <= 0:
+            problems.append(
+                "n_fft, win_length and hop_length must be > 0, got "
+                f"{self.n_fft}, {self.win_length}, {self.hop_length}"
+            )
+        if self.win_length > self.n_fft:
+            problems.append(
+                f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})"
+            )
+        if self.n_mels <= 0:
+            problems.append(f"n_mels must be > 0, got {self.n_mels}")
+        top = self.sample_rate / 2.0
+        fmax = top if self.fmax is None else self.fmax
+        if not 0.0 <= self.fmin < fmax <= top:
+            problems.append(
+                f"need 0 <= fmin < fmax <= sample_rate/2 = {top:g}, "
+                f"got fmin={self.fmin}, fmax={self.fmax}"
+            )
+        if self.log_floor <= 0 or self.std_floor <= 0:
+            problems.append("log_floor and std_floor must be > 0")
+        if problems:
+            raise ValueError("LogMelOptions: " + "; ".join(problems))
+
+    @property
+    def fmax_hz(self) -> float:
+        return self.sample_rate / 2.0 if self.fmax is None else float(self.fmax)
+
+    def num_frames(self, n_samples: int) -> int:
+        """Frames for ``n_samples`` samples with centered framing."""
+        return num_frames(n_samples, hop_length=self.hop_length)
+
+
+DEFAULT_OPTIONS = LogMelOptions()
+
+
+class AudioError(RuntimeError):
+    """An audio file (or a segment of it) cannot be turned into a waveform."""
+
+
+def num_frames(n_samples: int, hop_length: int = 160) -> int:
+    """Number of frames of a centered STFT: ``1 + n_samples // hop_length``."""
+    return 1 + int(n_samples) // hop_length
+
+
+# ---------------------------------------------------------------------------
+# Filterbank and window
+# ---------------------------------------------------------------------------
+
+# Slaney's Auditory Toolbox Mel scale: linear below 1 kHz (200/3 Hz per Mel),
+# logarithmic above (27 Mel per factor 6.4).
+_F_SP = 200.0 / 3.0
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = math.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / _F_SP
+    log = _MIN_LOG_MEL + np.log(np.maximum(hz, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(hz >= _MIN_LOG_HZ, log, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = mel * _F_SP
+    log = _MIN_LOG_HZ * np.exp(_LOGSTEP * (np.maximum(mel, _MIN_LOG_MEL) - _MIN_LOG_MEL))
+    return np.where(mel >= _MIN_LOG_MEL, log, linear)
+
+
+def slaney_mel_filterbank(
+    *, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
+) -> np.ndarray:
+    """Triangular Mel filters on the Slaney scale with area normalization.
+
+    Same definition as ``librosa.filters.mel(htk=False, norm="slaney")``.
+
+    Returns:
+        (n_fft // 2 + 1, n_mels) float32 matrix: ``power @ matrix`` is Mel power.
+    """
+    fft_hz = np.linspace(0.0, sample_rate / 2.0, 1 + n_fft // 2)
+    edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges_hz)  # (n_mels + 1,)
+    dist = edges_hz[:, None] - fft_hz[None, :]  # (n_mels + 2, n_freq)
+    rising = -dist[:-2] / widths[:-1, None]
+    falling = dist[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))  # (n_mels, n_freq)
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
+    return np.ascontiguousarray(weights.T, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_tensors(options: LogMelOptions) -> Tuple[torch.Tensor, torch.Tensor]:
+    # Hann window of win_length centered in n_fft zeros, as torch.stft pads it
+    left = (options.n_fft - options.win_length) // 2
+    window = torch.zeros(options.n_fft, dtype=torch.float32)
+    window[left : left + options.win_length] = torch.hann_window(
+        options.win_length, periodic=True, dtype=torch.float32
+    )
+    melmat = torch.from_numpy(
+        slaney_mel_filterbank(
+            sample_rate=options.sample_rate,
+            n_fft=options.n_fft,
+            n_mels=options.n_mels,
+            fmin=options.fmin,
+            fmax=options.fmax_hz,
+        )
+    )
+    return window, melmat
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_bands(options: LogMelOptions, groups: int = 4) -> Tuple[Tuple[int, int, int, int], ...]:
+    """Split the Mel filters into ``groups`` runs of adjacent filters, each with
+    the range of FFT bins where any of them is non-zero: the Mel projection is
+    then a few small matmuls over those bins instead of one over all bins
+    (the skipped weights are exact zeros). Returns (m0, m1, k0, k1) tuples."""
+    _, melmat = _cached_tensors(options)
+    nonzero = melmat > 0  # (n_freq, n_mels)
+    edges = np.linspace(0, options.n_mels, min(groups, options.n_mels) + 1).round().astype(int)
+    bands = []
+    for m0, m1 in zip(edges[:-1].tolist(), edges[1:].tolist()):
+        bins = nonzero[:, m0:m1].any(dim=1).nonzero().flatten()
+        k0, k1 = (int(bins.min()), int(bins.max()) + 1) if bins.numel() else (0, 1)
+        bands.append((m0, m1, k0, k1))
+    return tuple(bands)
+
+
+def analysis_tensors(options: LogMelOptions = DEFAULT_OPTIONS) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fresh copies of (window (n_fft,), melmat (n_fft//2+1, n_mels)).
+
+    The window is the ``win_length`` periodic Hann window centered in ``n_fft``
+    zeros.
+    """
+    window, melmat = _cached_tensors(options)
+    return window.clone(), melmat.clone()
+
+
+# ---------------------------------------------------------------------------
+# Compute
+# ---------------------------------------------------------------------------
+
+
+def _reflect_index(positions: torch.Tensor, n: int) -> torch.Tensor:
+    """Map signal positions (any integers) into [0, n) by repeated reflection."""
+    if n == 1:
+        return torch.zeros_like(positions)
+    period = 2 * (n - 1)
+    m = torch.remainder(positions, period)
+    return torch.where(m >= n, period - m, m)
+
+
+def _reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """(N,) -> (N + 2 * pad,), mirrored at both ends without repeating the edge.
+
+    Same as ``numpy.pad(x, pad, mode="reflect")``, also for N <= pad.
+    """
+    n = x.numel()
+    if pad == 0:
+        return x
+    if n > pad:
+        return torch.cat([x[1 : pad + 1].flip(0), x, x[n - 1 - pad : n - 1].flip(0)])
+    positions = torch.arange(-pad, n + pad, device=x.device)
+    return x[_reflect_index(positions, n)]
+
+
+def _log_mel_one(
+    x: torch.Tensor, window: torch.Tensor, melmat: torch.Tensor, options: LogMelOptions
+) -> torch.Tensor:
+    """Log-Mel of one utterance.
+
+    Args:
+        x: (N,) float32 waveform, N >= 1.
+        window: (n_fft,) analysis window (zero outside the centered win_length).
+        melmat: (n_fft // 2 + 1, n_mels) filterbank.
+
+    Returns:
+        (1 + N // hop_length, n_mels) float32.
+    """
+    padded = _reflect_pad(x, options.n_fft // 2)  # (N + n_fft,)
+    t = num_frames(x.numel(), options.hop_length)
+    # (T, n_fft): a strided view, then one windowed contiguous copy
+    frames = padded.unfold(0, options.n_fft, options.hop_length)[:t]
+    spec = torch.fft.rfft(frames * window)  # (T, n_fft//2+1) complex
+    power = spec.real.square() + spec.imag.square()  # (T, n_fft//2+1)
+    mel = power.new_empty(t, options.n_mels)  # (T, n_mels)
+    for m0, m1, k0, k1 in _mel_bands(options):
+        torch.matmul(power[:, k0:k1], melmat[k0:k1, m0:m1], out=mel[:, m0:m1])
+    return mel.clamp_(min=options.log_floor).log_()
+
+
+def _mvn_one(feats: torch.Tensor, std_floor: float) -> torch.Tensor:
+    """(T, D) -> (T, D) with zero mean and unit (floored) std per channel."""
+    mean = feats.mean(0, keepdim=True)
+    centered = feats - mean
+    std = centered.square().mean(0, keepdim=True).sqrt_().clamp_(min=std_floor)
+    return centered.div_(std)
+
+
+def _features_one(
+    x: torch.Tensor,
+    *,
+    options: LogMelOptions,
+    normalize: bool,
+    window: torch.Tensor,
+    melmat: torch.Tensor,
+) -> torch.Tensor:
+    feats = _log_mel_one(x.to(torch.float32), window, melmat, options)
+    return _mvn_one(feats, options.std_floor) if normalize else feats
+
+
+def _check_batch(waves: torch.Tensor, lengths) -> torch.Tensor:
+    if waves.dim() != 2:
+        raise ValueError(f"waves must be (B, N), got shape {tuple(waves.shape)}")
+    lengths = torch.as_tensor(lengths).to("cpu", torch.long)
+    if lengths.dim() != 1 or lengths.numel() != waves.size(0):
+        raise ValueError(
+            f"lengths must be (B,) = ({waves.size(0)},), got {tuple(lengths.shape)}"
+        )
+    if waves.size(0) == 0:
+        raise ValueError("empty batch")
+    if int(lengths.min()) < 1 or int(lengths.max()) > waves.size(1):
+        raise ValueError(
+            f"lengths must lie in [1, {waves.size(1)}], got {lengths.tolist()}"
+        )
+    return lengths
+
+
+def compute_features_batch(
+    waves: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    options: LogMelOptions = DEFAULT_OPTIONS,
+    normalize: bool = True,
+    window: Optional[torch.Tensor] = None,
+    melmat: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The recipe's features for a padded batch of waveforms.
+
+    Each utterance is computed on its own samples only (its own reflection
+    padding, its own normalization statistics), with the very operations of
+    :func:`compute_features`, so row b is bit-identical to
+    ``compute_features(waves[b, :lengths[b]])`` whatever else is in the batch.
+
+    Args:
+        waves: (B, N) waveforms at ``options.sample_rate``; values beyond
+            ``lengths`` are ignored.
+        lengths: (B,) valid samples per row, 1 <= lengths[b] <= N.
+        options: feature options.
+        normalize: apply per-utterance mean/variance normalization (the recipe
+            always does).
+        window: (n_fft,) analysis window; default from ``options``.
+        melmat: (n_fft // 2 + 1, n_mels) filterbank; default from ``options``
+            (the Mel projection skips its zero band structure, derived from
+            ``options``).
+
+    Returns:
+        feats: (B, T, n_mels) float32 with T = 1 + max(lengths) // hop_length;
+            zero at frames beyond an utterance's own frame count.
+        frames: (B,) int64, ``1 + lengths // hop_length``, on ``waves.device``.
+    """
+    lengths = _check_batch(waves, lengths)
+    if window is None or melmat is None:
+        default_window, default_melmat = _cached_tensors(options)
+        window = default_window.to(waves.device) if window is None else window
+        melmat = default_melmat.to(waves.device) if melmat is None else melmat
+    frames = 1 + lengths // options.hop_length
+    out = waves.new_zeros(
+        waves.size(0), int(frames.max()), options.n_mels, dtype=torch.float32
+    )
+    for b, n in enumerate(lengths.tolist()):
+        out[b, : int(frames[b])] = _features_one(
+            waves[b, :n], options=options, normalize=normalize, window=window, melmat=melmat
+        )
+    return out, frames.to(waves.device)
+
+
+def log_mel_batch(
+    waves: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    options: LogMelOptions = DEFAULT_OPTIONS,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Un-normalized log-Mel of a padded batch: (B, N), (B,) -> (B, T, n_mels), (B,)."""
+    return compute_features_batch(waves, lengths, options=options, normalize=False)
+
+
+def utterance_mvn(
+    feats: torch.Tensor, frames: torch.Tensor, *, std_floor: float = 1e-5
+) -> torch.Tensor:
+    """Per-utterance, per-channel mean/variance normalization over valid frames.
+
+    Args:
+        feats: (B, T, D).
+        frames: (B,) valid frames per utterance (>= 1).
+
+    Returns:
+        (B, T, D) float: ``(x - mean) / max(std, std_floor)`` on each utterance's
+        first ``frames[b]`` frames (population std), zero beyond.
+    """
+    out = torch.zeros_like(feats)
+    for b, t in enumerate(torch.as_tensor(frames).tolist()):
+        out[b, :t] = _mvn_one(feats[b, :t], std_floor)
+    return out
+
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+
+def compute_features(
+    wave: ArrayLike,
+    *,
+    options: LogMelOptions = DEFAULT_OPTIONS,
+    normalize: bool = True,
+) -> ArrayLike:
+    """The recipe's features for one utterance.
+
+    Args:
+        wave: (N,) waveform at ``options.sample_rate``, N >= 1.
+        options: feature options.
+        normalize: apply per-utterance mean/variance normalization.
+
+    Returns:
+        (1 + N // hop_length, n_mels) float32: a numpy array for numpy input,
+        a tensor (on the input's device) for tensor input.
+    """
+    is_numpy = not isinstance(wave, torch.Tensor)
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)) if is_numpy else wave
+    if x.dim() != 1:
+        raise ValueError(f"wave must be 1-D (N,), got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError("wave is empty")
+    window, melmat = _cached_tensors(options)
+    with torch.no_grad():
+        feats = _features_one(
+            x,
+            options=options,
+            normalize=normalize,
+            window=window.to(x.device),
+            melmat=melmat.to(x.device),
+        )
+    return feats.numpy() if is_numpy else feats
+
+
+# ---------------------------------------------------------------------------
+# Audio
+# ---------------------------------------------------------------------------
+
+
+def read_audio(
+    path: str,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+) -> np.ndarray:
+    """Read a (segment of a) sound file as float32 mono at ``sample_rate``.
+
+    Several channels are averaged; other rates are resampled with soxr (HQ).
+    ``start``/``end`` are seconds in the file (Kaldi ``segments``); ``end``
+    past the end of the file is clipped to it.
+
+    Returns:
+        (N,) float32 waveform, nominally in [-1, 1].
+
+    Raises:
+        AudioError: naming the file and the reason.
+    """
+    try:
+        info = soundfile.info(path)
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
+        raise AudioError(f"{path}: cannot open audio: {exc}") from exc
+    rate, total = int(info.samplerate), int(info.frames)
+    first, last = 0, total
+    if start is not None or end is not None:
+        s = 0.0 if start is None else float(start)
+        e = total / rate if end is None else float(end)
+        if s < 0 or e <= s:
+            raise AudioError(f"{path}: bad segment [{s}, {e}] s")
+        first = int(round(s * rate))
+        last = min(total, int(round(e * rate)))
+        if first >= total:
+            raise AudioError(
+                f"{path}: segment starts at {s:.3f} s, past the end of the file "
+                f"({total / rate:.3f} s)"
+            )
+    try:
+        data = soundfile.read(
+            path, start=first, stop=last, dtype="float32", always_2d=True
+        )[0]
+    except Exception as exc:
+        raise AudioError(f"{path}: cannot decode audio: {exc}") from exc
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: no samples in [{first}, {last})")
+    if data.shape[0] != last - first:
+        raise AudioError(
+            f"{path}: truncated or corrupt: decoded {data.shape[0]} of "
+            f"{last - first} samples"
+        )
+    wave = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    if not np.isfinite(wave).all():
+        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    if rate != sample_rate:
+        import soxr  # only needed for off-rate audio
+
+        wave = soxr.resample(wave, rate, sample_rate)
+    return np.ascontiguousarray(wave, dtype=np.float32)
