@@ -1,0 +1,285 @@
+"""BEST-RQ masked prediction loss with a random-projection quantizer.
+
+Chiu et al., "Self-supervised Learning with Random-projection Quantizer for
+Speech Recognition", ICML 2022 (arXiv 2202.01855).
+
+Plugs into ``espnet2.ssl.espnet_model.ESPnetSSLModel`` as the loss ``best_rq``;
+it requests the util ``block_mask`` (``espnet_ext.ssl.masking.BestRQMasking``)
+and these model outputs:
+
+* ``frontend`` / ``frontend_lengths``: input features before SpecAugment and
+  normalization, (B, T, F); targets are computed from them.
+* ``mask_info``: from ``block_mask``; ``encoder_mask`` (B, ceil(T / 4)) marks
+  masked encoder frames.
+* ``encoder_output`` (list of (B, T', D), one per layer) and
+  ``encoder_output_lengths``.
+
+Alignment rule: encoder frame t is predicted from targets of input frames
+``stack*t .. stack*t + stack - 1``; target count is ``ceil(T / stack)``. If the
+encoder yields a different number of frames (ESPnet's conv2d gives
+``((T - 1) // 2 - 1) // 2``, up to 2 fewer), both sequences are aligned at
+their first frame and frames beyond the shorter of the two are ignored. A
+difference of more than ``_MAX_LENGTH_MISMATCH`` frames means the encoder's
+subsampling is not ``stack_frames`` and raises ValueError.
+"""
+
+import math
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+from typeguard import typechecked
+
+from espnet2.ssl.loss.abs_loss import AbsSSLLoss
+
+_MAX_LENGTH_MISMATCH = 2
+# Frames per chunk of the nearest-code search, bounds the (frames, codebook)
+# similarity matrix to about 128 MB at codebook size 8192.
+_CHUNK_ELEMENTS = 1 << 25
+
+
+def _stack_normalized(
+    feats: torch.Tensor, lengths: torch.Tensor, stack: int, eps: float = 1e-5
+) -> torch.Tensor:
+    """Per-utterance mean/variance normalize valid frames, then stack.
+
+    Normalized inputs keep the random projection from collapsing onto a few
+    codes (paper sec. 3.1).
+
+    Args:
+        feats: (B, T, F) features.
+        lengths: (B,) valid frames.
+        stack: frames per target.
+
+    Returns:
+        (B, ceil(T / stack), stack * F) float32; padded frames are zero.
+    """
+    feats = feats.float()
+    batch, frames, dim = feats.shape
+    valid = (
+        torch.arange(frames, device=feats.device)[None, :] < lengths[:, None]
+    ).unsqueeze(-1)  # (B, T, 1)
+    count = lengths.clamp(min=1).to(feats.dtype)[:, None, None]  # (B, 1, 1)
+    mean = (feats * valid).sum(dim=1, keepdim=True) / count
+    centered = (feats - mean) * valid
+    var = (centered * centered).sum(dim=1, keepdim=True) / count
+    normed = centered * torch.rsqrt(var + eps)
+    groups = math.ceil(frames / stack)
+    normed = F.pad(normed, (0, 0, 0, groups * stack - frames))
+    return normed.reshape(batch, groups, stack * dim)
+
+
+def _codebook_perplexity(targets: torch.Tensor, codebook_size: int) -> Tuple[float, int]:
+    """Perplexity and number of distinct codes of a 1-D tensor of code ids."""
+    if targets.numel() == 0:
+        return 0.0, 0
+    counts = torch.bincount(targets, minlength=codebook_size).float()
+    probs = counts / counts.sum()
+    entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum()
+    return float(torch.exp(entropy)), int((counts > 0).sum())
+
+
+class BestRQLoss(AbsSSLLoss):
+    """Masked prediction of frozen random-projection codes (BEST-RQ, sec. 3).
+
+    Args:
+        encoder_output_size: D, encoder output dimension (given by ESPnet).
+        input_size: F, feature dimension (80 log-Mel channels).
+        stack_frames: input frames per target; equals the encoder's
+            subsampling factor (paper sec. 4: 4 frames).
+        codebook_size: codes per codebook (paper sec. 4: 8192).
+        codebook_dim: dimension of the projection and codes (paper: 16).
+        num_codebooks: independent (projection, codebook, softmax head)
+            triples; their losses are averaged (paper sec. 3, multiple
+            codebooks).
+        seed: seed of the local generator that draws the frozen projection and
+            codebooks, so every rank and every resume sees the same quantizer.
+        layer: index into the list of encoder layer outputs (-1: last).
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        encoder_output_size: int,
+        input_size: int = 80,
+        stack_frames: int = 4,
+        codebook_size: int = 8192,
+        codebook_dim: int = 16,
+        num_codebooks: int = 1,
+        seed: int = 0,
+        layer: int = -1,
+    ):
+        super().__init__()
+        for name, value in (
+            ("encoder_output_size", encoder_output_size),
+            ("input_size", input_size),
+            ("stack_frames", stack_frames),
+            ("codebook_size", codebook_size),
+            ("codebook_dim", codebook_dim),
+            ("num_codebooks", num_codebooks),
+        ):
+            if value < 1:
+                raise ValueError(f"best_rq: {name} must be >= 1, got {value}")
+        self.input_size = input_size
+        self.stack_frames = stack_frames
+        self.codebook_size = codebook_size
+        self.codebook_dim = codebook_dim
+        self.num_codebooks = num_codebooks
+        self.seed = seed
+        self.layer = layer
+
+        self.util_attributes = {"block_mask"}
+        self.required_inputs = {
+            "encoder_output",
+            "encoder_output_lengths",
+            "frontend",
+            "frontend_lengths",
+            "mask_info",
+        }
+
+        projection, codebooks = self._draw_quantizer()
+        # Frozen, persistent buffers: saved in checkpoints, never trained.
+        self.register_buffer("projection", projection)  # (N, stack*F, dim)
+        self.register_buffer("codebooks", codebooks)  # (N, K, dim), unit rows
+        self.heads = torch.nn.ModuleList(
+            torch.nn.Linear(encoder_output_size, codebook_size)
+            for _ in range(num_codebooks)
+        )
+
+    def _draw_quantizer(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Xavier-uniform projections, standard-normal L2-normalized codebooks
+        (paper sec. 3.1), drawn from a local generator (global RNG untouched)."""
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        in_dim = self.stack_frames * self.input_size
+        projection = torch.empty(self.num_codebooks, in_dim, self.codebook_dim)
+        for proj in projection:
+            torch.nn.init.xavier_uniform_(proj, generator=gen)
+        codebooks = torch.randn(
+            self.num_codebooks, self.codebook_size, self.codebook_dim, generator=gen
+        )
+        return projection, F.normalize(codebooks, dim=-1)
+
+    @torch.no_grad()
+    def compute_targets(
+        self, feats: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Code ids of every stacked frame.
+
+        Args:
+            feats: (B, T, F) input features.
+            lengths: (B,) valid frames.
+
+        Returns:
+            (N, B, ceil(T / stack)) long; entries at padded frames are
+            meaningless.
+        """
+        if feats.dim() != 3 or feats.shape[-1] != self.input_size:
+            raise ValueError(
+                f"best_rq: features must be (batch, frames, {self.input_size}), "
+                f"got {tuple(feats.shape)}; set input_size to the feature dimension"
+            )
+        with torch.autocast(device_type=feats.device.type, enabled=False):
+            stacked = _stack_normalized(feats, lengths, self.stack_frames)
+            batch, groups, in_dim = stacked.shape
+            flat = stacked.reshape(1, batch * groups, in_dim)
+            # One batched matmul for all codebooks: (N, B*T', dim).
+            proj = torch.matmul(flat, self.projection.float())
+            proj = F.normalize(proj, dim=-1)
+            # Nearest unit code == largest cosine (paper sec. 3.1).
+            codes_t = self.codebooks.float().transpose(1, 2)  # (N, dim, K)
+            chunk = max(1, _CHUNK_ELEMENTS // self.codebook_size)
+            targets = torch.cat(
+                [
+                    torch.matmul(proj[:, i : i + chunk], codes_t).argmax(dim=-1)
+                    for i in range(0, proj.shape[1], chunk)
+                ],
+                dim=1,
+            )
+        return targets.reshape(self.num_codebooks, batch, groups)
+
+    def forward(
+        self,
+        encoder_output: List[torch.Tensor],
+        encoder_output_lengths: torch.Tensor,
+        frontend: torch.Tensor,
+        frontend_lengths: torch.Tensor,
+        mask_info: Dict,
+    ) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """Cross-entropy on masked, valid encoder frames (paper sec. 3.2).
+
+        Args:
+            encoder_output: per-layer outputs, each (B, T', D).
+            encoder_output_lengths: (B,).
+            frontend: (B, T, F) input features before augmentation.
+            frontend_lengths: (B,).
+            mask_info: dict from ``block_mask`` with ``encoder_mask``
+                (B, ceil(T / stride)) bool.
+
+        Returns:
+            scalar loss; stats (floats): bestrq_loss, bestrq_acc (masked-frame
+            accuracy), bestrq_mask_frac (masked share of valid encoder frames),
+            bestrq_ppl and bestrq_codes (perplexity and distinct codes of the
+            targets of all valid frames).
+        """
+        stride = mask_info.get("stride", self.stack_frames)
+        if stride != self.stack_frames:
+            raise ValueError(
+                f"best_rq: block_mask stride {stride} differs from "
+                f"stack_frames {self.stack_frames}; set both to the encoder's "
+                "subsampling factor"
+            )
+        hidden = encoder_output[self.layer]  # (B, T_enc, D)
+        enc_frames = hidden.shape[1]
+
+        targets = self.compute_targets(frontend, frontend_lengths)  # (N, B, T_tgt)
+        target_lengths = torch.div(
+            frontend_lengths + self.stack_frames - 1,
+            self.stack_frames,
+            rounding_mode="floor",
+        )
+        enc_lengths = encoder_output_lengths.to(target_lengths.device)
+        mismatch = int((target_lengths - enc_lengths).abs().max())
+        if mismatch > _MAX_LENGTH_MISMATCH:
+            raise ValueError(
+                f"best_rq: encoder output lengths {enc_lengths.tolist()} do not "
+                f"match ceil(feature lengths / {self.stack_frames}) = "
+                f"{target_lengths.tolist()}; stack_frames must equal the "
+                "encoder's subsampling factor"
+            )
+        # Align at the first frame; keep frames present in both sequences.
+        frames = min(enc_frames, targets.shape[-1])
+        lengths = torch.minimum(target_lengths, enc_lengths)
+        valid = torch.arange(frames, device=hidden.device)[None, :] < lengths[:, None]
+        masked = mask_info["encoder_mask"][:, :frames].to(hidden.device) & valid
+        targets = targets[..., :frames]
+
+        ppls, codes = zip(
+            *(_codebook_perplexity(t[valid], self.codebook_size) for t in targets)
+        )
+        stats = {
+            "bestrq_mask_frac": float(masked.sum()) / max(1, int(valid.sum())),
+            "bestrq_ppl": sum(ppls) / len(ppls),
+            "bestrq_codes": float(sum(codes)) / len(codes),
+        }
+
+        num_masked = int(masked.sum())
+        if num_masked == 0:
+            # Keep every parameter in the graph (DDP) with a zero loss.
+            loss = sum(head(hidden[:, :1]).sum() for head in self.heads) * 0.0
+            stats.update(bestrq_loss=0.0, bestrq_acc=0.0)
+            return loss, stats
+
+        selected = hidden[:, :frames][masked]  # (M, D)
+        loss = hidden.new_zeros(())
+        correct = 0
+        for head, target in zip(self.heads, targets):
+            logits = head(selected)  # (M, K)
+            goal = target[masked]
+            loss = loss + F.cross_entropy(logits.float(), goal)
+            correct += int((logits.argmax(dim=-1) == goal).sum())
+        loss = loss / self.num_codebooks
+        stats.update(
+            bestrq_loss=float(loss.detach()),
+            bestrq_acc=correct / (num_masked * self.num_codebooks),
+        )
+        return loss, stats
