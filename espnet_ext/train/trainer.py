@@ -15,18 +15,20 @@ optimizer step) has finished. Hooks (:class:`IterationHook`) see each hand-over:
 import argparse
 import dataclasses
 import logging
-from typing import Iterable, Iterator, List, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from espnet2.train.trainer import Trainer as _StockTrainer
 from espnet2.train.trainer import TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
-from espnet2.utils.types import str2bool
+from espnet2.utils.types import int_or_none, str2bool
 
 
 @dataclasses.dataclass
 class ExtTrainerOptions(TrainerOptions):
     accum_no_sync: bool = False
+    global_batch_utts: Optional[int] = None
+    accept_global_batch: bool = False
 
 
 class IterationHook:
@@ -91,6 +93,19 @@ class Trainer(_StockTrainer):
             default=False,
             help="With DDP and accum_grad > 1, all-reduce gradients only on the last "
             "micro-batch of each accumulation window (same result, 1/accum_grad of the traffic)",
+        )
+        group.add_argument(
+            "--global_batch_utts",
+            type=int_or_none,
+            default=None,
+            help="The global batch (utterances per optimizer update, all ranks) this config "
+            "intends; the launcher stops when ranks x batch x accum_grad would differ",
+        )
+        group.add_argument(
+            "--accept_global_batch",
+            type=str2bool,
+            default=False,
+            help="Launch even when the launch geometry changes --global_batch_utts",
         )
 
     @classmethod
