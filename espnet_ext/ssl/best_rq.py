@@ -250,7 +250,14 @@ class BestRQLoss(AbsSSLLoss):
         frames = min(enc_frames, targets.shape[-1])
         lengths = torch.minimum(target_lengths, enc_lengths)
         valid = torch.arange(frames, device=hidden.device)[None, :] < lengths[:, None]
-        masked = mask_info["encoder_mask"][:, :frames].to(hidden.device) & valid
+        encoder_mask = mask_info["encoder_mask"]
+        if encoder_mask.shape[1] < frames:
+            raise ValueError(
+                f"best_rq: mask_info['encoder_mask'] has {encoder_mask.shape[1]} "
+                f"frames, fewer than the {frames} aligned frames; the masking util "
+                "must see the same frames as the frontend output"
+            )
+        masked = encoder_mask[:, :frames].to(hidden.device) & valid
         targets = targets[..., :frames]
 
         ppls, codes = zip(
