@@ -190,7 +190,7 @@ fi
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     log "Stage 6: decoding ${test_sets} with ${asr_exp}/${inference_model}"
     for dset in ${test_sets}; do
-        dec_dir=${asr_exp}/decode_$(basename "${decode_config}" .yaml)/${dset}
+        dec_dir=${asr_exp}/$(basename "${decode_config}" .yaml)/${dset}
         if [ -f "${dec_dir}/.done" ]; then
             log "  ${dset}: already decoded (${dec_dir})"; continue
         fi
@@ -217,7 +217,7 @@ fi
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "Stage 7: scoring"
     for dset in ${test_sets}; do
-        dec_dir=${asr_exp}/decode_$(basename "${decode_config}" .yaml)/${dset}
+        dec_dir=${asr_exp}/$(basename "${decode_config}" .yaml)/${dset}
         python -m espnet_ext.bin.score --ref "${dumpdir}/${dset}/text" --hyp "${dec_dir}/text" \
             --out_dir "${dec_dir}/score"
     done

@@ -79,7 +79,8 @@ def render(expdir: Path, entries: List[Dict]) -> str:
         by_model.setdefault(e["model"], []).append(e)
     for model, rows in by_model.items():
         cfg = _train_config(expdir / model)
-        train_data = [t.split(",")[0] for t in cfg.get("train_data_path_and_name_and_type", [])]
+        train_data = [t[0] if isinstance(t, (list, tuple)) else t.split(",")[0]
+                      for t in cfg.get("train_data_path_and_name_and_type", [])]
         init = cfg.get("init_param") or ["none (from scratch)"]
         lines += [
             f"## {model}",
