@@ -187,40 +187,59 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     log "Fine-tuning done: $(python -m espnet_ext.bin.summarize_log "${asr_exp}/train.log")"
 fi
 
-if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    log "Stage 6: decoding ${test_sets} with ${asr_exp}/${inference_model}"
-    for dset in ${test_sets}; do
-        dec_dir=${asr_exp}/$(basename "${decode_config}" .yaml)/${dset}
-        if [ -f "${dec_dir}/.done" ]; then
-            log "  ${dset}: already decoded (${dec_dir})"; continue
+# decode_sets <asr_exp> <model file> <sets...>: stage 6 for one model, in --nj jobs.
+decode_sets() {
+    local exp=$1 model=$2; shift 2
+    local dset dec_dir stamp threads
+    threads=$(( $(nproc) / nj )); [ "${threads}" -ge 1 ] || threads=1
+    stamp="$(readlink -f "${exp}/${model}") $(stat -L -c %Y "${exp}/${model}") $(md5sum < "${decode_config}" | cut -c1-8)"
+    for dset in "$@"; do
+        dec_dir=${exp}/$(basename "${decode_config}" .yaml)/${dset}
+        if [ -f "${dec_dir}/.done" ] && [ "$(cat "${dec_dir}/.done")" = "${stamp}" ]; then
+            log "  ${dset}: already decoded with this model (${dec_dir})"; continue
         fi
-        mkdir -p "${dec_dir}/split${nj}" "${dec_dir}/log"
+        rm -rf "${dec_dir}"
+        mkdir -p "${dec_dir}/log"
         python -m espnet_ext.bin.split_scp "${dumpdir}/${dset}/feats.scp" "${nj}" "${dec_dir}/split${nj}/keys"
         # shellcheck disable=SC2086
         ${decode_cmd} JOB=1:${nj} "${dec_dir}/log/decode.JOB.log" \
-            python -m espnet_ext.bin.asr_inference \
+            env OMP_NUM_THREADS=${threads} python -m espnet_ext.bin.asr_inference \
                 --ngpu 0 \
                 --batch_size "${inference_batch_size}" \
                 --config "${decode_config}" \
                 --data_path_and_name_and_type "${dumpdir}/${dset}/feats.scp,speech,kaldi_ark" \
                 --key_file "${dec_dir}/split${nj}/keys.JOB" \
-                --asr_train_config "${asr_exp}/config.yaml" \
-                --asr_model_file "${asr_exp}/${inference_model}" \
+                --asr_train_config "${exp}/config.yaml" \
+                --asr_model_file "${exp}/${model}" \
                 --output_dir "${dec_dir}/output.JOB"
         for i in $(seq "${nj}"); do cat "${dec_dir}/output.${i}/1best_recog/text"; done \
             | LC_ALL=C sort > "${dec_dir}/text"
-        touch "${dec_dir}/.done"
-        log "  ${dset}: $(wc -l < "${dec_dir}/text") utterances decoded"
+        echo "${stamp}" > "${dec_dir}/.done"
+        log "  ${dset}: $(wc -l < "${dec_dir}/text") utterances decoded in ${dec_dir}"
     done
+}
+
+# score_sets <asr_exp> <sets...>: stage 7 for one model.
+score_sets() {
+    local exp=$1; shift
+    local dset dec_dir
+    for dset in "$@"; do
+        dec_dir=${exp}/$(basename "${decode_config}" .yaml)/${dset}
+        python -m espnet_ext.bin.score --ref "${dumpdir}/${dset}/text" --hyp "${dec_dir}/text" \
+            --out_dir "${dec_dir}/score"
+    done
+}
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    log "Stage 6: decoding ${test_sets} with ${asr_exp}/${inference_model}"
+    # shellcheck disable=SC2086
+    decode_sets "${asr_exp}" "${inference_model}" ${test_sets}
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "Stage 7: scoring"
-    for dset in ${test_sets}; do
-        dec_dir=${asr_exp}/$(basename "${decode_config}" .yaml)/${dset}
-        python -m espnet_ext.bin.score --ref "${dumpdir}/${dset}/text" --hyp "${dec_dir}/text" \
-            --out_dir "${dec_dir}/score"
-    done
+    # shellcheck disable=SC2086
+    score_sets "${asr_exp}" ${test_sets}
     python -m espnet_ext.bin.results --expdir "${expdir}"
     cat "${expdir}/RESULTS.md"
 fi
