@@ -11,10 +11,17 @@ utterance otherwise) and optionally ``text``, ``utt2spk``, ``spk2utt``.
 
 Output in ``--out_dir``:
 
-* ``data/feats.<k>.ark`` / ``.scp`` / ``.done``: chunk k (``--chunk_size``
-  utterances in sorted order), each written to a temporary name and renamed;
-  the ``.done`` marker (written last) makes a killed run resume with only the
-  unfinished chunks.
+* ``data/feats.<k>.ark`` / ``.scp`` / ``.idx`` / ``.done``: chunk k
+  (``--chunk_size`` utterances in sorted order), each written to a temporary
+  name and renamed; the ``.done`` marker (written last) makes a killed run
+  resume with only the unfinished chunks.  Each chunk is a shard of the
+  sharded data path (:mod:`espnet_ext.data.shards`): ``.idx`` is its index
+  (``<utt>\t<offset>\t<frames>``), and the marker records the ark's size and
+  CRC-32.
+* ``shards.tsv``: the shard manifest (one row per shard with utterances,
+  frames, sizes and checksums) that ``--iterator_type sharded`` reads instead
+  of feats.scp/feats_shape; chunks whose utterances were all rejected are left
+  out.  For pre-training at scale use ``--chunk_size`` 1000-2000.
 * ``feats.scp`` (sorted by utterance id; ark paths as ``--out_dir`` was given,
   so relative paths stay relative to the directory the recipe runs in),
   ``feats_shape`` (``<utt> <T>,80``, ESPnet's shape file), ``rejected``
@@ -44,12 +51,14 @@ import multiprocessing
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import kaldiio
 import torch
 
+from espnet_ext.data import shards as S
 from espnet_ext.features import (
     DEFAULT_OPTIONS,
     AudioError,
@@ -58,7 +67,7 @@ from espnet_ext.features import (
     read_audio,
 )
 
-FORMAT_VERSION = "espnet_ext.extract_feats/1"
+FORMAT_VERSION = "espnet_ext.extract_feats/2"  # /2: shards (.idx, shards.tsv)
 META_FILES = ("text", "utt2spk", "spk2utt")
 
 log = logging.getLogger("extract_feats")
@@ -156,7 +165,7 @@ def fingerprint(data_dir: Path, options: LogMelOptions) -> str:
 
 def _chunk_paths(out_dir: Path, index: int) -> Dict[str, Path]:
     base = out_dir / "data" / f"feats.{index}"
-    return {k: Path(f"{base}.{k}") for k in ("ark", "scp", "done")}
+    return {k: Path(f"{base}.{k}") for k in ("ark", "scp", "idx", "done")}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -179,21 +188,21 @@ def _load_utterance(u: Utterance, options: LogMelOptions):
 
 
 def process_chunk(
-    index: int,
+    chunk: int,
     utts: Sequence[Utterance],
     out_dir: str,
     fp: str,
     options: LogMelOptions = DEFAULT_OPTIONS,
 ) -> dict:
-    """Extract one chunk into ``data/feats.<index>.{ark,scp}`` and mark it done.
+    """Extract one chunk into ``data/feats.<chunk>.{ark,scp,idx}`` and mark it done.
 
     Returns the chunk summary that is also stored in the ``.done`` marker.
     """
-    paths = _chunk_paths(Path(out_dir), index)
+    paths = _chunk_paths(Path(out_dir), chunk)
     ark_tmp = paths["ark"].with_name(paths["ark"].name + ".tmp")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    scp_lines, shapes, rejected = [], {}, []
+    scp_lines, shapes, rejected, index = [], {}, [], []
     seconds = 0.0
     try:
         with open(ark_tmp, "wb") as ark:
@@ -208,18 +217,25 @@ def process_chunk(
                 kaldiio.save_ark(ark, {u.utt: feats})
                 scp_lines.append(f"{u.utt} {paths['ark']}:{offset}\n")
                 shapes[u.utt] = int(feats.shape[0])
+                index.append((u.utt, offset, int(feats.shape[0])))
                 seconds += wave.size / options.sample_rate
     finally:
         torch.set_num_threads(threads)
+    ark_bytes, ark_crc = ark_tmp.stat().st_size, S.crc32_file(ark_tmp)
     os.replace(ark_tmp, paths["ark"])
     _write_atomic(paths["scp"], "".join(scp_lines))
+    index_bytes = S.format_index(index)
+    S.write_bytes_atomic(paths["idx"], index_bytes)
     summary = {
         "fingerprint": fp,
-        "chunk": index,
+        "chunk": chunk,
         "utts": [u.utt for u in utts],
         "shapes": shapes,
         "rejected": rejected,
         "seconds": seconds,
+        "ark_bytes": ark_bytes,
+        "ark_crc32": ark_crc,
+        "index_crc32": zlib.crc32(index_bytes),
     }
     _write_atomic(paths["done"], json.dumps(summary))
     return summary
@@ -234,7 +250,7 @@ def _read_marker(path: Path, fp: str, utts: Sequence[Utterance]) -> Optional[dic
     if summary.get("fingerprint") != fp or summary.get("utts") != [u.utt for u in utts]:
         return None
     base = path.with_suffix("")
-    if not (Path(f"{base}.ark").is_file() and Path(f"{base}.scp").is_file()):
+    if not all(Path(f"{base}.{ext}").is_file() for ext in ("ark", "scp", "idx")):
         return None
     return summary
 
@@ -290,6 +306,19 @@ def _sync_meta(data_dir: Path, out_dir: Path, written: set, filtered: bool) -> L
         _write_atomic(dst, content)
         changed.append(name)
     return changed
+
+
+def _write_shard_manifest(out_dir: Path, summaries: List[dict], n_mels: int) -> Path:
+    """``shards.tsv`` for the chunks (in chunk order); empty chunks are left out."""
+    rows = []
+    for s in summaries:
+        frames = list(s["shapes"].values())
+        if frames:
+            rows.append(S.ShardRow(
+                shard=s["chunk"], utts=len(frames), frames=sum(frames), max_frames=max(frames),
+                ark_bytes=s["ark_bytes"], ark_crc32=s["ark_crc32"], index_crc32=s["index_crc32"],
+            ))
+    return S.write_manifest(out_dir, rows, feat_dim=n_mels)
 
 
 def _merge(
@@ -350,7 +379,8 @@ def run(
             done = json.loads(done_file.read_text(encoding="utf-8"))
         except ValueError:
             done = {}
-        if done.get("fingerprint") == fp and (out / "feats.scp").is_file():
+        complete = (out / "feats.scp").is_file() and (out / S.MANIFEST_NAME).is_file()
+        if done.get("fingerprint") == fp and complete:
             written = set(
                 line.split(maxsplit=1)[0]
                 for line in (out / "feats.scp").read_text(encoding="utf-8").splitlines()
@@ -362,7 +392,7 @@ def run(
             log.info("%s: already done (%d utterances), nothing to do", out, done.get("written", 0))
             return {**done, "status": "already done", "wall": time.perf_counter() - t0}
         if done.get("fingerprint") == fp:
-            log.info("%s: feats.scp is missing: merging the chunks again", out)
+            log.info("%s: feats.scp or %s is missing: merging the chunks again", out, S.MANIFEST_NAME)
         else:
             log.info("%s: inputs changed since the last run: re-extracting", out)
         done_file.unlink()
@@ -439,6 +469,7 @@ def run(
             f"rejected {n_rejected}"
         )
     _sync_meta(data, out, written, filtered)
+    _write_shard_manifest(out, ordered, options.n_mels)
     wall = time.perf_counter() - t0
     result = {
         "fingerprint": fp,

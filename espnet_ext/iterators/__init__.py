@@ -1,0 +1,1 @@
+"""Iterator factories for ESPnet's trainer (``--iterator_type sharded``)."""
