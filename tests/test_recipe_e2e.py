@@ -1,0 +1,127 @@
+"""The whole recipe, smoke-tested on a small embedded corpus with ESPnet's real trainer,
+inference and packing: every stage's outputs exist and are consistent, the results files
+have the fields the acceptance checks read, and the packed model reloads in a fresh process
+and transcribes a wav.
+
+It trains for a few minutes only (--recipe_args below), so the WER it reaches says nothing
+about the recipe's accuracy (README "Results" does); it must still be below 100%.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+SCALE = os.environ.get("E2E_SCALE", "0.25")
+PRETRAIN_ARGS = "--max_epoch 1 --num_iters_per_epoch 40"
+FINETUNE_ARGS = "--max_epoch 4 --num_iters_per_epoch 60 --keep_nbest_models 1"
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    work = tmp_path_factory.mktemp("recipe")
+    env = dict(os.environ, EMBEDDED=str(work / "corpus"))
+    cmd = [
+        "./run.sh",
+        "--embedded_scale", SCALE,
+        "--datadir", str(work / "data"),
+        "--dumpdir", str(work / "dump"),
+        "--expdir", str(work / "exp"),
+        "--pretrain_args", PRETRAIN_ARGS,
+        "--finetune_args", FINETUNE_ARGS,
+        "--inference_batch_size", "8",
+    ]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    (work / "run.out").write_text(r.stdout + r.stderr)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    return work, r.stdout + r.stderr
+
+
+def test_data_and_features(recipe):
+    work, _ = recipe
+    for dset in ["unlabeled", "train_clean", "dev_clean", "test_clean", "test_other", "pretrain"]:
+        d = work / "data" / dset
+        for name in ["wav.scp", "utt2spk", "spk2utt", "utt2num_samples", "rejected"]:
+            assert (d / name).is_file(), d / name
+        n = len((d / "wav.scp").read_text().splitlines())
+        assert n > 0 and n == len((d / "utt2spk").read_text().splitlines())
+    for dset in ["pretrain", "train_clean", "dev_clean", "test_clean", "test_other"]:
+        feats = (work / "dump" / dset / "feats.scp").read_text().splitlines()
+        shapes = (work / "dump" / dset / "feats_shape").read_text().splitlines()
+        assert len(feats) == len(shapes) > 0
+        assert all(s.split()[1].endswith(",80") for s in shapes)
+    tokens = (work / "data" / "token_list" / "bpe_unigram256" / "tokens.txt").read_text().split()
+    assert tokens[0] == "<blank>" and tokens[-1] == "<sos/eos>"
+
+
+def test_results_files(recipe):
+    work, out = recipe
+    results = json.loads((work / "exp" / "results.json").read_text())
+    sets = {r["test_set"] for r in results}
+    assert sets == {"test_clean", "test_other"}
+    for r in results:
+        assert set(r) >= {"model", "test_set", "wer", "cer", "n_utts"}
+        assert "pretrained" in r["model"]
+        assert 0.0 <= r["cer"] <= r["wer"] + 100.0
+        assert r["wer"] < 100.0, r
+        n_ref = len((work / "dump" / r["test_set"] / "text").read_text().splitlines())
+        assert r["n_utts"] == n_ref
+    md = (work / "exp" / "RESULTS.md").read_text()
+    assert "|test_clean|" in md and "|test_other|" in md
+    assert "Successfully finished" in out
+
+
+def test_pretraining_learned_and_encoder_transferred(recipe):
+    work, _ = recipe
+    ssl = next((work / "exp").glob("ssl_*"))
+    log = (ssl / "train.log").read_text()
+    assert "bestrq_acc=" in log and "bestrq_ppl=" in log
+    asr = next((work / "exp").glob("asr_*_pretrained"))
+    cfg = (asr / "config.yaml").read_text()
+    assert f"{ssl}/valid.loss.best.pth:encoder:encoder" in cfg
+
+
+def test_packed_model_transcribes_in_a_fresh_process(recipe, tmp_path):
+    work, _ = recipe
+    zips = list((work / "exp").glob("asr_*/packed_model.zip"))
+    assert len(zips) == 1
+    moved = tmp_path / "model.zip"
+    shutil.copy(zips[0], moved)
+    wav = sorted((work / "corpus" / "test-clean").glob("*/*/*.flac"))[0]
+    code = f"""
+import espnet_ext, soundfile
+from espnet_model_zoo.downloader import ModelDownloader
+from espnet2.bin.asr_inference import Speech2Text
+files = ModelDownloader({str(tmp_path / 'cache')!r}).download_and_unpack({str(moved)!r})
+s2t = Speech2Text(**files, beam_size=4, ctc_weight=0.3)
+speech, rate = soundfile.read({str(wav)!r}, dtype="float32")
+assert rate == 16000
+text = s2t(speech)[0][0]
+print("HYP:", text)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    hyp = [ln for ln in r.stdout.splitlines() if ln.startswith("HYP:")]
+    assert hyp and len(hyp[0]) > len("HYP: ")
+
+
+def test_rerun_of_finished_stages_changes_nothing(recipe):
+    work, _ = recipe
+    watched = [work / "data" / "train_clean" / "text", work / "dump" / "train_clean" / "feats.scp",
+               work / "data" / "token_list" / "bpe_unigram256" / "tokens.txt"]
+    before = [p.stat().st_mtime_ns for p in watched]
+    env = dict(os.environ, EMBEDDED=str(work / "corpus"))
+    r = subprocess.run(["./run.sh", "--stage", "1", "--stop_stage", "3", "--embedded_scale", SCALE,
+                        "--datadir", str(work / "data"), "--dumpdir", str(work / "dump"),
+                        "--expdir", str(work / "exp")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [p.stat().st_mtime_ns for p in watched] == before
