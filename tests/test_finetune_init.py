@@ -105,3 +105,27 @@ def test_cli_accepts_the_shipped_configs():
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "configs OK" in r.stderr
+
+
+def test_encoder_lr_scale_builds_two_groups_and_schedules_both(tokens):
+    espnet_ext.register()
+    from espnet2.tasks.abs_task import scheduler_classes
+
+    from espnet_ext.tasks.asr import ASRTask
+
+    parser = ASRTask.get_parser()
+    args = parser.parse_args(["--config", str(FINETUNE), "--token_list", str(tokens),
+                              "--token_type", "char", "--encoder_lr_scale", "0.25"])
+    model = ASRTask.build_model(args)
+    (opt,) = ASRTask.build_optimizers(args, model)
+    lr = args.optim_conf["lr"]
+    assert [g["lr"] for g in opt.param_groups] == [lr, lr * 0.25]
+    n_enc = sum(p.numel() for p in model.encoder.parameters())
+    assert sum(p.numel() for p in opt.param_groups[1]["params"]) == n_enc
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(
+        p.numel() for p in model.parameters())
+    sched = scheduler_classes[args.scheduler](opt, **args.scheduler_conf)
+    for _ in range(args.scheduler_conf["warmup_steps"]):
+        opt.step()
+        sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([lr, lr * 0.25])
