@@ -26,6 +26,14 @@ stop_stage=8            # last stage to run
 nj=2                    # parallel jobs for data preparation, features and decoding
 ngpu=0                  # GPUs per node (0: CPU)
 num_nodes=1             # number of nodes
+cpu_procs=1             # with --ngpu 0: CPU (gloo) DDP processes per node for training (1: one process)
+cmd_backend=""          # local | slurm | torchrun (empty: cmd.sh's choice); see cmd.sh
+hosts=""                # torchrun backend: the nodes, comma-separated or a file with one per line
+master_port=29500       # rendezvous port of multi-node training
+dry_run=false           # true: print the training launches of stages 4-5 (commands, batch arithmetic) and exit
+accept_global_batch=false  # launch even when the geometry or overrides change a config's global_batch_utts
+pretrain_data_hours=""  # for the printed steps per pass before stage 2 (default: count dump/<set>/feats_shape)
+finetune_data_hours=""  # same, for fine-tuning
 corpus=embedded         # embedded | librispeech: where LibriSpeech-layout subsets come from
 datadir=data            # Kaldi-style data directories
 dumpdir=dump            # features
@@ -88,17 +96,74 @@ if "${init_from_pretrained}"; then
 else
     asr_exp=${expdir}/asr_${finetune_tag}_scratch
 fi
-# Distributed training: one process per GPU on each node.
-dist_args=""
-if [ "${ngpu}" -gt 1 ] || [ "${num_nodes}" -gt 1 ]; then
-    if [ "${num_nodes}" -gt 1 ]; then
-        log "Error: multi-node launch comes with the distributed launcher (cmd.sh); use --num_nodes 1 here"; exit 1
-    fi
-    dist_args="--multiprocessing_distributed true"
-fi
 token_dir=${datadir}/token_list/bpe_unigram${nbpe}
 bpemodel=${token_dir}/bpe.model
 token_list=${token_dir}/tokens.txt
+# Training (stages 4 and 5) goes through espnet_ext.bin.launch ("${launch_cmd[@]}", cmd.sh):
+# one process per GPU on every node (--cpu_procs gloo processes with --ngpu 0), --ngpu and
+# the distributed options added per process. Both launches (geometry, batch arithmetic,
+# global_batch_utts) are checked here, before stage 1; --dry_run true prints them and exits.
+launch_args=(--ngpu "${ngpu}" --num_nodes "${num_nodes}" --cpu_procs "${cpu_procs}"
+    --master_port "${master_port}" --accept_global_batch "${accept_global_batch}"
+    ${hosts:+--hosts "${hosts}"})
+launch_mode=(--dry_run true)
+pretrain_launch() {  # stage 4's training
+    # shellcheck disable=SC2086
+    "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${pretrain_exp}/train.log" \
+        ${pretrain_data_hours:+--data_hours "${pretrain_data_hours}"} -- \
+        python -m espnet_ext.bin.ssl_train \
+            --config "${pretrain_config}" \
+            --token_list "${pretrain_exp}/ssl_tokens.txt" \
+            --train_data_path_and_name_and_type "${dumpdir}/${pretrain_set}/feats.scp,speech,kaldi_ark" \
+            --train_shape_file "${dumpdir}/${pretrain_set}/feats_shape" \
+            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/feats.scp,speech,kaldi_ark" \
+            --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
+            --resume true \
+            --output_dir "${pretrain_exp}" \
+            ${pretrain_args}
+}
+finetune_launch() {  # stage 5's training; arguments: the encoder initialization (--init_param ...)
+    # shellcheck disable=SC2086
+    "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${asr_exp}/train.log" \
+        ${finetune_data_hours:+--data_hours "${finetune_data_hours}"} -- \
+        python -m espnet_ext.bin.asr_train \
+            --config "${finetune_config}" \
+            --token_type bpe \
+            --bpemodel "${bpemodel}" \
+            --token_list "${token_list}" \
+            --train_data_path_and_name_and_type "${dumpdir}/${train_set}/feats.scp,speech,kaldi_ark" \
+            --train_data_path_and_name_and_type "${dumpdir}/${train_set}/text,text,text" \
+            --train_shape_file "${dumpdir}/${train_set}/feats_shape" \
+            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/feats.scp,speech,kaldi_ark" \
+            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/text,text,text" \
+            --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
+            --resume true \
+            --output_dir "${asr_exp}" \
+            "$@" ${finetune_args}
+}
+if "${dry_run}"; then
+    log "Dry run: the training launches of stages 4 and 5 (${cmd_backend} backend); nothing runs"
+    if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+        log "Stage 4: self-supervised pre-training on ${pretrain_set} -> ${pretrain_exp}"
+        pretrain_launch
+    fi
+    if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+        log "Stage 5: fine-tuning on ${train_set} -> ${asr_exp}"
+        if "${init_from_pretrained}"; then  # as stage 5 sets it
+            finetune_launch --init_param "${pretrain_exp}/valid.loss.best.pth:encoder:encoder"
+        else
+            finetune_launch
+        fi
+    fi
+    exit 0
+fi
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    pretrain_launch > /dev/null || { log "Error: stage 4's launch is not valid (above)"; exit 1; }
+fi
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    finetune_launch > /dev/null || { log "Error: stage 5's launch is not valid (above)"; exit 1; }
+fi
+launch_mode=(--dry_run false)
 
 # The sets stage 1 prepares (pretrain_set is combined from its sources).
 prep_sets=$(echo ${pretrain_sources} ${train_set} ${valid_set} ${test_sets} | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
@@ -142,19 +207,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     mkdir -p "${pretrain_exp}"
     # The SSL task requires a token list even without text targets.
     printf '<blank>\n<unk>\n<sos/eos>\n' > "${pretrain_exp}/ssl_tokens.txt"
-    # shellcheck disable=SC2086
-    ${train_cmd} "${pretrain_exp}/train.log" \
-        python -m espnet_ext.bin.ssl_train \
-            --config "${pretrain_config}" \
-            --ngpu "${ngpu}" ${dist_args} \
-            --token_list "${pretrain_exp}/ssl_tokens.txt" \
-            --train_data_path_and_name_and_type "${dumpdir}/${pretrain_set}/feats.scp,speech,kaldi_ark" \
-            --train_shape_file "${dumpdir}/${pretrain_set}/feats_shape" \
-            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/feats.scp,speech,kaldi_ark" \
-            --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
-            --resume true \
-            --output_dir "${pretrain_exp}" \
-            ${pretrain_args}
+    pretrain_launch
     log "Pre-training done: $(python -m espnet_ext.bin.summarize_log "${pretrain_exp}/train.log")"
 fi
 
@@ -168,22 +221,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     fi
     mkdir -p "${asr_exp}"
     # shellcheck disable=SC2086
-    ${train_cmd} "${asr_exp}/train.log" \
-        python -m espnet_ext.bin.asr_train \
-            --config "${finetune_config}" \
-            --ngpu "${ngpu}" ${dist_args} \
-            --token_type bpe \
-            --bpemodel "${bpemodel}" \
-            --token_list "${token_list}" \
-            --train_data_path_and_name_and_type "${dumpdir}/${train_set}/feats.scp,speech,kaldi_ark" \
-            --train_data_path_and_name_and_type "${dumpdir}/${train_set}/text,text,text" \
-            --train_shape_file "${dumpdir}/${train_set}/feats_shape" \
-            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/feats.scp,speech,kaldi_ark" \
-            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/text,text,text" \
-            --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
-            --resume true \
-            --output_dir "${asr_exp}" \
-            ${init_args} ${finetune_args}
+    finetune_launch ${init_args}
     log "Fine-tuning done: $(python -m espnet_ext.bin.summarize_log "${asr_exp}/train.log")"
 fi
 
