@@ -10,6 +10,8 @@
 #   Stage 6: decoding (espnet2.bin.asr_inference, joint CTC/attention beam search)
 #   Stage 7: scoring (WER/CER with jiwer) -> <expdir>/RESULTS.md, <expdir>/results.json
 #   Stage 8: packing (espnet2.bin.pack zip)
+#   Stage 9 (optional, not run by default): ablation: low-resource fine-tuning from scratch vs
+#            from the pre-trained encoder, several seeds -> <expdir>/RESULTS.ablation.md
 set -e
 set -u
 set -o pipefail
@@ -58,6 +60,9 @@ finetune_args=""        # extra arguments for fine-tuning
 init_from_pretrained=true  # false: fine-tune from scratch with the same config
 inference_batch_size=16 # utterances per decoding batch
 inference_model=valid.acc.ave.pth  # checkpoint used for decoding and packing
+ablation_minutes=10     # stage 9: minutes of labeled speech in the low-resource subset of train_set
+ablation_seeds="1 2 3"  # stage 9: fine-tuning seeds, each run from scratch and from the pre-trained encoder
+ablation_config=conf/finetune_conformer_transformer_embedded_lowres.yaml  # stage 9: fine-tuning config
 # </options>
 
 help_message="Usage: $0 [options]   (see the stage list at the top of this script)"
@@ -290,6 +295,40 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         --option "${bpemodel}" \
         --outpath "${asr_exp}/packed_model.zip"
     log "Packed: ${asr_exp}/packed_model.zip"
+fi
+
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    low_set=${train_set}_${ablation_minutes}min
+    prefix=asr_ablation_${ablation_minutes}min
+    log "Stage 9: ablation on ${low_set}: scratch vs pretrained, seeds ${ablation_seeds} -> ${expdir}/${prefix}_*"
+    [ -f "${ablation_config}" ] || { log "Error: config not found: ${ablation_config}"; exit 1; }
+    init_ckpt=${pretrain_exp}/valid.loss.best.pth
+    [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first"; exit 1; }
+    python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
+        --minutes "${ablation_minutes}" --seed 0
+    for seed in ${ablation_seeds}; do
+        for arm in scratch pretrained; do
+            run_exp=${expdir}/${prefix}_${arm}_seed${seed}
+            log "  ${prefix}_${arm}_seed${seed}: fine-tuning"
+            mkdir -p "${run_exp}"
+            (
+                asr_exp=${run_exp}; train_set=${low_set}; finetune_config=${ablation_config}
+                finetune_args="--seed ${seed} ${finetune_args}"
+                if [ "${arm}" = pretrained ]; then
+                    finetune_launch --init_param "${init_ckpt}:encoder:encoder"
+                else
+                    finetune_launch
+                fi
+            ) > "${run_exp}/launch.out" 2>&1 || { log "Error: ${run_exp} failed: see ${run_exp}/train.log"; exit 1; }
+            log "  $(python -m espnet_ext.bin.summarize_log "${run_exp}/train.log")"
+            # shellcheck disable=SC2086
+            decode_sets "${run_exp}" "${inference_model}" ${test_sets}
+            # shellcheck disable=SC2086
+            score_sets "${run_exp}" ${test_sets}
+        done
+    done
+    python -m espnet_ext.bin.ablation_report --expdir "${expdir}" --prefix "${prefix}"
+    python -m espnet_ext.bin.results --expdir "${expdir}"
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"
