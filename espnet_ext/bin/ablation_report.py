@@ -24,7 +24,7 @@ _ARM = re.compile(r"_(scratch|pretrained)_seed(\d+)$")
 
 
 def _valid_curve(log: Path) -> List[Dict[str, float]]:
-    curve = []
+    curve: Dict[int, Dict[str, float]] = {}  # by epoch: a resumed run may log an epoch again
     for epoch, line in re.findall(r"(\d+)epoch results: (.*)", log.read_text(errors="replace")):
         valid = line.split("[valid]", 1)[-1]
         point = {"epoch": int(epoch)}
@@ -32,8 +32,8 @@ def _valid_curve(log: Path) -> List[Dict[str, float]]:
             m = re.search(rf"\b{key}=([0-9.eE+-]+)", valid)
             if m:
                 point[key] = float(m.group(1))
-        curve.append(point)
-    return curve
+        curve[int(epoch)] = point
+    return [curve[e] for e in sorted(curve)]
 
 
 def _mean_sd(xs: List[float]) -> str:

@@ -103,8 +103,9 @@ def _pump(proc: subprocess.Popen, log_path: str, echo: bool) -> None:
 
 
 def _header(path: str, lines: List[str]) -> None:
+    # Append: a resumed training keeps the log of the epochs before the interruption.
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
+    with open(path, "a") as f:
         for line in lines:
             f.write(f"# {line}\n")
         f.write(f"# Started at {datetime.datetime.now():%c}\n")
