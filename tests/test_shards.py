@@ -179,7 +179,7 @@ def test_resume_mid_epoch_continues_the_same_order(dump):
     for k in (0, 1, 7, len(full) - 1, len(full)):
         epoch = _factory(dump, streams_per_rank=2, num_workers=2).build_iter(1)
         epoch.set_start_batch(k)
-        assert len(epoch) == len(full) - k
+        assert len(epoch) == len(full)  # the epoch's size, as for a DataLoader
         assert _ids(epoch) == full[k:]
     with pytest.raises(ValueError, match="outside"):
         factory.build_iter(1).set_start_batch(len(full) + 1)
@@ -304,7 +304,7 @@ def test_altered_index_and_corrupt_ark_are_named(broken):
         manifest.load_matrix(6, index.utts[0], index.offsets[0], index.frames[0], {})
 
 
-def test_bad_manifest_is_named(broken, tmp_path):
+def test_bad_manifest_is_named(dump, broken, tmp_path):
     with pytest.raises(S.ManifestError, match=r"no shard manifest .*nowhere.*re-run"):
         S.ShardManifest.load(str(tmp_path / "nowhere" / "feats.scp"))
     path = broken / "shards.tsv"
@@ -315,6 +315,13 @@ def test_bad_manifest_is_named(broken, tmp_path):
     path.write_text("\n".join(lines[:3] + ["4 x 1 2 3 4 5"] + lines[4:]) + "\n")
     with pytest.raises(S.ManifestError, match=r"shards.tsv:4: malformed shard row"):
         S.ShardManifest.load(str(broken))
+    path.write_text("\n".join(lines[:3] + ["1\t16\t5"] + lines[4:]) + "\n")
+    with pytest.raises(S.ManifestError, match=r"shards.tsv:4: malformed shard row '1\\t16\\t5'"):
+        S.ShardManifest.load(str(broken))
+    # a hand-edited manifest (spaces, blank lines) reads the same as the written one
+    path.write_text("\n".join(lines[:2] + [" ".join(x.split()) for x in lines[2:]] + [""]) + "\n\n")
+    assert np.array_equal(S.ShardManifest.load(str(broken)).table,
+                          S.ShardManifest.load(str(dump)).table)
 
 
 def test_bad_configuration_fails_before_reading(dump):

@@ -8,7 +8,9 @@ One pass over the corpus ("pass" p = 1, 2, ...; without ``num_iters_per_epoch`` 
 ESPnet's epoch p) is planned as follows, identically on every rank:
 
 1. **Shard order.** The shards are permuted with ``(seed, p)`` (identity without
-   shuffling) and laid end to end as one virtual sequence of N utterances.
+   shuffling) and laid end to end as one virtual sequence of N utterances (shard-level
+   shuffling of sequential-read archives: WebDataset, Aizman et al. 2019, "High
+   Performance I/O for Large Scale Deep Learning").
 2. **Streams.** The sequence is cut into ``S = world_size x streams_per_rank``
    contiguous spans of ``floor(N/S)`` or ``ceil(N/S)`` utterances; stream
    ``s = rank x streams_per_rank + j`` is rank ``rank``'s j-th stream.  A span
@@ -28,9 +30,9 @@ ESPnet's epoch p) is planned as follows, identically on every rank:
    cumulative number of batches after ``c`` utterances is ``floor(k c / n)``: equal
    counts for count batching, or the partition minimizing the largest padded size
    ``B x T_max`` for a frame budget.  The window's batches are shuffled with
-   ``(seed, p, s)``.  Sorting by length within a large window is the bucketing of
-   Lhotse's ``DynamicBucketingSampler``/WeNet's sort buffer: padding stays low
-   without a global sort.
+   ``(seed, p, s)``.  Sorting by length within a bounded window (the sort buffer of
+   WeNet's and Lhotse's streaming samplers) keeps padding close to ESPnet's global
+   sort without holding the corpus.
 
 Rank batch ``i`` of a pass comes from stream ``i mod streams_per_rank`` (its
 ``i div streams_per_rank``-th batch), so the order of a rank's batches is fixed by

@@ -119,7 +119,9 @@ class _PassSegment(IterableDataset):
 class ShardedEpoch:
     """The iterator of one ESPnet epoch (what ``build_iter`` returns).
 
-    ``len()`` is the number of batches iterating yields (after ``set_start_batch``).
+    ``len()`` is the epoch's number of batches, like a DataLoader's; ``set_start_batch(k)``
+    does not change it (the trainer subtracts ``k`` itself): iterating yields
+    ``len() - k`` batches.
     """
 
     def __init__(self, factory: "ShardedIterFactory", epoch: int, shuffle: bool):
@@ -136,7 +138,7 @@ class ShardedEpoch:
         self.start_batch = k
 
     def __len__(self) -> int:
-        return self.total - self.start_batch
+        return self.total
 
     def segments(self) -> List[Tuple[int, int, int]]:
         """``(pass, start, stop)`` ranges of rank batches this epoch covers."""

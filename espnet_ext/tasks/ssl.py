@@ -38,6 +38,7 @@ _BINS_BATCH_TYPES = ("numel", "length")
 def add_sharded_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``sharded`` to the iterator types and the options of that iterator."""
     for option in ("--iterator_type", "--valid_iterator_type"):
+        # argparse has no public way to extend an option's choices
         action = parser._option_string_actions[option]
         if SHARDED not in action.choices:
             action.choices = list(action.choices) + [SHARDED]
