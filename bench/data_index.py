@@ -261,13 +261,13 @@ def padding_stock(shape_file: Path, batch_type: str) -> list:
     return per_rank
 
 
-def padding_ours(frames: np.ndarray) -> list:
+def padding_ours(frames: np.ndarray, rule=None) -> list:
     from espnet_ext.data import shard_plan as P
 
     n_shards = len(frames) // SHARD
     shard_utts = np.full(n_shards, SHARD)
     shard_frames = frames.reshape(n_shards, SHARD).sum(1)
-    rule = P.BatchRule("count", GLOBAL_BATCH // RANKS)
+    rule = rule or P.BatchRule("count", GLOBAL_BATCH // RANKS)
     layout = P.plan_layout(shard_utts=shard_utts, shard_frames=shard_frames,
                            world_size=RANKS, streams_per_rank=WORKERS, rule=rule)
     order = P.shard_order(n_shards, seed=0, pass_index=1, shuffle=True)
@@ -412,6 +412,15 @@ def main() -> None:
         ours_pad = padding_fraction(list(pad.values())[-1])
         stock_pad = padding_fraction(list(pad.values())[0])
         print(f"ours - stock sorted: {100 * (ours_pad - stock_pad):+.2f} points")
+        from espnet_ext.data.shard_plan import BatchRule
+
+        budget = GLOBAL_BATCH // RANKS * int(np.mean(frames))
+        batches = padding_ours(frames[:200_000], BatchRule("bins", budget))
+        cost = np.array([len(b) * int(b.max()) for b in batches])
+        print(f"ours with a frame budget ({budget:,} padded frames per batch, batch_type "
+              f"length/numel), 200k utterances: padding {100 * padding_fraction(batches):.2f} %; "
+              f"padded size mean {cost.mean() / budget:.3f}, largest {cost.max() / budget:.3f} "
+              "x the budget (a mean, not a cap: the step count is fixed before reading lengths)")
         print(f"(bench wall time {time.perf_counter() - t_bench:.0f} s)")
         print(f"rss_mb_per_rank_150M={final['per_rank_mb']:.0f} "
               f"startup_s_150M={final['startup_s']:.1f} padding_pct={100 * ours_pad:.2f}")

@@ -119,6 +119,22 @@ def test_stage2_resume_rewrites_a_missing_index(dump, tmp_path, caplog):
     assert S.verify(str(copy)) == []
 
 
+def test_chunks_without_utterances_are_not_shards(dump, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wav.scp").write_text(f"rec {dump.parent / 'rec.flac'}\n")
+    # the middle chunk's only utterance starts past the end of the recording: rejected
+    (data / "segments").write_text("a rec 0.0 1.0\nb rec 99.0 100.0\nc rec 1.0 2.5\n")
+    out = tmp_path / "dump"
+    X.run(str(data), str(out), nj=1, chunk_size=1, progress=False)
+    manifest = S.ShardManifest.load(str(out))
+    assert manifest.table[:, 0].tolist() == [0, 2] and manifest.n_utts == 2
+    assert manifest.ark_path(1).name == "feats.2.ark"
+    factory = ShardedIterFactory(str(out), rule=P.BatchRule("count", 1),
+                                 collate_fn=CommonCollateFn())
+    assert sorted(u for ids in _ids(factory.build_iter(1)) for u in ids) == ["a", "c"]
+
+
 # ---------------------------------------------------------------------------
 # The plan: exactly once, equal steps, order
 # ---------------------------------------------------------------------------
