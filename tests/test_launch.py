@@ -99,14 +99,18 @@ def test_dry_run_16x8_torchrun_one_command_per_host(capsys, tmp_path):
 
 @pytest.mark.parametrize("ngpu,cpu_procs,backend,per_proc", [(0, 2, "gloo", "0"), (2, 1, "nccl", "1")])
 def test_dry_run_1x2(capsys, tmp_path, ngpu, cpu_procs, backend, per_proc):
-    rc, out, err = _launch(
-        capsys, "--ngpu", ngpu, "--cpu_procs", cpu_procs, "--log", tmp_path / "train.log",
-        "--dry_run", "true", *_ssl_cmd(),
-    )  # fmt: skip
+    geometry = ["--ngpu", ngpu, "--cpu_procs", cpu_procs, "--log", tmp_path / "train.log", "--dry_run", "true"]
+    # The full config keeps 2 utterances per rank (micro_batch_per_rank): on 2 ranks ESPnet's
+    # global batch_size 256 would put 128 on each, so the launch stops and names the numbers.
+    rc, out, err = _launch(capsys, *geometry, *_ssl_cmd())
+    assert rc == 2
+    assert "sized for micro_batch_per_rank 2 utterances per rank, but batch_size 256 over 2 ranks gives 128" in err
+    assert "Change batch_size 256 -> 4 and accum_grad 8 -> 512 (2048 = 2 ranks x 2 x 512)" in err
+    rc, out, err = _launch(capsys, *geometry, *_ssl_cmd(PRETRAIN, "--batch_size", "4", "--accum_grad", "512"))
     assert rc == 0, err
     assert f"1 node x 2 {'GPUs' if ngpu else 'CPU processes'} = 2 ranks, DDP over {backend}" in out
-    # ESPnet's batch_size is global: 2 ranks keep 2048 per step with 128 utterances each.
-    assert "2048 utterances = 2 ranks x 128 per micro-batch x 8 accumulation steps" in out
+    assert "2048 utterances = 2 ranks x 2 per micro-batch x 512 accumulation steps" in out
+    assert "global_batch_utts 2048: matches" in out
     cmd = shlex.split(out.strip().splitlines()[-1])
     assert cmd[:10] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes",
                         "1", "--nproc_per_node", "2", "--no-python", "python"]  # fmt: skip
@@ -182,7 +186,8 @@ def test_steps_per_pass_from_the_shape_file(tmp_path):
     shape = tmp_path / "feats_shape"
     shape.write_text("".join(f"u{i} {100 + i},80\n" for i in range(1000)))
     s = read_batch_settings(["--config", PRETRAIN, "--train_shape_file", str(shape), "--batch_size", "64",
-                             "--accum_grad", "2", "--global_batch_utts", "128"])  # fmt: skip
+                             "--accum_grad", "2", "--global_batch_utts", "128",
+                             "--micro_batch_per_rank", "16"])  # fmt: skip
     data = data_size(s)
     assert data.utterances == 1000 and str(shape) in data.source
     r = check_batches(s, Geometry("local", 0, 1, cpu_procs=4), data)

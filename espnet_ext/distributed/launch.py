@@ -181,6 +181,7 @@ class BatchSettings:
     accum_grad: int
     global_batch_utts: Optional[int]
     global_batch_source: str  # where global_batch_utts came from, for messages
+    micro_batch_per_rank: Optional[int]  # utterances per rank per micro-batch the config is sized for
     accept_global_batch: bool
     accum_no_sync: bool
     iterator_type: str
@@ -289,6 +290,7 @@ def read_batch_settings(command: Sequence[str]) -> BatchSettings:
         accum_grad=integer("accum_grad"),
         global_batch_utts=integer("global_batch_utts", none_ok=True),
         global_batch_source=value("global_batch_utts")[1],
+        micro_batch_per_rank=integer("micro_batch_per_rank", none_ok=True),
         accept_global_batch=(
             _str2bool(accept_raw, accept_where) if accept_raw is not None else False
         ),
@@ -452,6 +454,20 @@ def check_batches(
         if settings.batch_type == "folded":
             lines.append(
                 "  (folded: micro-batches of long utterances are smaller, so these are upper bounds)"
+            )
+        M = settings.micro_batch_per_rank
+        if M is not None and B >= W and per_rank != M:
+            # The config fixes what one GPU holds; ESPnet's global batch_size would change it.
+            want = W * M
+            if G is not None and G % want == 0:
+                fix = (f"Change batch_size {B} -> {want} and accum_grad {A} -> {G // want} "
+                       f"({G} = {W} ranks x {M} x {G // want})")
+            else:
+                fix = f"Change batch_size {B} -> {want}" + (
+                    f"; {G} is not a multiple of {want}: change global_batch_utts too" if G else "")
+            stops.append(
+                f"{conf} is sized for micro_batch_per_rank {M} utterances per rank, but batch_size "
+                f"{B} over {W} rank{'s' if W > 1 else ''} gives {per_rank} per rank. " + fix
             )
         if G is not None and B >= W:
             if used * A != G:

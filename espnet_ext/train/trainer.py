@@ -60,6 +60,7 @@ from espnet_ext.train.watchdog import ProgressWatchdog
 class ExtTrainerOptions(TrainerOptions):
     accum_no_sync: bool = False
     global_batch_utts: Optional[int] = None
+    micro_batch_per_rank: Optional[int] = None
     accept_global_batch: bool = False
     save_every_steps: Optional[int] = None
     save_every_minutes: Optional[float] = 5.0
@@ -396,7 +397,7 @@ class _RunContext:
             )
         return str(choice.checkpoint.path)
 
-    def restore_reporter(self, reporter, scaler) -> bool:
+    def restore_reporter(self, reporter) -> bool:
         """Called from ``Trainer.resume``: load the pending checkpoint's reporter (the
         epochs finished before it). False if there is nothing pending."""
         if self.pending is None:
@@ -634,6 +635,13 @@ class Trainer(_StockTrainer):
             "intends; the launcher stops when ranks x batch x accum_grad would differ",
         )
         group.add_argument(
+            "--micro_batch_per_rank",
+            type=int_or_none,
+            default=None,
+            help="Utterances per rank per micro-batch the config is sized for (accelerator "
+            "memory); the launcher stops when batch_size / ranks would differ",
+        )
+        group.add_argument(
             "--accept_global_batch",
             type=str2bool,
             default=False,
@@ -709,7 +717,7 @@ class Trainer(_StockTrainer):
         """ESPnet calls this when ``checkpoint.pth`` exists. A newer step checkpoint (loaded
         by :meth:`run`) takes precedence: only its reporter and scaler are left to restore."""
         context = cls._context
-        if context is not None and context.restore_reporter(reporter, scaler):
+        if context is not None and context.restore_reporter(reporter):
             logging.info(f"{checkpoint} is older than the step checkpoint {context.newest}: not loaded")
             return
         _StockTrainer.resume(
