@@ -715,7 +715,8 @@ class Trainer(_StockTrainer):
     @classmethod
     def resume(cls, checkpoint, model, reporter, optimizers, schedulers, scaler, ngpu: int = 0, strict: bool = True):
         """ESPnet calls this when ``checkpoint.pth`` exists. A newer step checkpoint (loaded
-        by :meth:`run`) takes precedence: only its reporter and scaler are left to restore."""
+        by :meth:`run`) takes precedence: only its reporter is left to restore here (the grad
+        scaler, the epoch's statistics and the RNG states follow in ``train_one_epoch``)."""
         context = cls._context
         if context is not None and context.restore_reporter(reporter):
             logging.info(f"{checkpoint} is older than the step checkpoint {context.newest}: not loaded")
