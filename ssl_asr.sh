@@ -212,6 +212,8 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     mkdir -p "${pretrain_exp}"
     # The SSL task requires a token list even without text targets.
     printf '<blank>\n<unk>\n<sos/eos>\n' > "${pretrain_exp}/ssl_tokens.txt"
+    # Pre-training reads stage 2's feature shards: check them all before starting.
+    python -m espnet_ext.data.shards verify --quick "${dumpdir}/${pretrain_set}" "${dumpdir}/${valid_set}"
     pretrain_launch
     log "Pre-training done: $(python -m espnet_ext.bin.summarize_log "${pretrain_exp}/train.log")"
 fi
