@@ -155,9 +155,12 @@ def test_geometry_that_cannot_split_the_global_batch_stops(capsys, tmp_path):
     rc, out, err = _launch(capsys, "--backend", "slurm", "--ngpu", 8, "--num_nodes", 3,
                            "--log", tmp_path / "l", "--dry_run", "true", *_ssl_cmd())
     assert rc == 2
-    assert "batch_size 256 utterances over 24 ranks = 11 on 16 ranks, 10 on 8 (unequal)" in out
-    assert "2048 utterances per step do not split into equal micro-batches on 24 ranks" in err
+    # The full pre-training config reads shards: every rank gets batch_size // ranks.
+    assert ("batch_size 256 utterances over 24 ranks: the sharded iterator gives each rank 10 "
+            "(240 per micro-batch, 16 unused)") in out
+    assert "2048 is not a multiple of 24 ranks, so no equal per-rank micro-batch gives it" in err
     assert "1920 = 24 ranks x 10 x 8 or 2112 = 24 ranks x 11 x 8" in err
+    assert "sized for micro_batch_per_rank 2 utterances per rank, but batch_size 256 over 24 ranks gives 10" in err
 
     rc, out, err = _launch(capsys, "--backend", "slurm", "--ngpu", 8, "--num_nodes", 4,
                            "--log", tmp_path / "l", "--dry_run", "true", *_ssl_cmd(PRETRAIN, "--batch_size", "96"))
@@ -323,7 +326,7 @@ def test_recipe_refuses_a_launch_that_changes_the_global_batch_before_stage_1(tm
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode != 0
-    assert "2048 utterances per step do not split into equal micro-batches on 24 ranks" in r.stderr
+    assert "2048 is not a multiple of 24 ranks, so no equal per-rank micro-batch gives it" in r.stderr
     assert "stage 4's launch is not valid" in r.stdout + r.stderr
     assert "Stage 1" not in r.stdout + r.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
