@@ -217,6 +217,9 @@ def test_four_ranks_pretrain_through_the_launcher(tmp_path, data):
         batch_type="sorted", batch_size=8, accum_grad=2, global_batch_utts=16, accum_no_sync=True,
         max_epoch=1, num_iters_per_epoch=2, num_workers=0, keep_nbest_models=1,
         scheduler_conf=dict(conf["scheduler_conf"], warmup_steps=1, total_steps=2),
+        # This fixture is a plain kaldiio archive without stage 2's shards: ESPnet's own
+        # iterator here (the sharded one is tested in tests/test_shards.py).
+        iterator_type="sequence", valid_iterator_type="sequence",
     )  # fmt: skip
     config = tmp_path / "ssl.yaml"
     config.write_text(yaml.safe_dump(conf))
