@@ -96,6 +96,7 @@ python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
 [ -z "${pretrain_tag}" ] && pretrain_tag=$(basename "${pretrain_config}" .yaml)
 [ -z "${finetune_tag}" ] && finetune_tag=$(basename "${finetune_config}" .yaml)
 pretrain_exp=${expdir}/ssl_${pretrain_tag}
+init_ckpt=${pretrain_exp}/valid.loss.best.pth  # the pre-trained encoder that stages 5 and 9 load
 if "${init_from_pretrained}"; then
     asr_exp=${expdir}/asr_${finetune_tag}_pretrained
 else
@@ -155,7 +156,7 @@ if "${dry_run}"; then
     if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         log "Stage 5: fine-tuning on ${train_set} -> ${asr_exp}"
         if "${init_from_pretrained}"; then  # as stage 5 sets it
-            finetune_launch --init_param "${pretrain_exp}/valid.loss.best.pth:encoder:encoder"
+            finetune_launch --init_param "${init_ckpt}:encoder:encoder"
         else
             finetune_launch
         fi
@@ -222,7 +223,6 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     log "Stage 5: fine-tuning on ${train_set} -> ${asr_exp}"
     init_args=""
     if "${init_from_pretrained}"; then
-        init_ckpt=${pretrain_exp}/valid.loss.best.pth
         [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first, or --init_from_pretrained false"; exit 1; }
         init_args="--init_param ${init_ckpt}:encoder:encoder"
     fi
@@ -304,7 +304,6 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     prefix=asr_ablation_${ablation_minutes}min
     log "Stage 9: ablation on ${low_set}: scratch vs pretrained, seeds ${ablation_seeds} -> ${expdir}/${prefix}_*"
     [ -f "${ablation_config}" ] || { log "Error: config not found: ${ablation_config}"; exit 1; }
-    init_ckpt=${pretrain_exp}/valid.loss.best.pth
     [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first"; exit 1; }
     python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
         --minutes "${ablation_minutes}" --seed 0
