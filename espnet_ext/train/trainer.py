@@ -35,6 +35,12 @@ first ``train_one_epoch`` skips the micro-batches already consumed (the epoch's 
 order is a function of the seed and the epoch; see :func:`open_from`), restores the RNG
 states around the first fetch as they were saved, and continues as if it had not been
 interrupted: same data order, same dropout and masking draws, same parameters.
+
+**bf16 on CPU** (``--use_amp true --ngpu 0``): ESPnet autocasts only on CUDA, so with no GPU
+``use_amp`` would silently train in float32. Here the training forward then runs under
+``torch.autocast("cpu", dtype=torch.bfloat16)`` (:class:`_CpuAutocast`); backward follows
+the forward's dtypes, the optimizer and the parameters stay float32, validation stays
+float32 as decoding does. It pays off on CPUs with native bf16 (AVX512-BF16, AMX).
 """
 
 import argparse
@@ -250,6 +256,19 @@ class _PetIterable:
 
     def __len__(self):
         return len(self._iterable)
+
+
+class _CpuAutocast(torch.nn.Module):
+    """Wraps the (possibly DDP) model for ESPnet's training loop: forward under CPU bf16
+    autocast. Parameters, ``train()`` and ``module`` are the wrapped model's."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.module = model
+
+    def forward(self, **batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.module(**batch)
 
 
 class NonFiniteLimitError(RuntimeError):
@@ -695,6 +714,8 @@ class Trainer(_StockTrainer):
     def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
             plot_attention_iter_factory, trainer_options, distributed_option) -> None:
         context = _RunContext(model, optimizers, schedulers, trainer_options, distributed_option)
+        if trainer_options.use_amp and trainer_options.ngpu == 0:
+            logging.info("use_amp with --ngpu 0: the training forward runs under CPU bf16 autocast")
         try:
             context.prepare(bool(trainer_options.resume))
             cls._context = context
@@ -743,6 +764,8 @@ class Trainer(_StockTrainer):
                 context.watchdog.arm("training")
         if hooks:
             iterator = _HookedIterator(iterator, hooks, start=start, on_start=on_start, on_first=on_first)
+        if options.use_amp and options.ngpu == 0:
+            model = _CpuAutocast(model)
         try:
             all_steps_are_invalid = super().train_one_epoch(
                 model=model,
