@@ -17,7 +17,7 @@ decode_config=conf/decode_asr.yaml
     --train_set train_clean \
     --valid_set dev_clean \
     --test_sets "test_clean test_other" \
-    --nbpe 256 \
+    --nbpe 40 \
     --pretrain_config "${pretrain_config}" \
     --finetune_config "${finetune_config}" \
     --decode_config "${decode_config}" \

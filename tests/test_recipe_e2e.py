@@ -59,7 +59,7 @@ def test_data_and_features(recipe):
         shapes = (work / "dump" / dset / "feats_shape").read_text().splitlines()
         assert len(feats) == len(shapes) > 0
         assert all(s.split()[1].endswith(",80") for s in shapes)
-    tokens = (work / "data" / "token_list" / "bpe_unigram256" / "tokens.txt").read_text().split()
+    tokens = (work / "data" / "token_list" / "bpe_unigram40" / "tokens.txt").read_text().split()
     assert tokens[0] == "<blank>" and tokens[-1] == "<sos/eos>"
 
 
@@ -126,7 +126,7 @@ print("HYP:", text)
 def test_rerun_of_finished_stages_changes_nothing(recipe):
     work, _ = recipe
     watched = [work / "data" / "train_clean" / "text", work / "dump" / "train_clean" / "feats.scp",
-               work / "data" / "token_list" / "bpe_unigram256" / "tokens.txt"]
+               work / "data" / "token_list" / "bpe_unigram40" / "tokens.txt"]
     before = [p.stat().st_mtime_ns for p in watched]
     env = dict(os.environ, EMBEDDED=str(work / "corpus"))
     r = subprocess.run(["./run.sh", "--stage", "1", "--stop_stage", "3", "--embedded_scale", SCALE,
