@@ -8,7 +8,7 @@ set -o pipefail
 
 pretrain_config=conf/pretrain_conformer_bestrq_embedded.yaml
 finetune_config=conf/finetune_conformer_transformer_embedded.yaml
-decode_config=conf/decode_asr.yaml
+decode_config=conf/decode_asr_embedded.yaml
 
 ./ssl_asr.sh \
     --corpus embedded \
