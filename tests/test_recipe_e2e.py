@@ -3,11 +3,13 @@ inference and packing: every stage's outputs exist and are consistent, the resul
 have the fields the acceptance checks read, and the packed model reloads in a fresh process
 and transcribes a wav.
 
-It trains for a few minutes only (PRETRAIN_ARGS/FINETUNE_ARGS below), so the WER it reaches
-says nothing about the recipe's accuracy (README "Results" does).
+It trains for a few minutes only (PRETRAIN_ARGS/FINETUNE_ARGS below: 600 pre-training and 800
+fine-tuning updates on about a quarter of the corpus), enough for the CTC branch to leave its
+plateau, so the test WER must be below 100%; README "Results" has the full run's accuracy.
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -22,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 SCALE = os.environ.get("E2E_SCALE", "0.25")
-PRETRAIN_ARGS = "--max_epoch 2 --num_iters_per_epoch 40"
-FINETUNE_ARGS = "--max_epoch 4 --num_iters_per_epoch 60 --keep_nbest_models 1"
+PRETRAIN_ARGS = "--max_epoch 6 --num_iters_per_epoch 100 --scheduler_conf total_steps=600"
+FINETUNE_ARGS = ("--max_epoch 8 --num_iters_per_epoch 100 --scheduler_conf total_steps=800 "
+                 "--keep_nbest_models 1")
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +74,8 @@ def test_results_files(recipe):
     for r in results:
         assert set(r) >= {"model", "test_set", "wer", "cer", "n_utts"}
         assert "pretrained" in r["model"]
-        # Scored for real: a float from jiwer's counts (a few minutes of CPU training do not
-        # reach a meaningful accuracy; README "Results" has the full run's numbers).
-        assert r["wer"] >= 0.0 and r["cer"] >= 0.0 and r["n_words"] > 0
+        # Scored for real: from jiwer's counts; a few minutes of training recognize something.
+        assert 0.0 <= r["cer"] < r["wer"] < 100.0 and r["n_words"] > 0, r
         assert r["word_substitutions"] + r["word_deletions"] + r["word_insertions"] == round(
             r["wer"] * r["n_words"] / 100)
         n_ref = len((work / "dump" / r["test_set"] / "text").read_text().splitlines())
@@ -88,11 +90,13 @@ def test_pretraining_learned_and_encoder_transferred(recipe):
     ssl = next((work / "exp").glob("ssl_*"))
     log = (ssl / "train.log").read_text()
     valid = [line.split("[valid]", 1)[1] for line in log.splitlines() if "epoch results" in line]
-    assert len(valid) == 2
+    assert len(valid) == 6
     stat = {k: float(v) for k, v in re.findall(r"(bestrq_\w+)=([0-9.]+)", valid[-1])}
     # Masked-frame accuracy far above chance (uniform over the codes the targets use), and
     # the targets have not collapsed onto a few codes.
     assert stat["bestrq_acc"] > 5.0 / stat["bestrq_ppl"], stat
+    # The loss is below what predicting the targets' code frequencies alone would give.
+    assert stat["bestrq_loss"] < math.log(stat["bestrq_ppl"]) - 0.5, stat
     assert stat["bestrq_ppl"] > 50 and stat["bestrq_codes"] > 200, stat
     asr = next((work / "exp").glob("asr_*_pretrained"))
     cfg = (asr / "config.yaml").read_text()
