@@ -4,14 +4,16 @@
 #
 #   Stage 1: data preparation (Kaldi-style dirs; embedded corpus synthesized if selected)
 #   Stage 2: feature extraction (80-dim log-Mel, 25 ms / 10 ms, per-utterance normalized)
-#   Stage 3: tokenizer (sentencepiece unigram) and ESPnet token list
+#   Stage 3: tokenizer (sentencepiece unigram) and ESPnet token list; with --use_lm true, the
+#            token-level language model (ESPnet LM task) on the LM text + training transcripts
 #   Stage 4: self-supervised pre-training (ESPnet SSL task, best_rq loss, ssl_conformer)
 #   Stage 5: fine-tuning (ESPnet ASR task, encoder initialized from stage 4)
-#   Stage 6: decoding (espnet2.bin.asr_inference, joint CTC/attention beam search)
+#   Stage 6: decoding (espnet2.bin.asr_inference, joint CTC/attention beam search, + the LM)
 #   Stage 7: scoring (WER/CER with jiwer) -> <expdir>/RESULTS.md, <expdir>/results.json
-#   Stage 8: packing (espnet2.bin.pack zip)
+#   Stage 8: packing (espnet2.bin.pack zip; the LM too with --use_lm true)
 #   Stage 9 (optional, not run by default): ablation: low-resource fine-tuning from scratch vs
-#            from the pre-trained encoder, several seeds -> <expdir>/RESULTS.ablation.md
+#            from the pre-trained encoder, several seeds, decoded without the LM (the
+#            encoder's effect alone) -> <expdir>/RESULTS.ablation.md
 set -e
 set -u
 set -o pipefail
@@ -59,6 +61,11 @@ pretrain_args=""        # extra arguments for pre-training (e.g. "--max_epoch 2"
 finetune_args=""        # extra arguments for fine-tuning
 init_from_pretrained=true  # false: fine-tune from scratch with the same config
 inference_batch_size=16 # utterances per decoding batch
+use_lm=true             # stage 3 trains a token-level LM; stages 6 and 8 decode and pack with it
+lm_config=conf/train_lm_embedded.yaml  # LM training config (conf/train_lm.yaml for LibriSpeech)
+lm_text=""              # text-only LM corpus, a sentence per line, .gz ok (default: the corpus's librispeech-lm-norm.txt.gz; LibriSpeech: LIBRISPEECH_LM_TEXT in db.sh)
+lm_tag=""               # name of the LM experiment (default: from the config)
+lm_args=""              # extra arguments for LM training
 inference_model=valid.acc.ave.pth  # checkpoint used for decoding and packing
 ablation_minutes=10     # stage 9: minutes of labeled speech in the low-resource subset of train_set
 ablation_seeds="1 2 3"  # stage 9: fine-tuning seeds, each run from scratch and from the pre-trained encoder
@@ -76,22 +83,38 @@ fi
 . ./db.sh
 
 case "${corpus}" in
-    embedded) librispeech_root=${EMBEDDED} ;;
+    embedded)
+        librispeech_root=${EMBEDDED}
+        [ -z "${lm_text}" ] && lm_text=${EMBEDDED}/librispeech-lm-norm.txt.gz ;;  # written in stage 1
     librispeech)
         librispeech_root=${LIBRISPEECH}
         if [ -z "${librispeech_root}" ]; then
             log "Error: --corpus librispeech needs LIBRISPEECH set (db.sh or the environment)"; exit 1
+        fi
+        [ -z "${lm_text}" ] && lm_text=${LIBRISPEECH_LM_TEXT}
+        if "${use_lm}" && [ ! -f "${lm_text}" ]; then
+            log "Error: --use_lm true needs the LM text: set LIBRISPEECH_LM_TEXT (db.sh) to librispeech-lm-norm.txt.gz"
+            log "       (https://www.openslr.org/11), or pass --lm_text FILE, or --use_lm false (no LM)"; exit 1
         fi ;;
     *) log "Error: --corpus must be embedded or librispeech, got '${corpus}'"; exit 1 ;;
 esac
+case "${use_lm}" in
+    true|false) ;;
+    *) log "Error: --use_lm must be true or false, got '${use_lm}'"; exit 1 ;;
+esac
 
 # Validate configuration before any work starts.
+lm_check=()
+if "${use_lm}"; then
+    lm_check=(--lm_config "${lm_config}")
+    [ -f "${lm_config}" ] || { log "Error: config not found: ${lm_config}"; exit 1; }
+fi
 for f in "${pretrain_config}" "${finetune_config}" "${decode_config}"; do
     [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
 done
 python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
     --finetune_config "${finetune_config}" --decode_config "${decode_config}" \
-    --init_from_pretrained "${init_from_pretrained}"
+    --init_from_pretrained "${init_from_pretrained}" "${lm_check[@]}"
 
 [ -z "${pretrain_tag}" ] && pretrain_tag=$(basename "${pretrain_config}" .yaml)
 [ -z "${finetune_tag}" ] && finetune_tag=$(basename "${finetune_config}" .yaml)
@@ -105,6 +128,10 @@ fi
 token_dir=${datadir}/token_list/bpe_unigram${nbpe}
 bpemodel=${token_dir}/bpe.model
 token_list=${token_dir}/tokens.txt
+[ -z "${lm_tag}" ] && lm_tag=$(basename "${lm_config}" .yaml)_bpe${nbpe}
+lm_exp=${expdir}/lm_${lm_tag}
+lm_data=${datadir}/lm_train_bpe${nbpe}  # LM text and token counts (stage 3)
+lm_model=valid.loss.best.pth            # the LM checkpoint that decoding and packing use
 # Training (stages 4 and 5) goes through espnet_ext.bin.launch ("${launch_cmd[@]}", cmd.sh):
 # one process per GPU on every node (--cpu_procs gloo processes with --ngpu 0), --ngpu and
 # the distributed options added per process. Both launches (geometry, batch arithmetic,
@@ -147,8 +174,28 @@ finetune_launch() {  # stage 5's training; arguments: the encoder initialization
             --output_dir "${asr_exp}" \
             "$@" ${finetune_args}
 }
+lm_launch() {  # stage 3's LM training
+    # shellcheck disable=SC2086
+    "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${lm_exp}/train.log" -- \
+        python -m espnet_ext.bin.lm_train \
+            --config "${lm_config}" \
+            --token_type bpe \
+            --bpemodel "${bpemodel}" \
+            --token_list "${token_list}" \
+            --train_data_path_and_name_and_type "${lm_data}/text,text,text" \
+            --train_shape_file "${lm_data}/text_shape.bpe" \
+            --valid_data_path_and_name_and_type "${datadir}/${valid_set}/text,text,text" \
+            --valid_shape_file "${lm_data}/valid_shape.bpe" \
+            --resume true \
+            --output_dir "${lm_exp}" \
+            ${lm_args}
+}
 if "${dry_run}"; then
-    log "Dry run: the training launches of stages 4 and 5 (${cmd_backend} backend); nothing runs"
+    log "Dry run: the training launches of stages 3 (LM), 4 and 5 (${cmd_backend} backend); nothing runs"
+    if "${use_lm}" && [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+        log "Stage 3: language model on ${lm_data}/text -> ${lm_exp}"
+        lm_launch
+    fi
     if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         log "Stage 4: self-supervised pre-training on ${pretrain_set} -> ${pretrain_exp}"
         pretrain_launch
@@ -162,6 +209,9 @@ if "${dry_run}"; then
         fi
     fi
     exit 0
+fi
+if "${use_lm}" && [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    lm_launch > /dev/null || { log "Error: stage 3's LM launch is not valid (above)"; exit 1; }
 fi
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     pretrain_launch > /dev/null || { log "Error: stage 4's launch is not valid (above)"; exit 1; }
@@ -206,6 +256,19 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     log "Stage 3: tokenizer: sentencepiece unigram ${nbpe} on ${datadir}/${train_set}/text -> ${token_dir}"
     python -m espnet_ext.bin.tokenizer --text "${datadir}/${train_set}/text" \
         --out_dir "${token_dir}" --vocab_size "${nbpe}"
+    if "${use_lm}"; then
+        log "Stage 3: language model: ${lm_text} + ${train_set} transcripts -> ${lm_data} -> ${lm_exp}"
+        [ -f "${lm_text}" ] || { log "Error: no LM text at ${lm_text} (--lm_text; or --use_lm false)"; exit 1; }
+        # No dev or test sentence may be LM training text: exact matches are removed (and listed).
+        exclude=()
+        for dset in ${valid_set} ${test_sets}; do exclude+=(--exclude "${datadir}/${dset}/text"); done
+        python -m espnet_ext.bin.lm_text --out_dir "${lm_data}" --bpemodel "${bpemodel}" \
+            --text "${datadir}/${train_set}/text" --plain "${lm_text}" "${exclude[@]}" \
+            --valid_text "${datadir}/${valid_set}/text"
+        mkdir -p "${lm_exp}"
+        lm_launch
+        log "LM done: $(python -m espnet_ext.bin.summarize_log "${lm_exp}/train.log")"
+    fi
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
@@ -232,14 +295,28 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     log "Fine-tuning done: $(python -m espnet_ext.bin.summarize_log "${asr_exp}/train.log")"
 fi
 
-# decode_sets <asr_exp> <model file> <sets...>: stage 6 for one model, in --nj jobs.
+# decode_tag <with_lm>: the decoding folder's name, as ESPnet's asr.sh builds inference_tag.
+decode_tag() {
+    if "$1"; then
+        echo "$(basename "${decode_config}" .yaml)_lm_$(basename "${lm_exp}")_${lm_model%.pth}"
+    else
+        basename "${decode_config}" .yaml
+    fi
+}
+
+# decode_sets <asr_exp> <model file> <with_lm: true|false> <sets...>: stage 6 for one model, in --nj jobs.
 decode_sets() {
-    local exp=$1 model=$2; shift 2
-    local dset dec_dir stamp threads
+    local exp=$1 model=$2 with_lm=$3; shift 3
+    local dset dec_dir stamp threads lm_opts=()
     threads=$(( $(nproc) / nj )); [ "${threads}" -ge 1 ] || threads=1
     stamp="$(readlink -f "${exp}/${model}") $(stat -L -c %Y "${exp}/${model}") $(md5sum < "${decode_config}" | cut -c1-8)"
+    if "${with_lm}"; then
+        [ -e "${lm_exp}/${lm_model}" ] || { log "Error: no LM at ${lm_exp}/${lm_model}: run stage 3, or --use_lm false"; exit 1; }
+        lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
+        stamp="${stamp} $(readlink -f "${lm_exp}/${lm_model}") $(stat -L -c %Y "${lm_exp}/${lm_model}")"
+    fi
     for dset in "$@"; do
-        dec_dir=${exp}/$(basename "${decode_config}" .yaml)/${dset}
+        dec_dir=${exp}/$(decode_tag "${with_lm}")/${dset}
         if [ -f "${dec_dir}/.done" ] && [ "$(cat "${dec_dir}/.done")" = "${stamp}" ]; then
             log "  ${dset}: already decoded with this model (${dec_dir})"; continue
         fi
@@ -256,6 +333,7 @@ decode_sets() {
                 --key_file "${dec_dir}/split${nj}/keys.JOB" \
                 --asr_train_config "${exp}/config.yaml" \
                 --asr_model_file "${exp}/${model}" \
+                "${lm_opts[@]}" \
                 --output_dir "${dec_dir}/output.JOB"
         for i in $(seq "${nj}"); do cat "${dec_dir}/output.${i}/1best_recog/text"; done \
             | LC_ALL=C sort > "${dec_dir}/text"
@@ -264,12 +342,12 @@ decode_sets() {
     done
 }
 
-# score_sets <asr_exp> <sets...>: stage 7 for one model.
+# score_sets <asr_exp> <with_lm: true|false> <sets...>: stage 7 for one model.
 score_sets() {
-    local exp=$1; shift
+    local exp=$1 with_lm=$2; shift 2
     local dset dec_dir
     for dset in "$@"; do
-        dec_dir=${exp}/$(basename "${decode_config}" .yaml)/${dset}
+        dec_dir=${exp}/$(decode_tag "${with_lm}")/${dset}
         python -m espnet_ext.bin.score --ref "${dumpdir}/${dset}/text" --hyp "${dec_dir}/text" \
             --out_dir "${dec_dir}/score"
     done
@@ -278,23 +356,28 @@ score_sets() {
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     log "Stage 6: decoding ${test_sets} with ${asr_exp}/${inference_model}"
     # shellcheck disable=SC2086
-    decode_sets "${asr_exp}" "${inference_model}" ${test_sets}
+    decode_sets "${asr_exp}" "${inference_model}" "${use_lm}" ${test_sets}
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "Stage 7: scoring"
     # shellcheck disable=SC2086
-    score_sets "${asr_exp}" ${test_sets}
+    score_sets "${asr_exp}" "${use_lm}" ${test_sets}
     python -m espnet_ext.bin.results --expdir "${expdir}"
     cat "${expdir}/RESULTS.md"
 fi
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     log "Stage 8: packing ${asr_exp}"
+    pack_lm=()
+    if "${use_lm}"; then
+        pack_lm=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
+    fi
     python -m espnet_ext.bin.pack asr \
         --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_model}" \
         --option "${bpemodel}" \
+        "${pack_lm[@]}" \
         --outpath "${asr_exp}/packed_model.zip"
     log "Packed: ${asr_exp}/packed_model.zip"
 fi
@@ -323,9 +406,9 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
             ) > "${run_exp}/launch.out" 2>&1 || { log "Error: ${run_exp} failed: see ${run_exp}/train.log"; exit 1; }
             log "  $(python -m espnet_ext.bin.summarize_log "${run_exp}/train.log")"
             # shellcheck disable=SC2086
-            decode_sets "${run_exp}" "${inference_model}" ${test_sets}
+            decode_sets "${run_exp}" "${inference_model}" false ${test_sets}
             # shellcheck disable=SC2086
-            score_sets "${run_exp}" ${test_sets}
+            score_sets "${run_exp}" false ${test_sets}
         done
     done
     python -m espnet_ext.bin.ablation_report --expdir "${expdir}" --prefix "${prefix}"

@@ -4,6 +4,7 @@
     <out>/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt:04d>.flac   16 kHz mono PCM_16
     <out>/<subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt         "<id> UPPER WORDS"
     <out>/SPEAKERS.TXT                                                       LibriSpeech format
+    <out>/librispeech-lm-norm.txt.gz  text-only LM corpus, LibriSpeech's format (OpenSLR 11)
     <out>/embedded_corpus.json    written last: parameters, per-subset sizes, speakers
 
 Subsets: unlabeled (self-supervised pre-training; its trans.txt exist only because the
@@ -85,6 +86,12 @@ RATE_JITTER = 0.06            # per utterance, relative
 SNR_DB_RANGE = (25.0, 45.0)
 LEVEL_DBFS_RANGE = (-30.0, -18.0)
 MIN_UTT_SEC, MAX_UTT_SEC = 1.8, 8.5
+
+# Text-only language-model corpus, named and formatted like LibriSpeech's
+# (OpenSLR 11: librispeech-lm-norm.txt.gz, one upper-case sentence per line, no ids).
+LM_TEXT = "librispeech-lm-norm.txt.gz"
+LM_SENTENCES = 100_000  # at --scale 1; scaled like the subsets, at least LM_MIN_SENTENCES
+LM_MIN_SENTENCES = 2_000
 
 MANIFEST = "embedded_corpus.json"
 STARTED = ".embedded_corpus.params.json"
@@ -1026,6 +1033,33 @@ def plan_sentences(seed: int = 1, scale: float = 1.0) -> dict[str, list[str]]:
     return build_plan(seed, scale).sentences()
 
 
+def lm_sentences(plan: CorpusPlan) -> list[str]:
+    """The text-only LM corpus of ``plan``: sentences from the same grammar with their own
+    random stream (like LibriSpeech's LM text, drawn from other books than the audio), never a
+    dev or test transcript of the plan (the grammar can regenerate one; those draws are
+    skipped). Training transcripts may recur, as book text recurs in the real LM corpus."""
+    held = {u.transcript for u in plan.utterances if u.subset in TEST_SUBSETS}
+    rng = random.Random(f"embedded-corpus/{GENERATOR_VERSION}/lmtext/{plan.seed}")
+    n = max(LM_MIN_SENTENCES, round(LM_SENTENCES * plan.scale))
+    out: list[str] = []
+    while len(out) < n:
+        gen = SentenceGenerator(rng, cast=_chapter_cast(rng))  # a "chapter" of 20 sentences
+        for _ in range(20):
+            transcript = " ".join(gen.sentence()[1])
+            if transcript not in held:
+                out.append(transcript)
+    return out[:n]
+
+
+def _write_lm_text_atomic(path: Path, sentences: Sequence[str]) -> None:
+    import gzip
+
+    tmp = _tmp_name(path)
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
+        f.write("".join(s + "\n" for s in sentences).encode())
+    os.replace(tmp, path)
+
+
 def vocabulary_stats(sentences: dict[str, list[str]]) -> dict:
     """Distinct words overall and per subset, and the test OOV rate w.r.t. train-clean."""
     words = {s: Counter(w for line in lines for w in line.split())
@@ -1252,7 +1286,7 @@ def _make_locked(out: Path, params: dict, nj: int) -> int:
     plan = build_plan(seed, scale)
     trans = _chapter_files(plan)
     wanted = [out / u.relpath for u in plan.utterances] + [out / p for p in trans] + \
-        [out / "SPEAKERS.TXT"]
+        [out / "SPEAKERS.TXT", out / LM_TEXT]
     manifest = out / MANIFEST
     if manifest.is_file() and json.loads(manifest.read_text()).get("params") == params \
             and all(p.is_file() for p in wanted):
@@ -1268,6 +1302,9 @@ def _make_locked(out: Path, params: dict, nj: int) -> int:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         _write_text_atomic(out / rel, text)
 
+    lm_text = lm_sentences(plan)
+    if not (out / LM_TEXT).is_file():
+        _write_lm_text_atomic(out / LM_TEXT, lm_text)
     speakers = {s.id: s for s in plan.speakers}
     jobs = [(str(out / u.relpath), u, speakers[u.speaker]) for u in plan.utterances
             if not (out / u.relpath).is_file()]
@@ -1284,12 +1321,24 @@ def _make_locked(out: Path, params: dict, nj: int) -> int:
     _write_text_atomic(out / "SPEAKERS.TXT", _speakers_txt(plan, seconds))
     subsets = _summary(plan, seconds)
     vocab = vocabulary_stats(plan.sentences())
-    record = {"params": params, "subsets": subsets, "vocabulary": vocab,
+    lm_words = Counter(w for t in lm_text for w in t.split())
+    lm = {"file": LM_TEXT, "sentences": len(lm_text), "words": sum(lm_words.values()),
+          "distinct_words": len(lm_words),
+          "test_oov_token_rate": _oov_rate(plan, set(lm_words))}
+    record = {"params": params, "subsets": subsets, "vocabulary": vocab, "lm_text": lm,
               "speakers": [asdict(s) for s in plan.speakers]}
     _write_text_atomic(manifest, json.dumps(record, indent=1) + "\n")
     print(f"synthesized {len(jobs)} utterances in {elapsed:.1f} s")
     _print_summary(subsets, vocab)
+    print(f"LM text ({LM_TEXT}): {lm['sentences']} sentences, {lm['words']} words, "
+          f"{lm['distinct_words']} distinct; test OOV w.r.t. it: "
+          f"{100 * lm['test_oov_token_rate']:.2f}% of tokens; no dev/test sentence")
     return 0
+
+
+def _oov_rate(plan: CorpusPlan, vocab: set[str]) -> float:
+    test = [w for u in plan.utterances if u.subset in TEST_SUBSETS for w in u.words]
+    return round(sum(w not in vocab for w in test) / max(1, len(test)), 5)
 
 
 def _run_jobs(jobs: list, nj: int) -> None:

@@ -84,7 +84,7 @@ def _transcripts(root: Path) -> dict[str, dict[str, str]]:
 # ------------------------------------------------------------------ layout and formats
 def test_layout_and_audio_format(corpus: Path) -> None:
     top = {p.name for p in corpus.iterdir() if not p.name.startswith(".")}
-    assert top == set(mec.SUBSETS) | {"SPEAKERS.TXT", mec.MANIFEST}
+    assert top == set(mec.SUBSETS) | {"SPEAKERS.TXT", mec.MANIFEST, mec.LM_TEXT}
     n_flac = 0
     for subset in mec.SUBSETS:
         for path in (corpus / subset).rglob("*"):
@@ -244,9 +244,42 @@ def test_morphology() -> None:
         ["an", "a", "an", "a"]
 
 
+# ------------------------------------------------------------------ LM text
+def _lm_lines(root: Path) -> list[str]:
+    import gzip
+
+    with gzip.open(root / mec.LM_TEXT, "rt", encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def test_lm_text_format_and_no_dev_or_test_sentence(corpus: Path) -> None:
+    lines = _lm_lines(corpus)
+    assert len(lines) == max(mec.LM_MIN_SENTENCES, round(mec.LM_SENTENCES * float(SCALE)))
+    assert all(re.fullmatch(r"[A-Z']+(?: [A-Z']+)*", ln) for ln in lines)  # LibriSpeech LM format
+    trans = _transcripts(corpus)
+    held = {t for s in mec.TEST_SUBSETS for t in trans[s].values()}
+    assert held and not held & set(lines)
+    # Mostly new sentences, not the training transcripts again.
+    train = set(trans["train-clean"].values())
+    assert len(set(lines) & train) < 0.01 * len(lines)
+    record = json.loads((corpus / mec.MANIFEST).read_text())["lm_text"]
+    assert record["sentences"] == len(lines) and record["file"] == mec.LM_TEXT
+
+
+def test_lm_sentences_skip_held_out_draws(full_plan: mec.CorpusPlan) -> None:
+    held = {u.transcript for u in full_plan.utterances if u.subset in mec.TEST_SUBSETS}
+    lm = mec.lm_sentences(full_plan)
+    assert len(lm) == mec.LM_SENTENCES and not held & set(lm)
+    assert lm == mec.lm_sentences(full_plan)  # deterministic
+    words = {w for t in lm for w in t.split()}
+    test_words = [w for u in full_plan.utterances if u.subset in mec.TEST_SUBSETS for w in u.words]
+    assert sum(w in words for w in test_words) / len(test_words) > 0.97
+
+
 # ------------------------------------------------------------------ determinism, reruns
 def test_same_seed_same_corpus(corpus: Path, corpus_again: Path) -> None:
     assert _transcripts(corpus) == _transcripts(corpus_again)
+    assert (corpus / mec.LM_TEXT).read_bytes() == (corpus_again / mec.LM_TEXT).read_bytes()
     assert (corpus / "SPEAKERS.TXT").read_text() == (corpus_again / "SPEAKERS.TXT").read_text()
     flacs = sorted(p.relative_to(corpus) for p in corpus.rglob("*.flac"))
     assert flacs == sorted(p.relative_to(corpus_again) for p in corpus_again.rglob("*.flac"))
@@ -305,6 +338,19 @@ def test_interrupted_run_resumes(corpus: Path, tmp_path: Path) -> None:
     assert kept.stat().st_mtime_ns == kept_mtime
     assert not stale.exists()
     assert (work / mec.MANIFEST).is_file()
+
+
+def test_corpus_without_lm_text_gets_it_without_new_audio(corpus: Path, tmp_path: Path) -> None:
+    """A corpus made before the LM text existed is completed in place: only the text is new."""
+    work = tmp_path / "c"
+    shutil.copytree(corpus, work)
+    (work / mec.LM_TEXT).unlink()
+    flacs = {p: p.stat().st_mtime_ns for p in work.rglob("*.flac")}
+    proc = _make(work, "--seed", SEED, "--scale", SCALE)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 to synthesize" in proc.stdout
+    assert (work / mec.LM_TEXT).read_bytes() == (corpus / mec.LM_TEXT).read_bytes()
+    assert {p: p.stat().st_mtime_ns for p in work.rglob("*.flac")} == flacs
 
 
 def test_refuses_other_parameters(corpus: Path) -> None:

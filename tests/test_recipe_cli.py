@@ -63,3 +63,24 @@ def test_upstream_layout_links_resolve():
         p = UPSTREAM / name
         assert p.is_symlink() and p.exists(), name
         assert not Path(p.readlink()).is_absolute(), f"{name} must be a relative link"
+
+
+def test_language_model_options_fail_before_any_work(tmp_path):
+    env_run = lambda args, **env: subprocess.run(  # noqa: E731
+        ["bash", "./run.sh", "--datadir", str(tmp_path / "data"), "--expdir", str(tmp_path / "exp"),
+         "--dumpdir", str(tmp_path / "dump"), *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, env={**__import__("os").environ, **env})
+    # LibriSpeech without its LM corpus: the message says where to get it and how to do without.
+    (tmp_path / "ls").mkdir()
+    r = env_run(["--corpus", "librispeech"], LIBRISPEECH=str(tmp_path / "ls"), LIBRISPEECH_LM_TEXT="")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "LIBRISPEECH_LM_TEXT" in out and "--use_lm false" in out
+    r = env_run(["--use_lm", "maybe"])
+    assert r.returncode != 0 and "takes true or false" in r.stderr
+    # An LM that the decoding config would ignore (lm_weight 0) is a configuration error.
+    dec = tmp_path / "decode.yaml"
+    dec.write_text((ROOT / "conf" / "decode_asr_embedded.yaml").read_text().replace("lm_weight:", "lm_weight: 0.0 #"))
+    r = env_run(["--decode_config", str(dec)])
+    assert r.returncode != 0 and "lm_weight is 0.0" in r.stdout + r.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()

@@ -4,8 +4,9 @@ have the fields the acceptance checks read, and the packed model reloads in a fr
 and transcribes a wav.
 
 It trains for a few minutes only (PRETRAIN_ARGS/FINETUNE_ARGS below: 600 pre-training and 800
-fine-tuning updates on about a quarter of the corpus), enough for the CTC branch to leave its
-plateau, so the test WER must be below 100%; README "Results" has the full run's accuracy.
+fine-tuning updates on about a quarter of the corpus, and a 200-update LM), enough for the CTC
+branch to leave its plateau, so the test WER must be below 100%; README "Results" has the full
+run's accuracy.
 """
 
 import json
@@ -27,6 +28,7 @@ SCALE = os.environ.get("E2E_SCALE", "0.25")
 PRETRAIN_ARGS = "--max_epoch 6 --num_iters_per_epoch 100 --scheduler_conf total_steps=600"
 FINETUNE_ARGS = ("--max_epoch 8 --num_iters_per_epoch 100 --scheduler_conf total_steps=800 "
                  "--keep_nbest_models 1")
+LM_ARGS = "--num_iters_per_epoch 200 --scheduler_conf total_steps=200"
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,7 @@ def recipe(tmp_path_factory):
         "--expdir", str(work / "exp"),
         "--pretrain_args", PRETRAIN_ARGS,
         "--finetune_args", FINETUNE_ARGS,
+        "--lm_args", LM_ARGS,
         "--inference_batch_size", "8",
     ]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
@@ -80,6 +83,8 @@ def test_results_files(recipe):
             r["wer"] * r["n_words"] / 100)
         n_ref = len((work / "dump" / r["test_set"] / "text").read_text().splitlines())
         assert r["n_utts"] == n_ref
+    assert {r["decode"] for r in results} == {
+        "decode_asr_embedded_lm_lm_train_lm_embedded_bpe40_valid.loss.best"}
     md = (work / "exp" / "RESULTS.md").read_text()
     assert "|test_clean|" in md and "|test_other|" in md
     assert "Successfully finished" in out
@@ -103,6 +108,29 @@ def test_pretraining_learned_and_encoder_transferred(recipe):
     assert f"{ssl}/valid.loss.best.pth:encoder:encoder" in cfg
 
 
+def test_language_model_stage(recipe):
+    work, out = recipe
+    lm_data = work / "data" / "lm_train_bpe40"
+    summary = json.loads((lm_data / "summary.json").read_text())
+    corpus_text = str(work / "corpus" / "librispeech-lm-norm.txt.gz")
+    for src in summary["sources"].values():
+        assert src["read"] == src["kept"] + src["rejected"]
+    assert summary["sources"][corpus_text]["kept"] > 20000
+    n_text = len((lm_data / "text").read_text().splitlines())
+    assert n_text == summary["kept"] == len((lm_data / "text_shape.bpe").read_text().splitlines())
+    held = {ln.split(" ", 1)[1] for d in ("dev_clean", "test_clean", "test_other")
+            for ln in (work / "data" / d / "text").read_text().splitlines()}
+    lm_sentences = {ln.split(" ", 1)[1] for ln in (lm_data / "text").read_text().splitlines()}
+    assert not held & lm_sentences
+    lm = work / "exp" / "lm_train_lm_embedded_bpe40"
+    assert (lm / "valid.loss.best.pth").is_file()
+    log = (lm / "train.log").read_text()
+    losses = [float(x) for x in re.findall(r"\[valid\] loss=([0-9.]+)", log)]
+    # Below a uniform guess over the 43 tokens (ln 43 = 3.76 nats): it learned the language.
+    assert losses and losses[-1] < 2.5, losses
+    assert "LM done" in out
+
+
 def test_packed_model_transcribes_in_a_fresh_process(recipe, tmp_path):
     work, _ = recipe
     zips = list((work / "exp").glob("asr_*/packed_model.zip"))
@@ -115,6 +143,7 @@ import espnet_ext, soundfile
 from espnet_model_zoo.downloader import ModelDownloader
 from espnet2.bin.asr_inference import Speech2Text
 files = ModelDownloader({str(tmp_path / 'cache')!r}).download_and_unpack({str(moved)!r})
+assert "lm_train_lm_embedded" in files.get("lm_file", ""), files  # the LM is packed too
 s2t = Speech2Text(**files, beam_size=4, ctc_weight=0.3)
 speech, rate = soundfile.read({str(wav)!r}, dtype="float32")
 assert rate == 16000
@@ -130,12 +159,14 @@ print("HYP:", text)
 def test_rerun_of_finished_stages_changes_nothing(recipe):
     work, _ = recipe
     watched = [work / "data" / "train_clean" / "text", work / "dump" / "train_clean" / "feats.scp",
-               work / "data" / "token_list" / "bpe_unigram40" / "tokens.txt"]
+               work / "data" / "token_list" / "bpe_unigram40" / "tokens.txt",
+               work / "data" / "lm_train_bpe40" / "text",
+               work / "exp" / "lm_train_lm_embedded_bpe40" / "valid.loss.best.pth"]
     before = [p.stat().st_mtime_ns for p in watched]
     env = dict(os.environ, EMBEDDED=str(work / "corpus"))
     r = subprocess.run(["./run.sh", "--stage", "1", "--stop_stage", "3", "--embedded_scale", SCALE,
                         "--datadir", str(work / "data"), "--dumpdir", str(work / "dump"),
-                        "--expdir", str(work / "exp")],
+                        "--expdir", str(work / "exp"), "--lm_args", LM_ARGS],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert [p.stat().st_mtime_ns for p in watched] == before

@@ -1,7 +1,7 @@
 """Check the recipe's configs before any stage runs, so a bad config fails in seconds.
 
     python -m espnet_ext.bin.check_config --pretrain_config A.yaml --finetune_config B.yaml \
-        --decode_config C.yaml [--init_from_pretrained true]
+        --decode_config C.yaml [--init_from_pretrained true] [--lm_config D.yaml]
 
 Checks: each file is a YAML mapping; the pre-training and fine-tuning configs pass ESPnet's
 own argument parsers for the SSL and ASR tasks (unknown keys, unknown plugin names) and
@@ -9,7 +9,9 @@ their models can be built from them (wrong constructor arguments, invalid sizes)
 ``meta`` device so that a full-scale config allocates nothing; the fine-tuning encoder has
 the same type and the same parameter shapes as the pre-trained one (otherwise the
 pre-trained weights cannot load); the decoding options are known to
-``espnet2.bin.asr_inference``. Errors name the file and the key.
+``espnet2.bin.asr_inference``; with an LM config (``--use_lm true``), it passes ESPnet's LM
+task parser and builds, and the decoding config gives the LM a weight (``lm_weight`` > 0:
+otherwise the LM would be trained and packed but never used). Errors name the file and the key.
 """
 
 import argparse
@@ -50,10 +52,11 @@ def _build(task, path: Path, extra: List[str]):
         raise ConfigError(f"{path}: cannot build the model: {type(e).__name__}: {e}") from e
 
 
-def check(pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bool) -> None:
+def check(pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bool,
+          lm: Optional[Path] = None) -> None:
     import tempfile
 
-    for p in (pretrain, finetune, decode):
+    for p in (pretrain, finetune, decode) + ((lm,) if lm else ()):
         load_yaml(p)
 
     import espnet_ext
@@ -61,6 +64,7 @@ def check(pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bo
     espnet_ext.register()
     from espnet2.bin.asr_inference import get_parser as inference_parser
     from espnet_ext.tasks.asr import ASRTask
+    from espnet_ext.tasks.lm import LMTask
     from espnet_ext.tasks.ssl import SSLTask
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,6 +72,8 @@ def check(pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bo
         tokens.write_text("<blank>\n<unk>\nA\nB\n<sos/eos>\n")
         ssl_model = _build(SSLTask, pretrain, ["--token_list", str(tokens)])
         asr_model = _build(ASRTask, finetune, ["--token_list", str(tokens), "--token_type", "char"])
+        if lm is not None:
+            _build(LMTask, lm, ["--token_list", str(tokens), "--token_type", "char"])
 
     if init_from_pretrained:
         src = {k: tuple(v.shape) for k, v in ssl_model.encoder.state_dict().items()}
@@ -90,6 +96,9 @@ def check(pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bo
     unknown = sorted(set(dec) - known)
     if unknown:
         raise ConfigError(f"{decode}: unknown decoding options {unknown}")
+    if lm is not None and not float(dec.get("lm_weight", 0.0) or 0.0) > 0:
+        raise ConfigError(f"{decode}: lm_weight is {dec.get('lm_weight', 0.0)}, so the LM of {lm} "
+                          f"would not be used: set lm_weight > 0, or run with --use_lm false")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -98,10 +107,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--finetune_config", type=Path, required=True)
     p.add_argument("--decode_config", type=Path, required=True)
     p.add_argument("--init_from_pretrained", choices=["true", "false"], default="true")
+    p.add_argument("--lm_config", type=Path, default=None, help="LM training config (--use_lm true)")
     args = p.parse_args(argv)
     try:
         check(args.pretrain_config, args.finetune_config, args.decode_config,
-              args.init_from_pretrained == "true")
+              args.init_from_pretrained == "true", args.lm_config)
     except ConfigError as e:
         sys.exit(f"check_config: ERROR: {e}")
     print("check_config: configs OK", file=sys.stderr)

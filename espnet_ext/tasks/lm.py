@@ -1,0 +1,16 @@
+"""ESPnet's language-model task with the project's trainer.
+
+Everything is ESPnet's ``LMTask`` (``--lm seq_rnn|transformer``, token-level, the same
+sentencepiece units as the ASR model, so ``asr_inference --lm_train_config/--lm_file`` and
+``espnet2.bin.pack asr --lm_*`` take the result as is). Training goes through
+:mod:`espnet_ext.train.trainer`, so the LM stage gets the same step checkpoints, resume,
+accumulation and CPU bf16 behaviour as pre-training and fine-tuning.
+"""
+
+from espnet2.tasks.lm import LMTask as _StockLMTask
+
+from espnet_ext.train.trainer import Trainer
+
+
+class LMTask(_StockLMTask):
+    trainer = Trainer
