@@ -82,6 +82,10 @@ fi
 . ./cmd.sh
 . ./db.sh
 
+case "${use_lm}" in
+    true|false) ;;
+    *) log "Error: --use_lm must be true or false, got '${use_lm}'"; exit 1 ;;
+esac
 case "${corpus}" in
     embedded)
         librispeech_root=${EMBEDDED}
@@ -97,10 +101,6 @@ case "${corpus}" in
             log "       (https://www.openslr.org/11), or pass --lm_text FILE, or --use_lm false (no LM)"; exit 1
         fi ;;
     *) log "Error: --corpus must be embedded or librispeech, got '${corpus}'"; exit 1 ;;
-esac
-case "${use_lm}" in
-    true|false) ;;
-    *) log "Error: --use_lm must be true or false, got '${use_lm}'"; exit 1 ;;
 esac
 
 # Validate configuration before any work starts.
