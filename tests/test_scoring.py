@@ -84,3 +84,30 @@ def test_tokenizer_round_trip_and_token_list(tmp_path):
     mtime = tokens.stat().st_mtime_ns
     train_tokenizer(text, tmp_path / "bpe", vocab_size=40)
     assert tokens.stat().st_mtime_ns == mtime, "a re-run with the same input must change nothing"
+
+
+def test_results_one_entry_and_table_per_model_decoding_and_set(tmp_path):
+    """results.json: one entry per (model, decoding, test set); RESULTS.md: one table per
+    model and decoding, so decodes with and without the LM are never mixed in one table."""
+    from espnet_ext.bin.results import collect, render
+
+    model = tmp_path / "asr_x_pretrained"
+    for decode, wer in (("decode_asr", 30.0), ("decode_asr_lm_lm_x_valid.loss.best", 7.5)):
+        for test_set in ("test_clean", "test_other"):
+            d = model / decode / test_set / "score"
+            d.mkdir(parents=True)
+            (d / "result.json").write_text(json.dumps({
+                "wer": wer, "cer": wer / 3, "n_utts": 10, "n_words": 40, "word_substitutions": 3,
+                "word_deletions": 0, "word_insertions": 0}))
+    (model / "config.yaml").write_text("config: conf/x.yaml\ninit_param: [ssl.pth:encoder:encoder]\n")
+    entries = collect(tmp_path)
+    assert sorted((e["decode"], e["test_set"], e["wer"]) for e in entries) == [
+        ("decode_asr", "test_clean", 30.0), ("decode_asr", "test_other", 30.0),
+        ("decode_asr_lm_lm_x_valid.loss.best", "test_clean", 7.5),
+        ("decode_asr_lm_lm_x_valid.loss.best", "test_other", 7.5)]
+    assert all(e["model"] == "asr_x_pretrained" and e["n_utts"] == 10 for e in entries)
+    md = render(tmp_path, entries)
+    tables = md.split("## asr_x_pretrained")[1:]
+    assert len(tables) == 2
+    assert "`decode_asr`" in tables[0] and "|30.00|" in tables[0] and "|7.50|" not in tables[0]
+    assert "_lm_" in tables[1] and "|7.50|" in tables[1] and "|30.00|" not in tables[1]

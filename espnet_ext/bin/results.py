@@ -5,7 +5,8 @@
 Looks for ``<expdir>/<model>/decode_<config>/<test_set>/score/result.json`` (written by
 ``espnet_ext.bin.score``). ``results.json`` is a list with one entry per model and test set:
 ``model`` (the experiment folder's name), ``test_set``, ``wer`` and ``cer`` (percent),
-``n_utts``, plus the error counts and the decoding config. ``RESULTS.md`` has one table per
+``n_utts``, plus the error counts and ``decode`` (the decoding folder: a model decoded with
+and without the LM has one entry per decoding). ``RESULTS.md`` has one table per
 model, as ESPnet recipes publish: config, parameters, training data, initialization, and
 WER/CER per test set. Sections that other stages add (e.g. the ablation) are kept: they
 live in ``<expdir>/RESULTS.*.md`` files and are appended.
@@ -74,10 +75,10 @@ def render(expdir: Path, entries: List[Dict]) -> str:
         f"- python: `{platform.python_version()}`, espnet `{espnet.__version__}`, torch `{torch.__version__}`",
         "",
     ]
-    by_model: Dict[str, List[Dict]] = {}
+    by_model: Dict[tuple, List[Dict]] = {}  # one table per model and decoding (e.g. with/without LM)
     for e in entries:
-        by_model.setdefault(e["model"], []).append(e)
-    for model, rows in by_model.items():
+        by_model.setdefault((e["model"], e["decode"]), []).append(e)
+    for (model, decode), rows in by_model.items():
         cfg = _train_config(expdir / model)
         train_data = [t[0] if isinstance(t, (list, tuple)) else t.split(",")[0]
                       for t in cfg.get("train_data_path_and_name_and_type", [])]
@@ -88,7 +89,7 @@ def render(expdir: Path, entries: List[Dict]) -> str:
             f"- parameters: {_params(expdir / model)}",
             f"- training data: {', '.join(f'`{t}`' for t in train_data) or '?'}",
             f"- initialization: {', '.join(f'`{i}`' for i in init)}",
-            f"- decoding: `{rows[0]['decode']}`",
+            f"- decoding: `{decode}`",
             "",
             "|test set|utts|words|WER|CER|sub|del|ins|",
             "|---|---|---|---|---|---|---|---|",
