@@ -297,25 +297,33 @@ def _recipe_configs(tmp_path):
 
 
 @pytest.mark.slow
-def test_recipe_dry_run_16x8_prints_both_launches_and_runs_nothing(tmp_path):
+def test_recipe_dry_run_16x8_prints_all_three_launches_and_runs_nothing(tmp_path):
     pretrain, finetune = _recipe_configs(tmp_path)
     expdir = tmp_path / "exp"
-    r = subprocess.run(
-        ["./run.sh", "--ngpu", "8", "--num_nodes", "16", "--cmd_backend", "slurm", "--dry_run", "true",
-         "--pretrain_config", pretrain, "--finetune_config", finetune, "--nbpe", "5000",
-         "--pretrain_data_hours", "600000", "--finetune_data_hours", "100000",
-         "--expdir", str(expdir), "--datadir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    cmd = ["./run.sh", "--ngpu", "8", "--num_nodes", "16", "--cmd_backend", "slurm", "--dry_run", "true",
+           "--pretrain_config", pretrain, "--finetune_config", finetune, "--nbpe", "5000",
+           "--pretrain_data_hours", "600000", "--finetune_data_hours", "100000",
+           "--expdir", str(expdir), "--datadir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump")]
+    r = subprocess.run(cmd + ["--lm_config", "conf/train_lm.yaml"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert out.count("2048 utterances = 128 ranks x 2 per micro-batch x 8 accumulation steps") == 2
     assert "70,312 optimizer steps per pass" in out and "11,718 optimizer steps per pass" in out
     assert "python -m espnet_ext.bin.ssl_train" in out and "python -m espnet_ext.bin.asr_train" in out
     assert re.search(r"--init_param \S+/valid\.loss\.best\.pth:encoder:encoder", out)
-    assert out.count("sbatch --wait") == 2
+    # Stage 3's LM trains on the same 128 ranks: 4096 sentences per update, 32 per rank.
+    assert "python -m espnet_ext.bin.lm_train" in out
+    assert "up to 4096 utterances = 128 ranks x 32 per micro-batch x 1 accumulation step" in out
+    assert out.count("sbatch --wait") == 3
     assert not expdir.exists() and not (tmp_path / "data").exists()
     assert "Stage 1" not in out + r.stderr
+
+    # The embedded corpus's CPU LM config cannot feed 128 ranks: refused before anything runs.
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "batch_size 64 is smaller than the 128 ranks" in r.stderr
+    assert not expdir.exists() and not (tmp_path / "data").exists()
 
 
 @pytest.mark.slow
