@@ -70,6 +70,7 @@ inference_model=valid.acc.ave.pth  # checkpoint used for decoding and packing
 ablation_minutes=10     # stage 9: minutes of labeled speech in the low-resource subset of train_set
 ablation_seeds="1 2 3"  # stage 9: fine-tuning seeds, each run from scratch and from the pre-trained encoder
 ablation_config=conf/finetune_conformer_transformer_embedded_lowres.yaml  # stage 9: fine-tuning config
+ablation_decode_config=conf/decode_asr_embedded_ablation.yaml  # stage 9: decoding config (no LM)
 # </options>
 
 help_message="Usage: $0 [options]   (see the stage list at the top of this script)"
@@ -386,7 +387,10 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     low_set=${train_set}_${ablation_minutes}min
     prefix=asr_ablation_${ablation_minutes}min
     log "Stage 9: ablation on ${low_set}: scratch vs pretrained, seeds ${ablation_seeds} -> ${expdir}/${prefix}_*"
-    [ -f "${ablation_config}" ] || { log "Error: config not found: ${ablation_config}"; exit 1; }
+    for f in "${ablation_config}" "${ablation_decode_config}"; do
+        [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
+    done
+    decode_config=${ablation_decode_config}  # stage 9 is the last stage: decode_sets/score_sets read it
     [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first"; exit 1; }
     python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
         --minutes "${ablation_minutes}" --seed 0
@@ -411,7 +415,8 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
             score_sets "${run_exp}" false ${test_sets}
         done
     done
-    python -m espnet_ext.bin.ablation_report --expdir "${expdir}" --prefix "${prefix}"
+    python -m espnet_ext.bin.ablation_report --expdir "${expdir}" --prefix "${prefix}" \
+        --decode "$(decode_tag false)"
     python -m espnet_ext.bin.results --expdir "${expdir}"
 fi
 

@@ -111,3 +111,35 @@ def test_results_one_entry_and_table_per_model_decoding_and_set(tmp_path):
     assert len(tables) == 2
     assert "`decode_asr`" in tables[0] and "|30.00|" in tables[0] and "|7.50|" not in tables[0]
     assert "_lm_" in tables[1] and "|7.50|" in tables[1] and "|30.00|" not in tables[1]
+
+
+def test_ablation_report_mean_spread_verdict_and_decode_filter(tmp_path):
+    """Stage 9's report: mean ± sd per arm over seeds, the verdict against the seed spread,
+    the dev curve from train.log, and only the decoding folder asked for."""
+    import statistics
+
+    from espnet_ext.bin.ablation_report import report
+
+    wers = {"scratch": [100.0, 104.0, 108.0], "pretrained": [88.0, 89.0, 90.0]}
+    for arm, values in wers.items():
+        for seed, wer in enumerate(values, 1):
+            d = tmp_path / f"asr_abl_{arm}_seed{seed}"
+            for decode, w in (("decode_ablation", wer), ("decode_other", 1.0)):
+                s = d / decode / "test_clean" / "score"
+                s.mkdir(parents=True)
+                (s / "result.json").write_text(json.dumps({"wer": w, "cer": w / 2}))
+            (d / "config.yaml").write_text(
+                "config: conf/lowres.yaml\nnum_iters_per_epoch: 100\naccum_grad: 1\n"
+                "train_data_path_and_name_and_type: [[dump/low/feats.scp, speech, kaldi_ark]]\n")
+            (d / "train.log").write_text("".join(
+                f"x {e}epoch results: [train] loss=1 [valid] cer_ctc={0.9 - 0.1 * e:.2f}, acc=0.{e}\n"
+                for e in (1, 2)))
+    md = report(tmp_path, "asr_abl", "decode_ablation")
+    sd_s = statistics.stdev(wers["scratch"])
+    assert f"|test_clean|scratch|104.00 ± {sd_s:.2f}|52.00 ± {sd_s / 2:.2f}|3|" in md
+    assert "|test_clean|pretrained|89.00 ± 1.00|44.50 ± 0.50|3|" in md
+    assert "lowers WER by 15.00 points" in md and "**gain exceeds the seed spread**" in md
+    assert "|100|80.00 ± 0.00|80.00 ± 0.00|10.00 ± 0.00|10.00 ± 0.00|" in md  # dev curve, update 100
+    assert "|200|70.00 ± 0.00|" in md
+    # Without the filter, the second decoding folder would be averaged in.
+    assert "|test_clean|pretrained|89.00" not in report(tmp_path, "asr_abl")

@@ -43,7 +43,7 @@ def _mean_sd(xs: List[float]) -> str:
     return f"{statistics.mean(xs):.2f} ± {sd:.2f}"
 
 
-def report(expdir: Path, prefix: str) -> str:
+def report(expdir: Path, prefix: str, decode: str = "*") -> str:
     runs: Dict[str, Dict[int, Path]] = {"scratch": {}, "pretrained": {}}
     for d in sorted(expdir.glob(f"{prefix}_*_seed*")):
         m = _ARM.search(d.name)
@@ -59,7 +59,7 @@ def report(expdir: Path, prefix: str) -> str:
     scores: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
     for arm, seeds in runs.items():
         for seed, d in seeds.items():
-            for res in sorted(d.glob("*/*/score/result.json")):
+            for res in sorted(d.glob(f"{decode}/*/score/result.json")):
                 r = json.loads(res.read_text())
                 s = scores.setdefault(res.parent.parent.name, {}).setdefault(arm, {"wer": [], "cer": []})
                 s["wer"].append(r["wer"])
@@ -108,9 +108,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--expdir", type=Path, required=True)
     p.add_argument("--prefix", required=True)
+    p.add_argument("--decode", default="*",
+                   help="the decoding folder to report (default: every one; a run decoded twice counts twice)")
     args = p.parse_args(argv)
     try:
-        text = report(args.expdir, args.prefix)
+        text = report(args.expdir, args.prefix, args.decode)
     except ValueError as e:
         sys.exit(f"ablation_report: ERROR: {e}")
     (args.expdir / "RESULTS.ablation.md").write_text(text)
