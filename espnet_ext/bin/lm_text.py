@@ -59,7 +59,7 @@ def read_kaldi_text(path: Path) -> Iterator[Tuple[int, Optional[str], str]]:
             if not parts:
                 yield n, None, ""
             else:
-                yield n, parts[0], parts[1] if len(parts) > 1 else ""
+                yield n, parts[0], " ".join(parts[1].split()) if len(parts) > 1 else ""
 
 
 def read_plain_text(path: Path) -> Iterator[Tuple[int, Optional[str], str]]:
@@ -72,7 +72,7 @@ def read_plain_text(path: Path) -> Iterator[Tuple[int, Optional[str], str]]:
 
 
 def transcripts(path: Path) -> Set[str]:
-    return {" ".join(t.split()) for _, _, t in read_kaldi_text(path) if t.strip()}
+    return {t for _, _, t in read_kaldi_text(path) if t}
 
 
 def _fingerprint(args: argparse.Namespace) -> str:
