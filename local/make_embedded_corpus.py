@@ -45,7 +45,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import embedded_corpus_lexicon as lex  # noqa: E402  (data module next to this script)
+from embedded_corpus import lexicon as lex  # noqa: E402  (package next to this script)
 
 # Bump when the grammar, the voices or the audio processing change: a corpus made by an
 # older version is then refused instead of being silently mixed with new files.
