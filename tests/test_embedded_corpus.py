@@ -1,5 +1,6 @@
-"""Tests of local/make_embedded_corpus.py: real espeak-ng synthesis at a tiny --scale,
-checked in LibriSpeech layout, plus the full-size sentence plan (no audio)."""
+"""Tests of local/make_embedded_corpus.py and its package local/embedded_corpus/: real espeak-ng
+synthesis at a tiny --scale, checked in LibriSpeech layout, plus the full-size sentence plan
+(no audio)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "local" / "make_embedded_corpus.py"
 sys.path.insert(0, str(SCRIPT.parent))
-import make_embedded_corpus as mec  # noqa: E402
+import embedded_corpus as ec  # noqa: E402
 
 SCALE = "0.02"
 SEED = "7"
@@ -51,8 +52,8 @@ def corpus_again(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def full_plan() -> mec.CorpusPlan:
-    return mec.build_plan(seed=1, scale=1.0)
+def full_plan() -> ec.CorpusPlan:
+    return ec.build_plan(seed=1, scale=1.0)
 
 
 def _speakers_txt(root: Path) -> dict[int, dict]:
@@ -72,8 +73,8 @@ def _speakers_txt(root: Path) -> dict[int, dict]:
 
 def _transcripts(root: Path) -> dict[str, dict[str, str]]:
     """subset -> utterance id -> transcript, read from the trans.txt files."""
-    out: dict[str, dict[str, str]] = {s: {} for s in mec.SUBSETS}
-    for subset in mec.SUBSETS:
+    out: dict[str, dict[str, str]] = {s: {} for s in ec.SUBSETS}
+    for subset in ec.SUBSETS:
         for path in sorted((root / subset).glob("*/*/*.trans.txt")):
             for line in path.read_text().splitlines():
                 uid, text = line.split(" ", 1)
@@ -84,9 +85,9 @@ def _transcripts(root: Path) -> dict[str, dict[str, str]]:
 # ------------------------------------------------------------------ layout and formats
 def test_layout_and_audio_format(corpus: Path) -> None:
     top = {p.name for p in corpus.iterdir() if not p.name.startswith(".")}
-    assert top == set(mec.SUBSETS) | {"SPEAKERS.TXT", mec.MANIFEST, mec.LM_TEXT}
+    assert top == set(ec.SUBSETS) | {"SPEAKERS.TXT", ec.MANIFEST, ec.LM_TEXT}
     n_flac = 0
-    for subset in mec.SUBSETS:
+    for subset in ec.SUBSETS:
         for path in (corpus / subset).rglob("*"):
             rel = path.relative_to(corpus / subset).parts
             if path.is_dir():
@@ -108,7 +109,7 @@ def test_layout_and_audio_format(corpus: Path) -> None:
 
 
 def test_trans_txt_ids_match_files(corpus: Path) -> None:
-    for subset in mec.SUBSETS:
+    for subset in ec.SUBSETS:
         chapters = [p for p in (corpus / subset).glob("*/*") if p.is_dir()]
         assert chapters, subset
         for chap in chapters:
@@ -128,7 +129,7 @@ def test_trans_txt_ids_match_files(corpus: Path) -> None:
 
 def test_speakers_txt_covers_all_speakers(corpus: Path) -> None:
     speakers = _speakers_txt(corpus)
-    on_disk = {int(p.name): s for s in mec.SUBSETS for p in (corpus / s).iterdir()}
+    on_disk = {int(p.name): s for s in ec.SUBSETS for p in (corpus / s).iterdir()}
     assert speakers.keys() == on_disk.keys()
     for spk, row in speakers.items():
         assert row["subset"] == on_disk[spk]
@@ -138,7 +139,7 @@ def test_speakers_txt_covers_all_speakers(corpus: Path) -> None:
         seconds = sum(sf.info(str(f)).duration for c in chapters for f in c.glob("*.flac"))
         assert row["minutes"] == pytest.approx(seconds / 60, abs=0.006)
     assert list(speakers) == sorted(speakers)  # sorted by id, like LibriSpeech
-    manifest = json.loads((corpus / mec.MANIFEST).read_text())
+    manifest = json.loads((corpus / ec.MANIFEST).read_text())
     assert manifest["params"]["seed"] == int(SEED)
     assert {s["id"] for s in manifest["speakers"]} == set(speakers)
 
@@ -146,10 +147,10 @@ def test_speakers_txt_covers_all_speakers(corpus: Path) -> None:
 # ------------------------------------------------------------------ honesty rules
 def _check_rules(transcripts: dict[str, dict[str, str]], speakers: dict[int, dict]) -> None:
     train_text = set(transcripts["unlabeled"].values()) | set(transcripts["train-clean"].values())
-    for subset in mec.TEST_SUBSETS:
+    for subset in ec.TEST_SUBSETS:
         assert transcripts[subset], subset
         assert not set(transcripts[subset].values()) & train_text, subset
-    train = [s for s in speakers.values() if s["subset"] in mec.TRAIN_SUBSETS]
+    train = [s for s in speakers.values() if s["subset"] in ec.TRAIN_SUBSETS]
     train_combos = {s["combo"] for s in train}
     dev_combos = {s["combo"] for s in speakers.values() if s["subset"] == "dev-clean"}
     for s in speakers.values():
@@ -165,8 +166,8 @@ def test_rules_hold_on_disk(corpus: Path) -> None:
     _check_rules(_transcripts(corpus), _speakers_txt(corpus))
 
 
-def test_rules_hold_at_full_size(full_plan: mec.CorpusPlan) -> None:
-    transcripts = {s: {} for s in mec.SUBSETS}
+def test_rules_hold_at_full_size(full_plan: ec.CorpusPlan) -> None:
+    transcripts = {s: {} for s in ec.SUBSETS}
     for u in full_plan.utterances:
         transcripts[u.subset][u.uid] = u.transcript
     speakers = {s.id: {"subset": s.subset, "combo": s.combo, "rate": s.rate,
@@ -182,29 +183,29 @@ def test_rules_hold_at_full_size(full_plan: mec.CorpusPlan) -> None:
                                  if s.subset != "test-other"}
 
 
-def test_check_voice_rules_rejects_violations(full_plan: mec.CorpusPlan) -> None:
+def test_check_voice_rules_rejects_violations(full_plan: ec.CorpusPlan) -> None:
     train = next(s for s in full_plan.speakers if s.subset == "train-clean")
-    bad_other = [train, mec.Speaker(id=1, subset="test-other", voice=train.voice,
+    bad_other = [train, ec.Speaker(id=1, subset="test-other", voice=train.voice,
                                     variant=train.variant, sex=train.sex, rate=150, pitch=40,
                                     word_gap=0, chapters=(5,))]
     with pytest.raises(RuntimeError, match="test-other"):
-        mec.check_voice_rules(bad_other)
-    clone = mec.Speaker(id=2, subset="test-clean", voice=train.voice, variant=train.variant,
+        ec.check_voice_rules(bad_other)
+    clone = ec.Speaker(id=2, subset="test-clean", voice=train.voice, variant=train.variant,
                         sex=train.sex, rate=train.rate, pitch=train.pitch, word_gap=0,
                         chapters=(6,))
     with pytest.raises(RuntimeError, match="duplicates"):
-        mec.check_voice_rules([train, clone])
+        ec.check_voice_rules([train, clone])
 
 
 # ------------------------------------------------------------------ full-size text plan
-def test_full_size_vocabulary(full_plan: mec.CorpusPlan) -> None:
-    stats = mec.vocabulary_stats(full_plan.sentences())
+def test_full_size_vocabulary(full_plan: ec.CorpusPlan) -> None:
+    stats = ec.vocabulary_stats(full_plan.sentences())
     assert stats["distinct_words"] >= 1000
     oov = stats["oov_vs_train_clean"]["all-test"]["token_rate"]
     assert 0.0 < oov < 0.08  # train-clean covers most test words, but not all
 
 
-def test_full_size_plan_sizes(full_plan: mec.CorpusPlan) -> None:
+def test_full_size_plan_sizes(full_plan: ec.CorpusPlan) -> None:
     hours = full_plan.estimated_hours()
     assert 1.5 <= hours["unlabeled"] <= 2.0
     assert 35 <= hours["train-clean"] * 60 <= 45
@@ -218,29 +219,29 @@ def test_full_size_plan_sizes(full_plan: mec.CorpusPlan) -> None:
         assert 1 <= len(s.chapters) <= 3
 
 
-def test_spoken_text_matches_transcript(full_plan: mec.CorpusPlan) -> None:
+def test_spoken_text_matches_transcript(full_plan: ec.CorpusPlan) -> None:
     for u in full_plan.utterances[::7]:
         spoken = re.sub(r"[,.?]", "", u.text).upper().split()
         assert spoken == list(u.words), u.uid
 
 
 def test_plan_depends_on_seed_only() -> None:
-    a, b = mec.plan_sentences(7, 0.02), mec.plan_sentences(7, 0.02)
+    a, b = ec.plan_sentences(7, 0.02), ec.plan_sentences(7, 0.02)
     assert a == b
-    assert mec.plan_sentences(8, 0.02) != a
+    assert ec.plan_sentences(8, 0.02) != a
 
 
 def test_morphology() -> None:
-    assert mec._parse_verb("stop*") == mec._Verb("stop", "stops", "stopped", "stopped",
+    assert ec.parse_verb("stop*") == ec.Verb("stop", "stops", "stopped", "stopped",
                                                  "stopping")
-    assert mec._parse_verb("carry").past == "carried"
-    assert mec._parse_verb("agree").ing == "agreeing"
-    assert mec._parse_verb("hope").ing == "hoping"
-    assert mec._parse_verb("fix").s3 == "fixes"
-    assert mec.number_words(342) == ["three", "hundred", "and", "forty", "two"]
-    assert mec.number_words(1905) == ["one", "thousand", "nine", "hundred", "and", "five"]
-    assert mec._year_words(1805) == ["eighteen", "oh", "five"]
-    assert [mec._article(w) for w in ("apple", "useful", "hour", "red")] == \
+    assert ec.parse_verb("carry").past == "carried"
+    assert ec.parse_verb("agree").ing == "agreeing"
+    assert ec.parse_verb("hope").ing == "hoping"
+    assert ec.parse_verb("fix").s3 == "fixes"
+    assert ec.number_words(342) == ["three", "hundred", "and", "forty", "two"]
+    assert ec.number_words(1905) == ["one", "thousand", "nine", "hundred", "and", "five"]
+    assert ec.year_words(1805) == ["eighteen", "oh", "five"]
+    assert [ec.article(w) for w in ("apple", "useful", "hour", "red")] == \
         ["an", "a", "an", "a"]
 
 
@@ -248,38 +249,38 @@ def test_morphology() -> None:
 def _lm_lines(root: Path) -> list[str]:
     import gzip
 
-    with gzip.open(root / mec.LM_TEXT, "rt", encoding="utf-8") as f:
+    with gzip.open(root / ec.LM_TEXT, "rt", encoding="utf-8") as f:
         return f.read().splitlines()
 
 
 def test_lm_text_format_and_no_dev_or_test_sentence(corpus: Path) -> None:
     lines = _lm_lines(corpus)
-    assert len(lines) == max(mec.LM_MIN_SENTENCES, round(mec.LM_SENTENCES * float(SCALE)))
+    assert len(lines) == max(ec.LM_MIN_SENTENCES, round(ec.LM_SENTENCES * float(SCALE)))
     assert all(re.fullmatch(r"[A-Z']+(?: [A-Z']+)*", ln) for ln in lines)  # LibriSpeech LM format
     trans = _transcripts(corpus)
-    held = {t for s in mec.TEST_SUBSETS for t in trans[s].values()}
+    held = {t for s in ec.TEST_SUBSETS for t in trans[s].values()}
     assert held and not held & set(lines)
     # Mostly new sentences, not the training transcripts again.
     train = set(trans["train-clean"].values())
     assert len(set(lines) & train) < 0.01 * len(lines)
-    record = json.loads((corpus / mec.MANIFEST).read_text())["lm_text"]
-    assert record["sentences"] == len(lines) and record["file"] == mec.LM_TEXT
+    record = json.loads((corpus / ec.MANIFEST).read_text())["lm_text"]
+    assert record["sentences"] == len(lines) and record["file"] == ec.LM_TEXT
 
 
-def test_lm_sentences_skip_held_out_draws(full_plan: mec.CorpusPlan) -> None:
-    held = {u.transcript for u in full_plan.utterances if u.subset in mec.TEST_SUBSETS}
-    lm = mec.lm_sentences(full_plan)
-    assert len(lm) == mec.LM_SENTENCES and not held & set(lm)
-    assert lm == mec.lm_sentences(full_plan)  # deterministic
+def test_lm_sentences_skip_held_out_draws(full_plan: ec.CorpusPlan) -> None:
+    held = {u.transcript for u in full_plan.utterances if u.subset in ec.TEST_SUBSETS}
+    lm = ec.lm_sentences(full_plan)
+    assert len(lm) == ec.LM_SENTENCES and not held & set(lm)
+    assert lm == ec.lm_sentences(full_plan)  # deterministic
     words = {w for t in lm for w in t.split()}
-    test_words = [w for u in full_plan.utterances if u.subset in mec.TEST_SUBSETS for w in u.words]
+    test_words = [w for u in full_plan.utterances if u.subset in ec.TEST_SUBSETS for w in u.words]
     assert sum(w in words for w in test_words) / len(test_words) > 0.97
 
 
 # ------------------------------------------------------------------ determinism, reruns
 def test_same_seed_same_corpus(corpus: Path, corpus_again: Path) -> None:
     assert _transcripts(corpus) == _transcripts(corpus_again)
-    assert (corpus / mec.LM_TEXT).read_bytes() == (corpus_again / mec.LM_TEXT).read_bytes()
+    assert (corpus / ec.LM_TEXT).read_bytes() == (corpus_again / ec.LM_TEXT).read_bytes()
     assert (corpus / "SPEAKERS.TXT").read_text() == (corpus_again / "SPEAKERS.TXT").read_text()
     flacs = sorted(p.relative_to(corpus) for p in corpus.rglob("*.flac"))
     assert flacs == sorted(p.relative_to(corpus_again) for p in corpus_again.rglob("*.flac"))
@@ -302,7 +303,7 @@ def test_utterances_are_randomized(corpus: Path) -> None:
 
 
 def test_planned_durations_are_close(corpus: Path) -> None:
-    plan = mec.build_plan(int(SEED), float(SCALE))
+    plan = ec.build_plan(int(SEED), float(SCALE))
     err = [abs(sf.info(str(corpus / u.relpath)).duration - u.est_sec) / u.est_sec
            for u in plan.utterances]
     assert np.mean(err) < 0.15
@@ -325,7 +326,7 @@ def test_interrupted_run_resumes(corpus: Path, tmp_path: Path) -> None:
     originals = {p: sf.read(str(p), dtype="int16")[0] for p in removed}
     for p in removed:
         p.unlink()
-    (work / mec.MANIFEST).unlink()  # the run "died" before finishing
+    (work / ec.MANIFEST).unlink()  # the run "died" before finishing
     stale = removed[0].with_name(f".{removed[0].name}.999.tmp")
     stale.write_bytes(b"half a file")
     kept_mtime = kept.stat().st_mtime_ns
@@ -337,19 +338,19 @@ def test_interrupted_run_resumes(corpus: Path, tmp_path: Path) -> None:
         assert np.array_equal(sf.read(str(p), dtype="int16")[0], audio)
     assert kept.stat().st_mtime_ns == kept_mtime
     assert not stale.exists()
-    assert (work / mec.MANIFEST).is_file()
+    assert (work / ec.MANIFEST).is_file()
 
 
 def test_corpus_without_lm_text_gets_it_without_new_audio(corpus: Path, tmp_path: Path) -> None:
     """A corpus made before the LM text existed is completed in place: only the text is new."""
     work = tmp_path / "c"
     shutil.copytree(corpus, work)
-    (work / mec.LM_TEXT).unlink()
+    (work / ec.LM_TEXT).unlink()
     flacs = {p: p.stat().st_mtime_ns for p in work.rglob("*.flac")}
     proc = _make(work, "--seed", SEED, "--scale", SCALE)
     assert proc.returncode == 0, proc.stderr
     assert "0 to synthesize" in proc.stdout
-    assert (work / mec.LM_TEXT).read_bytes() == (corpus / mec.LM_TEXT).read_bytes()
+    assert (work / ec.LM_TEXT).read_bytes() == (corpus / ec.LM_TEXT).read_bytes()
     assert {p: p.stat().st_mtime_ns for p in work.rglob("*.flac")} == flacs
 
 

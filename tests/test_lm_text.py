@@ -13,7 +13,7 @@ import sentencepiece as spm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "local"))
-import make_embedded_corpus as mec  # noqa: E402
+import embedded_corpus as mec  # noqa: E402
 
 from espnet_ext.bin import lm_text, tokenizer  # noqa: E402
 

@@ -1,11 +1,11 @@
-"""Word lists for the embedded corpus sentence grammar (local/make_embedded_corpus.py).
+"""Word lists for the embedded corpus sentence grammar (``embedded_corpus.grammar``).
 
 Written for this project. Every list is ordered roughly from common to rare: the grammar
 samples list items with Zipf-like weights by position, so the first entries are frequent
 and the tail is rare (that is what makes some test words unseen in the labeled training
 set, as in real read speech).
 
-Formats (parsed by ``make_embedded_corpus``):
+Formats (parsed by ``embedded_corpus.words``):
   nouns       "singular" (regular plural), "singular|plural", "singular|-" (mass noun,
               no plural, no a/an)
   verbs       "base" (regular), "base*" (regular, doubles its final consonant:
