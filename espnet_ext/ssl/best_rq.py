@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from typeguard import typechecked
 
 from espnet2.ssl.loss.abs_loss import AbsSSLLoss
+from espnet_ext.nets.lengths import ceil_div, valid_mask
 
 _MAX_LENGTH_MISMATCH = 2
 # Frames per chunk of the nearest-code search, bounds the (frames, codebook)
@@ -56,9 +57,7 @@ def _stack_normalized(
     """
     feats = feats.float()
     batch, frames, dim = feats.shape
-    valid = (
-        torch.arange(frames, device=feats.device)[None, :] < lengths[:, None]
-    ).unsqueeze(-1)  # (B, T, 1)
+    valid = valid_mask(lengths, frames).unsqueeze(-1)  # (B, T, 1)
     count = lengths.clamp(min=1).to(feats.dtype)[:, None, None]  # (B, 1, 1)
     mean = (feats * valid).sum(dim=1, keepdim=True) / count
     centered = (feats - mean) * valid
@@ -232,11 +231,7 @@ class BestRQLoss(AbsSSLLoss):
         enc_frames = hidden.shape[1]
 
         targets = self.compute_targets(frontend, frontend_lengths)  # (N, B, T_tgt)
-        target_lengths = torch.div(
-            frontend_lengths + self.stack_frames - 1,
-            self.stack_frames,
-            rounding_mode="floor",
-        )
+        target_lengths = ceil_div(frontend_lengths, self.stack_frames)
         enc_lengths = encoder_output_lengths.to(target_lengths.device)
         mismatch = int((target_lengths - enc_lengths).abs().max())
         if mismatch > _MAX_LENGTH_MISMATCH:
@@ -249,7 +244,7 @@ class BestRQLoss(AbsSSLLoss):
         # Align at the first frame; keep frames present in both sequences.
         frames = min(enc_frames, targets.shape[-1])
         lengths = torch.minimum(target_lengths, enc_lengths)
-        valid = torch.arange(frames, device=hidden.device)[None, :] < lengths[:, None]
+        valid = valid_mask(lengths, frames)
         encoder_mask = mask_info["encoder_mask"]
         if encoder_mask.shape[1] < frames:
             raise ValueError(
