@@ -25,7 +25,7 @@ Differences from ESPnet's ``conformer`` encoder, each deliberate:
 
 Layout: :mod:`espnet_ext.nets.subsampling` (the 4x conv2d front),
 :mod:`espnet_ext.nets.conformer_blocks` (FFN, rotary MHSA, conv module, block),
-:mod:`espnet_ext.nets.encoder_checks` (config and input validation) and
+:mod:`espnet_ext.nets.checks` (config and input validation) and
 :mod:`espnet_ext.nets.lengths` (length masks shared with the BEST-RQ loss).
 """
 
@@ -37,7 +37,7 @@ from typeguard import typechecked
 
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet_ext.nets.conformer_blocks import _ConformerBlock, _rotary_tables
-from espnet_ext.nets.encoder_checks import check_config, input_lengths
+from espnet_ext.nets.checks import check_config, input_lengths
 from espnet_ext.nets.lengths import valid_mask
 from espnet_ext.nets.subsampling import _Conv2dSubsampling4, subsampled_lengths
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from typeguard import typechecked
 
 from espnet2.ssl.loss.abs_loss import AbsSSLLoss
+from espnet_ext.nets.checks import require_positive
 from espnet_ext.nets.lengths import ceil_div, valid_mask
 
 _MAX_LENGTH_MISMATCH = 2
@@ -109,16 +110,15 @@ class BestRQLoss(AbsSSLLoss):
         layer: int = -1,
     ):
         super().__init__()
-        for name, value in (
-            ("encoder_output_size", encoder_output_size),
-            ("input_size", input_size),
-            ("stack_frames", stack_frames),
-            ("codebook_size", codebook_size),
-            ("codebook_dim", codebook_dim),
-            ("num_codebooks", num_codebooks),
-        ):
-            if value < 1:
-                raise ValueError(f"best_rq: {name} must be >= 1, got {value}")
+        require_positive(
+            "best_rq",
+            encoder_output_size=encoder_output_size,
+            input_size=input_size,
+            stack_frames=stack_frames,
+            codebook_size=codebook_size,
+            codebook_dim=codebook_dim,
+            num_codebooks=num_codebooks,
+        )
         self.input_size = input_size
         self.stack_frames = stack_frames
         self.codebook_size = codebook_size

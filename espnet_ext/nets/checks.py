@@ -1,7 +1,8 @@
 """Validation of ``ssl_conformer``'s configuration and forward inputs.
 
-Both raise ValueError naming the offending option or argument, so a wrong
+Each check raises ValueError naming the offending option or argument, so a wrong
 ``encoder_conf`` fails when the model is built, not deep inside a forward.
+:func:`require_positive` also serves the BEST-RQ loss and masking configs.
 """
 
 import math
@@ -11,6 +12,18 @@ import torch
 
 from espnet_ext.nets.conformer_blocks import _ACTIVATIONS
 from espnet_ext.nets.lengths import valid_mask
+
+
+def require_positive(owner: str, **values: int) -> None:
+    """Raise ValueError for the first of ``values`` below 1.
+
+    Args:
+        owner: config name the message starts with (``"best_rq"``, ...).
+        **values: option name -> integer value, checked in the order given.
+    """
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
 
 
 def check_config(
@@ -33,16 +46,15 @@ def check_config(
     unsupported: dict,
 ) -> None:
     """Raise ValueError naming the first invalid or unsupported option."""
-    for name, value in (
-        ("input_size", input_size),
-        ("output_size", output_size),
-        ("attention_heads", attention_heads),
-        ("linear_units", linear_units),
-        ("num_blocks", num_blocks),
-        ("subsampling_channels", subsampling_channels),
-    ):
-        if value < 1:
-            raise ValueError(f"ssl_conformer: {name} must be >= 1, got {value}")
+    require_positive(
+        "ssl_conformer",
+        input_size=input_size,
+        output_size=output_size,
+        attention_heads=attention_heads,
+        linear_units=linear_units,
+        num_blocks=num_blocks,
+        subsampling_channels=subsampling_channels,
+    )
     if output_size % attention_heads != 0:
         raise ValueError(
             f"ssl_conformer: output_size ({output_size}) must be divisible by "
