@@ -70,7 +70,7 @@ def _stack_normalized(
 
 
 def _codebook_perplexity(targets: torch.Tensor, codebook_size: int) -> Tuple[float, int]:
-    """Perplexity and number of distinct codes of a 1-D tensor of code ids."""
+    """Perplexity exp(H) and number of distinct codes of (M,) long code ids."""
     if targets.numel() == 0:
         return 0.0, 0
     counts = torch.bincount(targets, minlength=codebook_size).float()
