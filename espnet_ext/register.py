@@ -37,22 +37,24 @@ def _register_abs_task(module: ModuleType) -> None:
     _add(module.scheduler_classes, "warmupcosinelr", WarmupCosineLR, "scheduler_classes")
 
 
-def _register_asr(module: ModuleType) -> None:
+def _register_frontend_encoder(module: ModuleType, task: str) -> None:
+    """The frontend and encoder, shared by the ASR and SSL tasks."""
     from espnet_ext.frontend import LogMelFrontend
     from espnet_ext.nets.ssl_conformer import SSLConformerEncoder
 
-    _add(module.frontend_choices.classes, "logmel", LogMelFrontend, "asr frontend_choices")
-    _add(module.encoder_choices.classes, "ssl_conformer", SSLConformerEncoder, "asr encoder_choices")
+    _add(module.frontend_choices.classes, "logmel", LogMelFrontend, f"{task} frontend_choices")
+    _add(module.encoder_choices.classes, "ssl_conformer", SSLConformerEncoder, f"{task} encoder_choices")
+
+
+def _register_asr(module: ModuleType) -> None:
+    _register_frontend_encoder(module, "asr")
 
 
 def _register_ssl(module: ModuleType) -> None:
-    from espnet_ext.frontend import LogMelFrontend
-    from espnet_ext.nets.ssl_conformer import SSLConformerEncoder
     from espnet_ext.ssl.best_rq import BestRQLoss
     from espnet_ext.ssl.masking import BestRQMasking
 
-    _add(module.frontend_choices.classes, "logmel", LogMelFrontend, "ssl frontend_choices")
-    _add(module.encoder_choices.classes, "ssl_conformer", SSLConformerEncoder, "ssl encoder_choices")
+    _register_frontend_encoder(module, "ssl")
     _add(module.loss_choices.classes, "best_rq", BestRQLoss, "ssl loss_choices")
     # ESPnetSSLModel.encode applies util_modules["block_mask"] to the encoder input when a
     # loss asks for it: the BEST-RQ input-frame masking is that util.

@@ -7,7 +7,7 @@ import torch
 import yaml
 from typeguard import TypeCheckError
 
-from espnet_ext.nets import ssl_conformer
+from espnet_ext.nets import conformer_blocks, ssl_conformer
 from espnet_ext.nets.ssl_conformer import SSLConformerEncoder, subsampled_lengths
 
 TINY = dict(
@@ -374,10 +374,10 @@ def test_state_dict_loads_strictly_into_second_instance():
 
 
 def test_rotary_scores_depend_only_on_relative_position():
-    cos, sin = ssl_conformer._rotary_tables(64, 16, 10000.0, torch.device("cpu"))
+    cos, sin = conformer_blocks._rotary_tables(64, 16, 10000.0, torch.device("cpu"))
     q, k = torch.randn(16), torch.randn(16)
-    qs = ssl_conformer._apply_rotary(q.expand(64, 16), cos, sin)
-    ks = ssl_conformer._apply_rotary(k.expand(64, 16), cos, sin)
+    qs = conformer_blocks._apply_rotary(q.expand(64, 16), cos, sin)
+    ks = conformer_blocks._apply_rotary(k.expand(64, 16), cos, sin)
     scores = qs @ ks.T  # (64, 64), entry (m, n) = <R_m q, R_n k>
     for offset in (-9, 0, 5, 30):
         diag = torch.diagonal(scores, offset)

@@ -22,321 +22,28 @@ Differences from ESPnet's ``conformer`` encoder, each deliberate:
 * The convolution module zeroes padded frames before the depthwise conv and uses
   LayerNorm by default, so an utterance's output does not depend on what it is
   batched with.
+
+Layout: :mod:`espnet_ext.nets.subsampling` (the 4x conv2d front),
+:mod:`espnet_ext.nets.conformer_blocks` (FFN, rotary MHSA, conv module, block),
+:mod:`espnet_ext.nets.checks` (config and input validation) and
+:mod:`espnet_ext.nets.lengths` (length masks shared with the BEST-RQ loss).
 """
 
 import logging
-import math
 from typing import List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from typeguard import typechecked
 
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet_ext.nets.conformer_blocks import _ConformerBlock, _rotary_tables
+from espnet_ext.nets.checks import check_config, input_lengths
+from espnet_ext.nets.lengths import valid_mask
+from espnet_ext.nets.subsampling import _Conv2dSubsampling4, subsampled_lengths
+
+__all__ = ["SSLConformerEncoder", "subsampled_lengths"]
 
 logger = logging.getLogger(__name__)
-
-_ACTIVATIONS = {
-    "swish": torch.nn.SiLU,
-    "silu": torch.nn.SiLU,
-    "relu": torch.nn.ReLU,
-    "gelu": torch.nn.GELU,
-}
-
-
-def _activation(name: str) -> torch.nn.Module:
-    return _ACTIVATIONS[name]()
-
-
-def _valid_mask(lengths: torch.Tensor, length: int) -> torch.Tensor:
-    """(B,) lengths -> (B, length) bool, True at valid (non-padding) frames."""
-    return torch.arange(length, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def subsampled_lengths(lengths: torch.Tensor) -> torch.Tensor:
-    """Frame count after the 4x subsampling: ``ceil(T / 4) = (T + 3) // 4``.
-
-    Args:
-        lengths: (B,) integer input lengths.
-
-    Returns:
-        (B,) integer output lengths.
-    """
-    return torch.div(lengths + 3, 4, rounding_mode="floor")
-
-
-def _zero_padding_(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Zero, in place, frames >= lengths of a (B, C, T, F) conv output.
-
-    In place is safe on a conv output (the conv's backward does not need it) and
-    saves a full copy of the largest activation in the encoder.
-    """
-    return x.masked_fill_(~_valid_mask(lengths, x.size(2))[:, None, :, None], 0.0)
-
-
-class _Conv2dSubsampling4(torch.nn.Module):
-    """Two stride-2 3x3 Conv2d + ReLU, then Linear to d_model (Gulati 2020, sec. 2).
-
-    Time padding is (0, 2) for the first conv and (1, 1) for the second, frequency
-    padding (1, 1) for both. Each conv then maps L frames to ceil(L / 2), so the
-    output has exactly ceil(T / 4) frames, and output frame t sees input frames
-    4t-2 .. 4t+4, centred on the 4 frames 4t .. 4t+3 it stands for (BEST-RQ,
-    Chiu et al. 2022, sec. 2: one target per 4 stacked frames). Frames past each
-    utterance's length are zeroed after each conv, so padding never leaks in.
-    """
-
-    def __init__(self, input_size: int, output_size: int, channels: int):
-        super().__init__()
-        self.conv1 = torch.nn.Conv2d(1, channels, kernel_size=3, stride=2, padding=0)
-        self.conv2 = torch.nn.Conv2d(
-            channels, channels, kernel_size=3, stride=2, padding=1
-        )
-        freq = ((input_size + 1) // 2 + 1) // 2
-        self.out = torch.nn.Linear(channels * freq, output_size)
-
-    def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Subsample.
-
-        Args:
-            x: (B, T, F) features, zero at frames >= lengths.
-            lengths: (B,) valid frame counts.
-
-        Returns:
-            (B, ceil(T/4), D) subsampled features and (B,) lengths ceil(lengths/4).
-        """
-        x = F.pad(x.unsqueeze(1), (1, 1, 0, 2))  # (B, 1, T + 2, F + 2)
-        x = self.conv1(x)  # (B, C, ceil(T/2), ceil(F/2))
-        lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
-        x = torch.relu_(_zero_padding_(x, lengths))
-        x = self.conv2(x)  # (B, C, ceil(T/4), ceil(F/4))
-        lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
-        x = torch.relu_(_zero_padding_(x, lengths))
-        b, c, t, f = x.shape
-        x = self.out(x.transpose(1, 2).reshape(b, t, c * f))  # (B, T', D)
-        return x, lengths
-
-
-def _rotary_tables(
-    length: int, head_dim: int, base: float, device: torch.device
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Rotary cos/sin tables, theta_i = base^(-2i/d) (Su et al. 2021, sec. 3.2).
-
-    Returns:
-        cos, sin: (length, head_dim) float32, each half-dimension repeated twice
-        (the "rotate half" pairing of dimension i with i + head_dim/2).
-    """
-    inv_freq = base ** (
-        -torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim
-    )
-    positions = torch.arange(length, device=device, dtype=torch.float32)
-    angles = torch.outer(positions, inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def _apply_rotary(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> torch.Tensor:
-    """Rotate (B, H, T, dh) queries or keys by position (Su et al. 2021, sec. 3.4.2)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
-
-
-class _FeedForward(torch.nn.Module):
-    """LN -> Linear -> act -> dropout -> Linear -> dropout (Gulati 2020, sec. 2.3).
-
-    (B, T, D) -> (B, T, D); the caller adds the (half-step) residual.
-    """
-
-    def __init__(
-        self, d_model: int, hidden: int, dropout_rate: float, activation: str
-    ):
-        super().__init__()
-        self.norm = torch.nn.LayerNorm(d_model)
-        self.w_1 = torch.nn.Linear(d_model, hidden)
-        self.activation = _activation(activation)
-        self.dropout = torch.nn.Dropout(dropout_rate)
-        self.w_2 = torch.nn.Linear(hidden, d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.activation(self.w_1(self.norm(x))))
-        return self.dropout(self.w_2(x))
-
-
-class _RotarySelfAttention(torch.nn.Module):
-    """Pre-LN MHSA with rotary q/k (Gulati 2020, sec. 2.1; Su et al. 2021, sec. 3.2).
-
-    Relative position enters only through the rotation of q and k, so attention
-    runs through ``scaled_dot_product_attention`` with a boolean key-padding mask
-    and no (B, H, T, T) position bias. (B, T, D) -> (B, T, D), residual added by
-    the caller.
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        heads: int,
-        dropout_rate: float,
-        attention_dropout_rate: float,
-    ):
-        super().__init__()
-        self.heads = heads
-        self.head_dim = d_model // heads
-        self.attention_dropout_rate = attention_dropout_rate
-        self.norm = torch.nn.LayerNorm(d_model)
-        self.qkv = torch.nn.Linear(d_model, 3 * d_model)
-        self.out = torch.nn.Linear(d_model, d_model)
-        self.dropout = torch.nn.Dropout(dropout_rate)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        key_mask: Optional[torch.Tensor],
-    ) -> torch.Tensor:
-        """Attend.
-
-        Args:
-            x: (B, T, D).
-            cos, sin: (T, head_dim) rotary tables.
-            key_mask: (B, 1, 1, T) bool, True at keys that may be attended, or
-                None when no utterance in the batch is padded.
-
-        Returns:
-            (B, T, D).
-        """
-        b, t, d = x.shape
-        qkv = self.qkv(self.norm(x)).view(b, t, 3, self.heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, dh)
-        cos, sin = cos.to(q.dtype), sin.to(q.dtype)
-        q = _apply_rotary(q, cos, sin)
-        k = _apply_rotary(k, cos, sin)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=key_mask,
-            dropout_p=self.attention_dropout_rate if self.training else 0.0,
-        )  # (B, H, T, dh)
-        y = y.transpose(1, 2).reshape(b, t, d)
-        return self.dropout(self.out(y))
-
-
-class _ConvModule(torch.nn.Module):
-    """LN -> pointwise+GLU -> depthwise -> norm -> act -> pointwise (Gulati, sec. 2.2).
-
-    Padded frames are zeroed before the depthwise conv so they cannot leak into
-    valid frames. ``norm="layer_norm"`` (default) keeps utterances independent;
-    ``"batch_norm"`` (the paper's choice) shares statistics across the batch,
-    padding included, so it is padding-invariant only in eval mode.
-    (B, T, D) -> (B, T, D), residual added by the caller.
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        kernel_size: int,
-        dropout_rate: float,
-        activation: str,
-        norm: str,
-    ):
-        super().__init__()
-        self.norm = torch.nn.LayerNorm(d_model)
-        self.pointwise_in = torch.nn.Linear(d_model, 2 * d_model)
-        self.depthwise = torch.nn.Conv1d(
-            d_model,
-            d_model,
-            kernel_size,
-            padding=(kernel_size - 1) // 2,
-            groups=d_model,
-        )
-        self.batch_norm = norm == "batch_norm"
-        self.conv_norm = (
-            torch.nn.BatchNorm1d(d_model)
-            if self.batch_norm
-            else torch.nn.LayerNorm(d_model)
-        )
-        self.activation = _activation(activation)
-        self.pointwise_out = torch.nn.Linear(d_model, d_model)
-        self.dropout = torch.nn.Dropout(dropout_rate)
-
-    def forward(self, x: torch.Tensor, pad: Optional[torch.Tensor]) -> torch.Tensor:
-        """Convolve.
-
-        Args:
-            x: (B, T, D).
-            pad: (B, T, 1) bool, True at padding frames, or None.
-
-        Returns:
-            (B, T, D).
-        """
-        x = F.glu(self.pointwise_in(self.norm(x)), dim=-1)  # (B, T, D)
-        if pad is not None:
-            x = x.masked_fill(pad, 0.0)
-        x = self.depthwise(x.transpose(1, 2))  # (B, D, T)
-        if self.batch_norm:
-            x = self.conv_norm(x).transpose(1, 2)
-        else:
-            x = self.conv_norm(x.transpose(1, 2))
-        return self.dropout(self.pointwise_out(self.activation(x)))
-
-
-class _ConformerBlock(torch.nn.Module):
-    """x + 1/2 FFN, + MHSA, + Conv, + 1/2 FFN, then LN (Gulati 2020, sec. 2.4, eq. 1).
-
-    With ``macaron=False`` the first FFN is dropped and the last takes a full
-    step, as in ESPnet's ``macaron_style: false``. (B, T, D) -> (B, T, D).
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        heads: int,
-        linear_units: int,
-        dropout_rate: float,
-        attention_dropout_rate: float,
-        activation: str,
-        macaron: bool,
-        use_conv: bool,
-        kernel_size: int,
-        conv_norm: str,
-    ):
-        super().__init__()
-        self.ff_macaron = (
-            _FeedForward(d_model, linear_units, dropout_rate, activation)
-            if macaron
-            else None
-        )
-        self.ff_scale = 0.5 if macaron else 1.0
-        self.attn = _RotarySelfAttention(
-            d_model, heads, dropout_rate, attention_dropout_rate
-        )
-        self.conv = (
-            _ConvModule(d_model, kernel_size, dropout_rate, activation, conv_norm)
-            if use_conv
-            else None
-        )
-        self.ff = _FeedForward(d_model, linear_units, dropout_rate, activation)
-        self.norm_out = torch.nn.LayerNorm(d_model)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        key_mask: Optional[torch.Tensor],
-        pad: Optional[torch.Tensor],
-    ) -> torch.Tensor:
-        if self.ff_macaron is not None:
-            x = x + self.ff_scale * self.ff_macaron(x)
-        x = x + self.attn(x, cos, sin, key_mask)
-        if self.conv is not None:
-            x = x + self.conv(x, pad)
-        x = x + self.ff_scale * self.ff(x)
-        return self.norm_out(x)
 
 
 class SSLConformerEncoder(AbsEncoder):
@@ -429,7 +136,7 @@ class SSLConformerEncoder(AbsEncoder):
         qk_norm: bool = False,
     ):
         super().__init__()
-        _check_config(
+        check_config(
             input_size=input_size,
             output_size=output_size,
             attention_heads=attention_heads,
@@ -540,23 +247,23 @@ class SSLConformerEncoder(AbsEncoder):
             olens: (B,) ``(lengths + 3) // 4``.
             None.
         """
-        lengths = self._lengths(xs_pad, ilens, masks)
-        x = xs_pad.masked_fill(~_valid_mask(lengths, xs_pad.size(1))[..., None], 0.0)
+        lengths = input_lengths(xs_pad, ilens, masks, self.input_size)
+        x = xs_pad.masked_fill(~valid_mask(lengths, xs_pad.size(1))[..., None], 0.0)
         x, olens = self.embed(x, lengths)
         x = self.embed_dropout(x)
 
         t = x.size(1)
         if bool((olens < t).any()):
-            valid = _valid_mask(olens, t)
+            valid = valid_mask(olens, t)
             key_mask = valid[:, None, None, :]  # (B, 1, 1, T')
             pad = ~valid[:, :, None]  # (B, T', 1)
         else:
             key_mask = pad = None
-        cos, sin = _rotary_tables(t, self.head_dim, self.rotary_base, x.device)
+        rotary = _rotary_tables(t, self.head_dim, self.rotary_base, x.device)
 
         hidden = []
         for block in self.encoders:
-            x = block(x, cos, sin, key_mask, pad)
+            x = block(x, rotary, key_mask, pad)
             if pad is not None:
                 x = x.masked_fill(pad, 0.0)
             if return_all_hs:
@@ -567,143 +274,3 @@ class SSLConformerEncoder(AbsEncoder):
         if return_all_hs:
             return (x, hidden), olens, None
         return x, olens, None
-
-    def _lengths(
-        self,
-        xs_pad: torch.Tensor,
-        ilens: Optional[torch.Tensor],
-        masks: Optional[torch.Tensor],
-    ) -> torch.Tensor:
-        """Check the inputs and return the (B,) valid input lengths."""
-        if xs_pad.dim() != 3 or xs_pad.size(-1) != self.input_size:
-            raise ValueError(
-                f"xs_pad must be (batch, frames, {self.input_size}), "
-                f"got shape {tuple(xs_pad.shape)}"
-            )
-        batch, frames = xs_pad.shape[:2]
-        if ilens is None and masks is None:
-            raise ValueError("give ilens or masks: neither was given")
-        if ilens is not None and (
-            ilens.shape != (batch,)
-            or ilens.dtype.is_floating_point
-            or ilens.dtype == torch.bool
-        ):
-            raise ValueError(
-                f"ilens must be an integer tensor of shape ({batch},), "
-                f"got {ilens.dtype} {tuple(ilens.shape)}"
-            )
-        if masks is not None:
-            if (
-                masks.dim() != 2
-                or masks.size(0) != batch
-                or masks.size(1) > frames
-                or masks.dtype != torch.bool
-            ):
-                raise ValueError(
-                    f"masks must be bool of shape ({batch}, <= {frames}) with True "
-                    f"at padding, got {masks.dtype} {tuple(masks.shape)}"
-                )
-            mask_lengths = (~masks).sum(-1)
-            if not torch.equal(masks, ~_valid_mask(mask_lengths, masks.size(1))):
-                raise ValueError(
-                    "masks must mark padding only at the end of each utterance "
-                    "(like make_pad_mask(ilens))"
-                )
-            if ilens is not None and not torch.equal(
-                mask_lengths, ilens.to(mask_lengths)
-            ):
-                raise ValueError(
-                    f"masks and ilens disagree: masks give lengths "
-                    f"{mask_lengths.tolist()}, ilens {ilens.tolist()}"
-                )
-            lengths = mask_lengths
-        else:
-            lengths = ilens
-        lengths = lengths.to(device=xs_pad.device, dtype=torch.long)
-        if bool(((lengths < 1) | (lengths > frames)).any()):
-            raise ValueError(
-                f"every length must be in [1, {frames}] (frames in xs_pad), "
-                f"got {lengths.tolist()}"
-            )
-        return lengths
-
-
-def _check_config(
-    *,
-    input_size: int,
-    output_size: int,
-    attention_heads: int,
-    linear_units: int,
-    num_blocks: int,
-    dropout_rate: float,
-    positional_dropout_rate: float,
-    attention_dropout_rate: float,
-    input_layer: Optional[str],
-    normalize_before: bool,
-    activation_type: str,
-    cnn_module_kernel: int,
-    cnn_module_norm: str,
-    subsampling_channels: int,
-    rotary_base: float,
-    unsupported: dict,
-) -> None:
-    """Raise ValueError naming the first invalid or unsupported option."""
-    for name, value in (
-        ("input_size", input_size),
-        ("output_size", output_size),
-        ("attention_heads", attention_heads),
-        ("linear_units", linear_units),
-        ("num_blocks", num_blocks),
-        ("subsampling_channels", subsampling_channels),
-    ):
-        if value < 1:
-            raise ValueError(f"ssl_conformer: {name} must be >= 1, got {value}")
-    if output_size % attention_heads != 0:
-        raise ValueError(
-            f"ssl_conformer: output_size ({output_size}) must be divisible by "
-            f"attention_heads ({attention_heads})"
-        )
-    if (output_size // attention_heads) % 2 != 0:
-        raise ValueError(
-            f"ssl_conformer: head dimension output_size / attention_heads = "
-            f"{output_size // attention_heads} must be even for rotary embeddings"
-        )
-    for name, value in (
-        ("dropout_rate", dropout_rate),
-        ("positional_dropout_rate", positional_dropout_rate),
-        ("attention_dropout_rate", attention_dropout_rate),
-    ):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"ssl_conformer: {name} must be in [0, 1), got {value}")
-    if input_layer != "conv2d":
-        raise ValueError(
-            f"ssl_conformer: input_layer must be 'conv2d' (4x subsampling), "
-            f"got {input_layer!r}"
-        )
-    if not normalize_before:
-        raise ValueError(
-            "ssl_conformer: normalize_before must be true (pre-LN residual units)"
-        )
-    if activation_type not in _ACTIVATIONS:
-        raise ValueError(
-            f"ssl_conformer: activation_type must be one of {sorted(_ACTIVATIONS)}, "
-            f"got {activation_type!r}"
-        )
-    if cnn_module_kernel < 1 or cnn_module_kernel % 2 == 0:
-        raise ValueError(
-            f"ssl_conformer: cnn_module_kernel must be odd and >= 1 for 'same' "
-            f"padding, got {cnn_module_kernel}"
-        )
-    if cnn_module_norm not in ("layer_norm", "batch_norm"):
-        raise ValueError(
-            f"ssl_conformer: cnn_module_norm must be 'layer_norm' or 'batch_norm', "
-            f"got {cnn_module_norm!r}"
-        )
-    if not (rotary_base > 1.0 and math.isfinite(rotary_base)):
-        raise ValueError(f"ssl_conformer: rotary_base must be > 1, got {rotary_base}")
-    for name, (value, neutral) in unsupported.items():
-        if value != neutral:
-            raise ValueError(
-                f"ssl_conformer: {name}={value!r} is not supported "
-                f"(only {neutral!r}); use encoder: conformer for this feature"
-            )

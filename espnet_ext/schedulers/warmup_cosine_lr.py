@@ -1,6 +1,12 @@
-"""Linear warmup then cosine decay to a floor (ESPnet scheduler ``warmupcosinelr``)."""
+"""Linear warmup then cosine decay to a floor (ESPnet scheduler ``warmupcosinelr``).
+
+Linear warmup: Goyal et al. 2017, "Accurate, Large Minibatch SGD", sec. 2.2.
+Cosine decay to ``min_lr``: Loshchilov & Hutter 2017, "SGDR", eq. 5 (one cycle,
+no restart).
+"""
 
 import math
+from typing import List
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -58,6 +64,7 @@ class WarmupCosineLR(LRScheduler, AbsBatchStepScheduler):
         )
 
     def _lr_at(self, peak: float, step: int) -> float:
+        """lr(step) of a param group whose initial lr is ``peak`` (class docstring)."""
         if step < self.warmup_steps:
             return peak * step / self.warmup_steps
         if step >= self.total_steps:
@@ -65,9 +72,10 @@ class WarmupCosineLR(LRScheduler, AbsBatchStepScheduler):
         progress = (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
         return self.min_lr + (peak - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    def get_lr(self):
+    def get_lr(self) -> List[float]:
         return [self._lr_at(peak, self.last_epoch) for peak in self.base_lrs]
 
+    # LRScheduler.step(epoch) jumps to a step through this hook: the same closed form.
     _get_closed_form_lr = get_lr
 
     def load_state_dict(self, state_dict) -> None:

@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from typeguard import typechecked
 
 from espnet2.ssl.loss.abs_loss import AbsSSLLoss
+from espnet_ext.nets.checks import require_positive
+from espnet_ext.nets.lengths import ceil_div, valid_mask
 
 _MAX_LENGTH_MISMATCH = 2
 # Frames per chunk of the nearest-code search, bounds the (frames, codebook)
@@ -56,9 +58,7 @@ def _stack_normalized(
     """
     feats = feats.float()
     batch, frames, dim = feats.shape
-    valid = (
-        torch.arange(frames, device=feats.device)[None, :] < lengths[:, None]
-    ).unsqueeze(-1)  # (B, T, 1)
+    valid = valid_mask(lengths, frames).unsqueeze(-1)  # (B, T, 1)
     count = lengths.clamp(min=1).to(feats.dtype)[:, None, None]  # (B, 1, 1)
     mean = (feats * valid).sum(dim=1, keepdim=True) / count
     centered = (feats - mean) * valid
@@ -70,7 +70,7 @@ def _stack_normalized(
 
 
 def _codebook_perplexity(targets: torch.Tensor, codebook_size: int) -> Tuple[float, int]:
-    """Perplexity and number of distinct codes of a 1-D tensor of code ids."""
+    """Perplexity exp(H) and number of distinct codes of (M,) long code ids."""
     if targets.numel() == 0:
         return 0.0, 0
     counts = torch.bincount(targets, minlength=codebook_size).float()
@@ -110,16 +110,15 @@ class BestRQLoss(AbsSSLLoss):
         layer: int = -1,
     ):
         super().__init__()
-        for name, value in (
-            ("encoder_output_size", encoder_output_size),
-            ("input_size", input_size),
-            ("stack_frames", stack_frames),
-            ("codebook_size", codebook_size),
-            ("codebook_dim", codebook_dim),
-            ("num_codebooks", num_codebooks),
-        ):
-            if value < 1:
-                raise ValueError(f"best_rq: {name} must be >= 1, got {value}")
+        require_positive(
+            "best_rq",
+            encoder_output_size=encoder_output_size,
+            input_size=input_size,
+            stack_frames=stack_frames,
+            codebook_size=codebook_size,
+            codebook_dim=codebook_dim,
+            num_codebooks=num_codebooks,
+        )
         self.input_size = input_size
         self.stack_frames = stack_frames
         self.codebook_size = codebook_size
@@ -232,11 +231,7 @@ class BestRQLoss(AbsSSLLoss):
         enc_frames = hidden.shape[1]
 
         targets = self.compute_targets(frontend, frontend_lengths)  # (N, B, T_tgt)
-        target_lengths = torch.div(
-            frontend_lengths + self.stack_frames - 1,
-            self.stack_frames,
-            rounding_mode="floor",
-        )
+        target_lengths = ceil_div(frontend_lengths, self.stack_frames)
         enc_lengths = encoder_output_lengths.to(target_lengths.device)
         mismatch = int((target_lengths - enc_lengths).abs().max())
         if mismatch > _MAX_LENGTH_MISMATCH:
@@ -249,7 +244,7 @@ class BestRQLoss(AbsSSLLoss):
         # Align at the first frame; keep frames present in both sequences.
         frames = min(enc_frames, targets.shape[-1])
         lengths = torch.minimum(target_lengths, enc_lengths)
-        valid = torch.arange(frames, device=hidden.device)[None, :] < lengths[:, None]
+        valid = valid_mask(lengths, frames)
         encoder_mask = mask_info["encoder_mask"]
         if encoder_mask.shape[1] < frames:
             raise ValueError(

@@ -24,6 +24,8 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 from typeguard import typechecked
 
+from espnet_ext.nets.checks import require_positive
+
 
 def _sample_span_starts(
     num_groups: int,
@@ -108,8 +110,7 @@ class BestRQMasking(torch.nn.Module):
                 f"block_mask: span_ms and frame_shift_ms must be > 0, "
                 f"got {span_ms} and {frame_shift_ms}"
             )
-        if stride < 1:
-            raise ValueError(f"block_mask: stride must be >= 1, got {stride}")
+        require_positive("block_mask", stride=stride)
         if noise_std < 0:
             raise ValueError(f"block_mask: noise_std must be >= 0, got {noise_std}")
         self.mask_prob = float(mask_prob)
