@@ -69,8 +69,8 @@ lm_args=""              # extra arguments for LM training
 inference_model=valid.acc.ave.pth  # checkpoint used for decoding and packing
 ablation_minutes=10     # stage 9: minutes of labeled speech in the low-resource subset of train_set
 ablation_seeds="1 2 3"  # stage 9: fine-tuning seeds, each run from scratch and from the pre-trained encoder
-ablation_config=conf/finetune_conformer_transformer_embedded_lowres.yaml  # stage 9: fine-tuning config
-ablation_decode_config=conf/decode_asr_embedded_ablation.yaml  # stage 9: decoding config (no LM)
+ablation_config=conf/tuning/finetune_conformer_transformer_embedded_lowres.yaml  # stage 9: fine-tuning config
+ablation_decode_config=conf/tuning/decode_asr_embedded_ablation.yaml  # stage 9: decoding config (no LM)
 # </options>
 
 help_message="Usage: $0 [options]   (see the stage list at the top of this script)"
