@@ -14,6 +14,11 @@
 #   Stage 9 (optional, not run by default): ablation: low-resource fine-tuning from scratch vs
 #            from the pre-trained encoder, several seeds, decoded without the LM (the
 #            encoder's effect alone) -> <expdir>/RESULTS.ablation.md
+#
+# Generic: the corpus's run.sh passes the sets, vocabulary size, configs and geometry (./run.sh:
+# the embedded corpus on a CPU; egs2/librispeech_ssl/asr1/run.sh: LibriSpeech on 16 x 8 GPUs).
+# ./run.sh --help lists every option with its value. Each stage has one guard below; all options,
+# configs and the training launches of the stages to run are checked first, before any work.
 set -e
 set -u
 set -o pipefail
@@ -34,27 +39,27 @@ cpu_procs=1             # with --ngpu 0: CPU (gloo) DDP processes per node for t
 cmd_backend=""          # local | slurm | torchrun (empty: cmd.sh's choice); see cmd.sh
 hosts=""                # torchrun backend: the nodes, comma-separated or a file with one per line
 master_port=29500       # rendezvous port of multi-node training
-dry_run=false           # true: print the training launches of stages 4-5 (commands, batch arithmetic) and exit
+dry_run=false           # true: print the training launches of stages 3-5 (commands, batch arithmetic) and exit
 accept_global_batch=false  # launch even when the geometry or overrides change a config's global_batch_utts
 pretrain_data_hours=""  # for the printed steps per pass before stage 2 (default: count dump/<set>/feats_shape)
 finetune_data_hours=""  # same, for fine-tuning
-corpus=embedded         # embedded | librispeech: where LibriSpeech-layout subsets come from
+corpus=""               # required: embedded | librispeech: where LibriSpeech-layout subsets come from
 datadir=data            # Kaldi-style data directories
 dumpdir=dump            # features
 expdir=exp              # models, decoding results, RESULTS.md, results.json
 pretrain_set=pretrain   # unlabeled pre-training set (built by combining pretrain_sources)
-pretrain_sources="unlabeled train_clean"  # sets combined into pretrain_set (space-separated)
-train_set=train_clean   # labeled fine-tuning set
-valid_set=dev_clean     # validation set
-test_sets="test_clean test_other"  # evaluation sets (space-separated)
-embedded_seed=0         # seed of the embedded corpus
-embedded_scale=1.0      # size multiplier of the embedded corpus
+pretrain_sources=""     # required: sets combined into pretrain_set (space-separated)
+train_set=""            # required: labeled fine-tuning set
+valid_set=""            # required: validation set
+test_sets=""            # required: evaluation sets (space-separated)
+embedded_seed=0         # --corpus embedded: seed of the synthesized corpus
+embedded_scale=1.0      # --corpus embedded: size multiplier of the synthesized corpus
 max_utt_seconds=35      # longer labeled utterances are rejected
 segment_seconds=30      # long unlabeled recordings are cut into segments of at most this
-nbpe=40                 # sentencepiece vocabulary size (5000 for LibriSpeech)
-pretrain_config=conf/pretrain_conformer_bestrq_embedded.yaml   # SSL training config
-finetune_config=conf/finetune_conformer_transformer_embedded.yaml  # ASR training config
-decode_config=conf/decode_asr_embedded.yaml  # decoding config (conf/decode_asr.yaml for LibriSpeech)
+nbpe=""                 # required: sentencepiece vocabulary size
+pretrain_config=""      # required: SSL training config (stage 4)
+finetune_config=""      # required: ASR training config (stage 5)
+decode_config=""        # required: decoding config (stage 6)
 pretrain_tag=""         # name of the pre-training experiment (default: from the config)
 finetune_tag=""         # name of the fine-tuning experiment (default: from the config)
 pretrain_args=""        # extra arguments for pre-training (e.g. "--max_epoch 2")
@@ -62,15 +67,15 @@ finetune_args=""        # extra arguments for fine-tuning
 init_from_pretrained=true  # false: fine-tune from scratch with the same config
 inference_batch_size=16 # utterances per decoding batch
 use_lm=true             # stage 3 trains a token-level LM; stages 6 and 8 decode and pack with it
-lm_config=conf/train_lm_embedded.yaml  # LM training config (conf/train_lm.yaml for LibriSpeech)
+lm_config=""            # LM training config (stage 3; required with --use_lm true)
 lm_text=""              # text-only LM corpus, a sentence per line, .gz ok (default: the corpus's librispeech-lm-norm.txt.gz; LibriSpeech: LIBRISPEECH_LM_TEXT in db.sh)
 lm_tag=""               # name of the LM experiment (default: from the config)
 lm_args=""              # extra arguments for LM training
 inference_model=valid.acc.ave.pth  # checkpoint used for decoding and packing
 ablation_minutes=10     # stage 9: minutes of labeled speech in the low-resource subset of train_set
 ablation_seeds="1 2 3"  # stage 9: fine-tuning seeds, each run from scratch and from the pre-trained encoder
-ablation_config=conf/finetune_conformer_transformer_embedded_lowres.yaml  # stage 9: fine-tuning config
-ablation_decode_config=conf/decode_asr_embedded_ablation.yaml  # stage 9: decoding config (no LM)
+ablation_config=""      # stage 9: fine-tuning config (required for stage 9)
+ablation_decode_config=""  # stage 9: decoding config, without the LM (required for stage 9)
 # </options>
 
 help_message="Usage: $0 [options]   (see the stage list at the top of this script)"
@@ -83,10 +88,14 @@ fi
 . ./cmd.sh
 . ./db.sh
 
-case "${use_lm}" in
-    true|false) ;;
-    *) log "Error: --use_lm must be true or false, got '${use_lm}'"; exit 1 ;;
-esac
+# ---- Checks: every option and config, before any work starts ----
+in_stages() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }  # is stage $1 to run?
+required=(corpus pretrain_sources train_set valid_set test_sets nbpe pretrain_config finetune_config decode_config)
+"${use_lm}" && required+=(lm_config)
+in_stages 9 && required+=(ablation_config ablation_decode_config)
+for opt in "${required[@]}"; do
+    [ -n "${!opt}" ] || { log "Error: --${opt} is required (the corpus's run.sh sets it)"; exit 1; }
+done
 case "${corpus}" in
     embedded)
         librispeech_root=${EMBEDDED}
@@ -103,8 +112,6 @@ case "${corpus}" in
         fi ;;
     *) log "Error: --corpus must be embedded or librispeech, got '${corpus}'"; exit 1 ;;
 esac
-
-# Validate configuration before any work starts.
 lm_check=()
 if "${use_lm}"; then
     lm_check=(--lm_config "${lm_config}")
@@ -113,18 +120,27 @@ fi
 for f in "${pretrain_config}" "${finetune_config}" "${decode_config}"; do
     [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
 done
+if in_stages 9; then
+    for f in "${ablation_config}" "${ablation_decode_config}"; do
+        [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
+    done
+fi
 python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
     --finetune_config "${finetune_config}" --decode_config "${decode_config}" \
     --init_from_pretrained "${init_from_pretrained}" "${lm_check[@]}"
 
+# ---- Names of everything the stages write ----
 [ -z "${pretrain_tag}" ] && pretrain_tag=$(basename "${pretrain_config}" .yaml)
 [ -z "${finetune_tag}" ] && finetune_tag=$(basename "${finetune_config}" .yaml)
 pretrain_exp=${expdir}/ssl_${pretrain_tag}
 init_ckpt=${pretrain_exp}/valid.loss.best.pth  # the pre-trained encoder that stages 5 and 9 load
+encoder_init=(--init_param "${init_ckpt}:encoder:encoder")  # fine-tuning from it
 if "${init_from_pretrained}"; then
     asr_exp=${expdir}/asr_${finetune_tag}_pretrained
+    init_param=("${encoder_init[@]}")  # stage 5's encoder initialization
 else
     asr_exp=${expdir}/asr_${finetune_tag}_scratch
+    init_param=()
 fi
 token_dir=${datadir}/token_list/bpe_unigram${nbpe}
 bpemodel=${token_dir}/bpe.model
@@ -133,10 +149,13 @@ token_list=${token_dir}/tokens.txt
 lm_exp=${expdir}/lm_${lm_tag}
 lm_data=${datadir}/lm_train_bpe${nbpe}  # LM text and token counts (stage 3)
 lm_model=valid.loss.best.pth            # the LM checkpoint that decoding and packing use
-# Training (stages 4 and 5) goes through espnet_ext.bin.launch ("${launch_cmd[@]}", cmd.sh):
+
+# ---- Training launches ----
+# Training (stages 3 LM, 4 and 5) goes through espnet_ext.bin.launch ("${launch_cmd[@]}", cmd.sh):
 # one process per GPU on every node (--cpu_procs gloo processes with --ngpu 0), --ngpu and
-# the distributed options added per process. Both launches (geometry, batch arithmetic,
-# global_batch_utts) are checked here, before stage 1; --dry_run true prints them and exits.
+# the distributed options added per process. The launches of the stages to run (geometry,
+# batch arithmetic, global_batch_utts) are checked below, before stage 1; --dry_run true
+# prints them and exits.
 launch_args=(--ngpu "${ngpu}" --num_nodes "${num_nodes}" --cpu_procs "${cpu_procs}"
     --master_port "${master_port}" --accept_global_batch "${accept_global_batch}"
     ${hosts:+--hosts "${hosts}"})
@@ -156,24 +175,30 @@ pretrain_launch() {  # stage 4's training
             --output_dir "${pretrain_exp}" \
             ${pretrain_args}
 }
-finetune_launch() {  # stage 5's training; arguments: the encoder initialization (--init_param ...)
+# finetune_launch <exp> <train set> <config> [args...]: a fine-tuning (stages 5 and 9); the
+# arguments (encoder initialization, seed) come before --finetune_args.
+finetune_launch() {
+    local exp=$1 train=$2 config=$3; shift 3
     # shellcheck disable=SC2086
-    "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${asr_exp}/train.log" \
+    "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${exp}/train.log" \
         ${finetune_data_hours:+--data_hours "${finetune_data_hours}"} -- \
         python -m espnet_ext.bin.asr_train \
-            --config "${finetune_config}" \
+            --config "${config}" \
             --token_type bpe \
             --bpemodel "${bpemodel}" \
             --token_list "${token_list}" \
-            --train_data_path_and_name_and_type "${dumpdir}/${train_set}/feats.scp,speech,kaldi_ark" \
-            --train_data_path_and_name_and_type "${dumpdir}/${train_set}/text,text,text" \
-            --train_shape_file "${dumpdir}/${train_set}/feats_shape" \
+            --train_data_path_and_name_and_type "${dumpdir}/${train}/feats.scp,speech,kaldi_ark" \
+            --train_data_path_and_name_and_type "${dumpdir}/${train}/text,text,text" \
+            --train_shape_file "${dumpdir}/${train}/feats_shape" \
             --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/feats.scp,speech,kaldi_ark" \
             --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/text,text,text" \
             --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
             --resume true \
-            --output_dir "${asr_exp}" \
+            --output_dir "${exp}" \
             "$@" ${finetune_args}
+}
+asr_launch() {  # stage 5's training
+    finetune_launch "${asr_exp}" "${train_set}" "${finetune_config}" "${init_param[@]}"
 }
 lm_launch() {  # stage 3's LM training
     # shellcheck disable=SC2086
@@ -191,35 +216,22 @@ lm_launch() {  # stage 3's LM training
             --output_dir "${lm_exp}" \
             ${lm_args}
 }
-if "${dry_run}"; then
-    log "Dry run: the training launches of stages 3 (LM), 4 and 5 (${cmd_backend} backend); nothing runs"
-    if "${use_lm}" && [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-        log "Stage 3: language model on ${lm_data}/text -> ${lm_exp}"
-        lm_launch
+# The launches of the stages to run, as "<stage>|<launch function>|<what>|<name in errors>".
+launches=()
+"${use_lm}" && in_stages 3 && launches+=("3|lm_launch|language model on ${lm_data}/text -> ${lm_exp}|LM ")
+in_stages 4 && launches+=("4|pretrain_launch|self-supervised pre-training on ${pretrain_set} -> ${pretrain_exp}|")
+in_stages 5 && launches+=("5|asr_launch|fine-tuning on ${train_set} -> ${asr_exp}|")
+"${dry_run}" && log "Dry run: the training launches of stages 3 (LM), 4 and 5 (${cmd_backend} backend); nothing runs"
+for l in "${launches[@]}"; do
+    IFS='|' read -r n fn what name <<< "${l}"
+    if "${dry_run}"; then
+        log "Stage ${n}: ${what}"
+        "${fn}"
+    else
+        "${fn}" > /dev/null || { log "Error: stage ${n}'s ${name}launch is not valid (above)"; exit 1; }
     fi
-    if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-        log "Stage 4: self-supervised pre-training on ${pretrain_set} -> ${pretrain_exp}"
-        pretrain_launch
-    fi
-    if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-        log "Stage 5: fine-tuning on ${train_set} -> ${asr_exp}"
-        if "${init_from_pretrained}"; then  # as stage 5 sets it
-            finetune_launch --init_param "${init_ckpt}:encoder:encoder"
-        else
-            finetune_launch
-        fi
-    fi
-    exit 0
-fi
-if "${use_lm}" && [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-    lm_launch > /dev/null || { log "Error: stage 3's LM launch is not valid (above)"; exit 1; }
-fi
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-    pretrain_launch > /dev/null || { log "Error: stage 4's launch is not valid (above)"; exit 1; }
-fi
-if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-    finetune_launch > /dev/null || { log "Error: stage 5's launch is not valid (above)"; exit 1; }
-fi
+done
+"${dry_run}" && exit 0
 launch_mode=(--dry_run false)
 
 # The sets stage 1 prepares (pretrain_set is combined from its sources).
@@ -285,39 +297,37 @@ fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     log "Stage 5: fine-tuning on ${train_set} -> ${asr_exp}"
-    init_args=""
     if "${init_from_pretrained}"; then
         [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first, or --init_from_pretrained false"; exit 1; }
-        init_args="--init_param ${init_ckpt}:encoder:encoder"
     fi
     mkdir -p "${asr_exp}"
-    # shellcheck disable=SC2086
-    finetune_launch ${init_args}
+    asr_launch
     log "Fine-tuning done: $(python -m espnet_ext.bin.summarize_log "${asr_exp}/train.log")"
 fi
 
-# decode_tag <with_lm>: the decoding folder's name, as ESPnet's asr.sh builds inference_tag.
+# decode_tag <decode config> <with_lm>: the decoding folder's name, as ESPnet's asr.sh builds inference_tag.
 decode_tag() {
-    if "$1"; then
-        echo "$(basename "${decode_config}" .yaml)_lm_$(basename "${lm_exp}")_${lm_model%.pth}"
+    if "$2"; then
+        echo "$(basename "$1" .yaml)_lm_$(basename "${lm_exp}")_${lm_model%.pth}"
     else
-        basename "${decode_config}" .yaml
+        basename "$1" .yaml
     fi
 }
 
-# decode_sets <asr_exp> <model file> <with_lm: true|false> <sets...>: stage 6 for one model, in --nj jobs.
+# decode_sets <asr_exp> <model file> <decode config> <with_lm: true|false> <sets...>: stage 6
+# for one model, in --nj jobs.
 decode_sets() {
-    local exp=$1 model=$2 with_lm=$3; shift 3
+    local exp=$1 model=$2 config=$3 with_lm=$4; shift 4
     local dset dec_dir stamp threads lm_opts=()
     threads=$(( $(nproc) / nj )); [ "${threads}" -ge 1 ] || threads=1
-    stamp="$(readlink -f "${exp}/${model}") $(stat -L -c %Y "${exp}/${model}") $(md5sum < "${decode_config}" | cut -c1-8)"
+    stamp="$(readlink -f "${exp}/${model}") $(stat -L -c %Y "${exp}/${model}") $(md5sum < "${config}" | cut -c1-8)"
     if "${with_lm}"; then
         [ -e "${lm_exp}/${lm_model}" ] || { log "Error: no LM at ${lm_exp}/${lm_model}: run stage 3, or --use_lm false"; exit 1; }
         lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
         stamp="${stamp} $(readlink -f "${lm_exp}/${lm_model}") $(stat -L -c %Y "${lm_exp}/${lm_model}")"
     fi
     for dset in "$@"; do
-        dec_dir=${exp}/$(decode_tag "${with_lm}")/${dset}
+        dec_dir=${exp}/$(decode_tag "${config}" "${with_lm}")/${dset}
         if [ -f "${dec_dir}/.done" ] && [ "$(cat "${dec_dir}/.done")" = "${stamp}" ]; then
             log "  ${dset}: already decoded with this model (${dec_dir})"; continue
         fi
@@ -329,7 +339,7 @@ decode_sets() {
             env OMP_NUM_THREADS=${threads} python -m espnet_ext.bin.asr_inference \
                 --ngpu 0 \
                 --batch_size "${inference_batch_size}" \
-                --config "${decode_config}" \
+                --config "${config}" \
                 --data_path_and_name_and_type "${dumpdir}/${dset}/feats.scp,speech,kaldi_ark" \
                 --key_file "${dec_dir}/split${nj}/keys.JOB" \
                 --asr_train_config "${exp}/config.yaml" \
@@ -343,12 +353,12 @@ decode_sets() {
     done
 }
 
-# score_sets <asr_exp> <with_lm: true|false> <sets...>: stage 7 for one model.
+# score_sets <asr_exp> <decode config> <with_lm: true|false> <sets...>: stage 7 for one model.
 score_sets() {
-    local exp=$1 with_lm=$2; shift 2
+    local exp=$1 config=$2 with_lm=$3; shift 3
     local dset dec_dir
     for dset in "$@"; do
-        dec_dir=${exp}/$(decode_tag "${with_lm}")/${dset}
+        dec_dir=${exp}/$(decode_tag "${config}" "${with_lm}")/${dset}
         python -m espnet_ext.bin.score --ref "${dumpdir}/${dset}/text" --hyp "${dec_dir}/text" \
             --out_dir "${dec_dir}/score"
     done
@@ -357,13 +367,13 @@ score_sets() {
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     log "Stage 6: decoding ${test_sets} with ${asr_exp}/${inference_model}"
     # shellcheck disable=SC2086
-    decode_sets "${asr_exp}" "${inference_model}" "${use_lm}" ${test_sets}
+    decode_sets "${asr_exp}" "${inference_model}" "${decode_config}" "${use_lm}" ${test_sets}
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "Stage 7: scoring"
     # shellcheck disable=SC2086
-    score_sets "${asr_exp}" "${use_lm}" ${test_sets}
+    score_sets "${asr_exp}" "${decode_config}" "${use_lm}" ${test_sets}
     python -m espnet_ext.bin.results --expdir "${expdir}"
     cat "${expdir}/RESULTS.md"
 fi
@@ -387,10 +397,6 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     low_set=${train_set}_${ablation_minutes}min
     prefix=asr_ablation_${ablation_minutes}min
     log "Stage 9: ablation on ${low_set}: scratch vs pretrained, seeds ${ablation_seeds} -> ${expdir}/${prefix}_*"
-    for f in "${ablation_config}" "${ablation_decode_config}"; do
-        [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
-    done
-    decode_config=${ablation_decode_config}  # stage 9 is the last stage: decode_sets/score_sets read it
     [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first"; exit 1; }
     python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
         --minutes "${ablation_minutes}" --seed 0
@@ -399,24 +405,19 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
             run_exp=${expdir}/${prefix}_${arm}_seed${seed}
             log "  ${prefix}_${arm}_seed${seed}: fine-tuning"
             mkdir -p "${run_exp}"
-            (
-                asr_exp=${run_exp}; train_set=${low_set}; finetune_config=${ablation_config}
-                finetune_args="--seed ${seed} ${finetune_args}"
-                if [ "${arm}" = pretrained ]; then
-                    finetune_launch --init_param "${init_ckpt}:encoder:encoder"
-                else
-                    finetune_launch
-                fi
-            ) > "${run_exp}/launch.out" 2>&1 || { log "Error: ${run_exp} failed: see ${run_exp}/train.log"; exit 1; }
+            init=()
+            [ "${arm}" = pretrained ] && init=("${encoder_init[@]}")
+            finetune_launch "${run_exp}" "${low_set}" "${ablation_config}" "${init[@]}" --seed "${seed}" \
+                > "${run_exp}/launch.out" 2>&1 || { log "Error: ${run_exp} failed: see ${run_exp}/train.log"; exit 1; }
             log "  $(python -m espnet_ext.bin.summarize_log "${run_exp}/train.log")"
             # shellcheck disable=SC2086
-            decode_sets "${run_exp}" "${inference_model}" false ${test_sets}
+            decode_sets "${run_exp}" "${inference_model}" "${ablation_decode_config}" false ${test_sets}
             # shellcheck disable=SC2086
-            score_sets "${run_exp}" false ${test_sets}
+            score_sets "${run_exp}" "${ablation_decode_config}" false ${test_sets}
         done
     done
     python -m espnet_ext.bin.ablation_report --expdir "${expdir}" --prefix "${prefix}" \
-        --decode "$(decode_tag false)"
+        --decode "$(decode_tag "${ablation_decode_config}" false)"
     python -m espnet_ext.bin.results --expdir "${expdir}"
 fi
 

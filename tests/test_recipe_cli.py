@@ -13,18 +13,51 @@ def _run(args, cwd=ROOT):
     return subprocess.run(["bash", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("cwd", [ROOT, UPSTREAM], ids=["top", "egs2"])
-def test_help_lists_every_option_with_default(cwd):
+COMMON = [("stage", "1"), ("stop_stage", "8"), ("nj", "2"), ("datadir", "data"), ("dumpdir", "dump"),
+          ("expdir", "exp"), ("test_sets", "test_clean test_other"), ("use_lm", "true")]
+EMBEDDED = [("corpus", "embedded"), ("ngpu", "0"), ("num_nodes", "1"), ("nbpe", "40"),
+            ("train_set", "train_clean"), ("valid_set", "dev_clean"),
+            ("pretrain_sources", "unlabeled train_clean"),
+            ("finetune_config", "conf/finetune_conformer_transformer_embedded.yaml"),
+            ("ablation_decode_config", "conf/tuning/decode_asr_embedded_ablation.yaml")]
+FULL_SCALE = [("corpus", "librispeech"), ("ngpu", "8"), ("num_nodes", "16"), ("cmd_backend", "slurm"),
+              ("nbpe", "5000"), ("train_set", "train_960"), ("valid_set", "dev_other"),
+              ("pretrain_sources", "ll_small ll_medium ll_large train_960"),
+              ("finetune_config", "conf/finetune_conformer_transformer.yaml"), ("lm_config", "conf/train_lm.yaml"),
+              ("ablation_config", "")]
+
+
+def _help_line(out, opt):
+    line = next((ln for ln in out.splitlines() if ln.strip().startswith(f"--{opt} ")), None)
+    assert line is not None, f"--{opt} missing from --help:\n{out}"
+    return line
+
+
+@pytest.mark.parametrize("cwd,expected", [(ROOT, COMMON + EMBEDDED), (UPSTREAM, COMMON + FULL_SCALE)],
+                         ids=["top-embedded", "egs2-full-scale"])
+def test_help_lists_every_option_with_default(cwd, expected):
+    """--help lists every option of ssl_asr.sh with its value once the recipe's run.sh set it."""
     r = _run(["./run.sh", "--help"], cwd=cwd)
     assert r.returncode == 0, r.stderr
-    for opt, default in [
-        ("stage", "1"), ("stop_stage", "8"), ("nj", "2"), ("ngpu", "0"), ("num_nodes", "1"),
-        ("datadir", "data"), ("dumpdir", "dump"), ("expdir", "exp"),
-        ("train_set", "train_clean"), ("valid_set", "dev_clean"), ("test_sets", "test_clean test_other"),
-    ]:
-        line = next((ln for ln in r.stdout.splitlines() if ln.strip().startswith(f"--{opt} ")), None)
-        assert line is not None, f"--{opt} missing from --help:\n{r.stdout}"
+    for opt, default in expected:
+        line = _help_line(r.stdout, opt)
         assert f"[{default}]" in line, line
+    block = (ROOT / "ssl_asr.sh").read_text().split("# <options>\n")[1].split("# </options>")[0]
+    for name in [ln.split("=")[0] for ln in block.splitlines() if "=" in ln]:
+        _help_line(r.stdout, name)
+
+
+def test_corpus_values_are_required_options_of_the_stage_script():
+    """ssl_asr.sh has no corpus in its defaults: the corpus's run.sh passes them."""
+    r = _run(["./ssl_asr.sh", "--help"])
+    assert r.returncode == 0
+    for opt in ["corpus", "train_set", "valid_set", "test_sets", "nbpe", "pretrain_config", "decode_config"]:
+        assert "[] required" in _help_line(r.stdout, opt)
+    r = _run(["./ssl_asr.sh", "--corpus", "embedded"])
+    assert r.returncode != 0 and "--pretrain_sources is required" in r.stdout + r.stderr
+    # Stage 9's configs are required only when stage 9 is to run.
+    r = _run(["./run.sh", "--stage", "9", "--stop_stage", "9", "--ablation_config", "", "--expdir", "/nonexistent"])
+    assert r.returncode != 0 and "--ablation_config is required" in r.stdout + r.stderr
 
 
 def test_unknown_option_is_an_error():
@@ -59,10 +92,18 @@ def test_dash_and_equals_forms(tmp_path):
 
 
 def test_upstream_layout_links_resolve():
-    for name in ["run.sh", "ssl_asr.sh", "path.sh", "cmd.sh", "db.sh", "conf", "local", "utils"]:
+    # The recipe folder holds what is recipe-specific (conf/); the shared scripts are links.
+    for name in ["ssl_asr.sh", "path.sh", "cmd.sh", "db.sh", "local", "utils"]:
         p = UPSTREAM / name
         assert p.is_symlink() and p.exists(), name
         assert not Path(p.readlink()).is_absolute(), f"{name} must be a relative link"
+    conf = UPSTREAM / "conf"
+    assert conf.is_dir() and not conf.is_symlink()
+    top = ROOT / "conf"
+    assert top.is_symlink() and not Path(top.readlink()).is_absolute() and top.resolve() == conf.resolve()
+    # Variants (ablation, tuning probes) live under conf/tuning/, as ESPnet recipes keep them.
+    assert sorted(p.name for p in (conf / "tuning").glob("*.yaml")) == [
+        "decode_asr_embedded_ablation.yaml", "finetune_conformer_transformer_embedded_lowres.yaml"]
 
 
 def test_language_model_options_fail_before_any_work(tmp_path):
@@ -84,3 +125,24 @@ def test_language_model_options_fail_before_any_work(tmp_path):
     r = env_run(["--decode_config", str(dec)])
     assert r.returncode != 0 and "lm_weight is 0.0" in r.stdout + r.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
+
+
+@pytest.mark.slow
+def test_full_scale_recipe_dry_run_from_its_folder(tmp_path):
+    """egs2/librispeech_ssl/asr1/run.sh is the README's full-scale run as configuration: its dry
+    run prints the three 128-rank Slurm launches (LM, pre-training, fine-tuning), writes nothing."""
+    (tmp_path / "ls").mkdir()
+    (tmp_path / "lm.txt.gz").write_bytes(b"")
+    env = {**__import__("os").environ, "LIBRISPEECH": str(tmp_path / "ls"),
+           "LIBRISPEECH_LM_TEXT": str(tmp_path / "lm.txt.gz")}
+    r = subprocess.run(["bash", "./run.sh", "--dry_run", "true", "--expdir", str(tmp_path / "exp"),
+                        "--datadir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump")],
+                       cwd=UPSTREAM, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert out.count("sbatch --wait") == 3
+    assert out.count("16 nodes x 8 GPUs = 128 ranks") == 3
+    for expected in ["--config conf/pretrain_conformer_bestrq.yaml", "--config conf/finetune_conformer_transformer.yaml",
+                     "--config conf/train_lm.yaml", "bpe_unigram5000", "/train_960/", "/dev_other/"]:
+        assert expected in out, expected
+    assert not any((tmp_path / d).exists() for d in ["exp", "data", "dump"])
