@@ -92,15 +92,16 @@ def test_dash_and_equals_forms(tmp_path):
 
 
 def test_upstream_layout_links_resolve():
-    # The recipe folder holds what is recipe-specific (conf/); the shared scripts are links.
-    for name in ["ssl_asr.sh", "path.sh", "cmd.sh", "db.sh", "local", "utils"]:
+    # The recipe folder holds what is recipe-specific (conf/, local/); the shared scripts are links.
+    for name in ["ssl_asr.sh", "path.sh", "cmd.sh", "db.sh", "utils"]:
         p = UPSTREAM / name
         assert p.is_symlink() and p.exists(), name
         assert not Path(p.readlink()).is_absolute(), f"{name} must be a relative link"
+    for name in ["conf", "local"]:  # real folders in the recipe, relative links at the top level
+        real, top = UPSTREAM / name, ROOT / name
+        assert real.is_dir() and not real.is_symlink(), name
+        assert top.is_symlink() and not Path(top.readlink()).is_absolute() and top.resolve() == real.resolve()
     conf = UPSTREAM / "conf"
-    assert conf.is_dir() and not conf.is_symlink()
-    top = ROOT / "conf"
-    assert top.is_symlink() and not Path(top.readlink()).is_absolute() and top.resolve() == conf.resolve()
     # Variants (ablation, tuning probes) live under conf/tuning/, as ESPnet recipes keep them.
     assert sorted(p.name for p in (conf / "tuning").glob("*.yaml")) == [
         "decode_asr_embedded_ablation.yaml", "finetune_conformer_transformer_embedded_lowres.yaml"]
