@@ -11,14 +11,11 @@ import pytest
 import yaml
 
 from espnet_ext.bin.launch import main as launch
-from espnet_ext.distributed.launch import (
-    ESPNET_DEFAULTS,
-    Geometry,
-    LaunchError,
-    check_batches,
-    data_size,
-    read_batch_settings,
-)
+from espnet_ext.distributed.batch import batch_arithmetic
+from espnet_ext.distributed.batch_settings import ESPNET_DEFAULTS, data_size, read_batch_settings
+from espnet_ext.distributed.errors import LaunchError
+from espnet_ext.distributed.geometry import Geometry
+from espnet_ext.distributed.report import arithmetic_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = str(ROOT / "conf" / "pretrain_conformer_bestrq.yaml")
@@ -195,10 +192,10 @@ def test_steps_per_pass_from_the_shape_file(tmp_path):
                              "--micro_batch_per_rank", "16"])  # fmt: skip
     data = data_size(s)
     assert data.utterances == 1000 and str(shape) in data.source
-    r = check_batches(s, Geometry("local", 0, 1, cpu_procs=4), data)
+    r = batch_arithmetic(s, Geometry("local", 0, 1, cpu_procs=4), data)
     assert not r.stops and not r.fatal
-    assert "  128 utterances = 4 ranks x 16 per micro-batch x 2 accumulation steps" in r.lines
-    assert "    -> 15 micro-batches = 7 optimizer steps per pass over the data" in r.lines
+    assert "  128 utterances = 4 ranks x 16 per micro-batch x 2 accumulation steps" in arithmetic_lines(r)
+    assert "    -> 15 micro-batches = 7 optimizer steps per pass over the data" in arithmetic_lines(r)
 
 
 def test_bad_input_is_named(capsys, tmp_path):
