@@ -1,6 +1,13 @@
-"""The training launcher: geometry, batch arithmetic, the global-batch check, the exact
-commands of every backend (dry run), cmd.sh, and the recipe's dry run."""
+"""The training launcher: geometry, batch arithmetic and the global-batch check as values,
+the report's text against one golden file, the exact commands of every backend (dry run),
+cmd.sh, and the recipe's dry run.
 
+The golden text is tests/golden/launch_report.txt; after a deliberate change of wording,
+rewrite it with ``LAUNCH_GOLDEN_UPDATE=1 python -m pytest tests/test_launch.py -k golden``
+and review the diff."""
+
+import dataclasses
+import os
 import re
 import shlex
 import subprocess
@@ -11,19 +18,33 @@ import pytest
 import yaml
 
 from espnet_ext.bin.launch import main as launch
-from espnet_ext.distributed.launch import (
+from espnet_ext.distributed.backends import build_plan
+from espnet_ext.distributed.batch import (
+    BinsCannotHoldGlobalBatch,
+    GlobalBatchFix,
+    GlobalBatchMismatch,
+    PerRankMismatch,
+    TooFewUtterances,
+    UnequalSplit,
+    batch_arithmetic,
+)
+from espnet_ext.distributed.batch_settings import (
     ESPNET_DEFAULTS,
-    Geometry,
-    LaunchError,
-    check_batches,
+    BatchSettings,
+    DataSize,
     data_size,
     read_batch_settings,
 )
+from espnet_ext.distributed.errors import LaunchError
+from espnet_ext.distributed.geometry import Geometry
+from espnet_ext.distributed.report import launch_report, refusal_messages
 
 ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden" / "launch_report.txt"
 PRETRAIN = str(ROOT / "conf" / "pretrain_conformer_bestrq.yaml")
 FINETUNE = str(ROOT / "conf" / "finetune_conformer_transformer.yaml")
 EMBEDDED = str(ROOT / "conf" / "finetune_conformer_transformer_embedded.yaml")
+WORKER_NCCL = ["--ngpu", "1", "--multiprocessing_distributed", "false", "--dist_backend", "nccl"]
 
 
 def _launch(capsys, *argv):
@@ -37,7 +58,40 @@ def _ssl_cmd(config=PRETRAIN, *extra):
             "--output_dir", "exp/ssl_full", *extra]  # fmt: skip
 
 
+def _arithmetic(geometry, *extra, config=PRETRAIN, **data):
+    settings = read_batch_settings(["--config", config, *extra])
+    return batch_arithmetic(settings, geometry, data_size(settings, **data))
+
+
+def _slurm(ngpu, num_nodes):
+    return Geometry("slurm", ngpu, num_nodes)
+
+
+def _cpu(procs):
+    return Geometry("local", 0, 1, cpu_procs=procs)
+
+
+def test_geometry_values():
+    g = Geometry("slurm", 8, 16)
+    assert (g.nproc_per_node, g.world_size, g.dist_backend) == (8, 128, "nccl")
+    g = Geometry("local", 0, 1, cpu_procs=3)
+    assert (g.nproc_per_node, g.world_size, g.dist_backend) == (3, 3, "gloo")
+    g = Geometry("torchrun", 0, 2, hosts=("a", "b"))
+    assert (g.nproc_per_node, g.world_size) == (1, 2)
+
+
 def test_dry_run_16x8_slurm_prints_sbatch_srun_torchrun_and_arithmetic(capsys, tmp_path):
+    a = _arithmetic(_slurm(8, 16), data_hours=600000)
+    assert (a.ranks, a.batch_size, a.per_rank, a.remainder, a.accum_grad) == (128, 256, 2, 0, 8)
+    assert (a.utts_per_micro_batch, a.utts_per_step, a.global_batch_utts) == (256, 2048, 2048)
+    assert a.global_batch_matches and not a.stops and not a.fatal
+    assert a.grad_allreduces_per_step == 1  # accum_no_sync true; ESPnet's stock trainer: 8
+    # 600k h / 15 s = 144M utterances; floor(144M / 256) micro-batches; / 8 steps.
+    assert a.data == DataSize(144_000_000, "144,000,000 utterances (600000 h at an assumed mean of 15 s per utterance)")
+    assert (a.micro_batches_per_pass, a.steps_per_pass) == (562_500, 70_312)
+    assert (a.max_epoch, a.steps_per_epoch, a.total_steps) == (320, 1_250, 400_000)
+    assert round(a.total_passes, 2) == 5.69
+
     log = tmp_path / "exp" / "train.log"
     rc, out, err = _launch(
         capsys, "--backend", "slurm", "--ngpu", 8, "--num_nodes", 16, "--log", log,
@@ -45,17 +99,6 @@ def test_dry_run_16x8_slurm_prints_sbatch_srun_torchrun_and_arithmetic(capsys, t
         "--dry_run", "true", *_ssl_cmd(),
     )  # fmt: skip
     assert rc == 0, err
-    assert "16 nodes x 8 GPUs = 128 ranks, DDP over nccl" in out
-    assert "2048 utterances = 128 ranks x 2 per micro-batch x 8 accumulation steps" in out
-    assert "micro-batch: batch_size 256 utterances over 128 ranks = 2 per rank" in out
-    assert "utterances per optimizer step: 256 x 8 = 2048" in out
-    assert "global_batch_utts 2048: matches" in out
-    assert "gradient all-reduces per optimizer step: 1 (accum_no_sync true; ESPnet's stock trainer: 8)" in out
-    # 600k h / 15 s = 144M utterances; floor(144M / 256) micro-batches; / 8 steps.
-    assert "144,000,000 utterances (600000 h at an assumed mean of 15 s" in out
-    assert "562,500 micro-batches = 70,312 optimizer steps per pass over the data" in out
-    assert "max_epoch 320 x 1,250 = 400,000 optimizer steps = 5.69 passes" in out
-
     lines = out.splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("# ---- ") and "written at launch" in ln)
     end = next(i for i, ln in enumerate(lines) if ln.startswith("# ---- end of"))
@@ -69,7 +112,7 @@ def test_dry_run_16x8_slurm_prints_sbatch_srun_torchrun_and_arithmetic(capsys, t
     assert argv[2:16] == ["torchrun", "--nnodes", "16", "--nproc_per_node", "8", "--rdzv_backend", "c10d",
                           "--rdzv_endpoint", "HOST:29500", "--rdzv_id", "JOB", "--no-python",
                           "python", "-m"]  # fmt: skip
-    assert argv[-6:] == ["--ngpu", "1", "--multiprocessing_distributed", "false", "--dist_backend", "nccl"]
+    assert argv[-6:] == WORKER_NCCL
     script_file = tmp_path / "check.sbatch"
     script_file.write_text("\n".join(script) + "\n")
     assert subprocess.run(["bash", "-n", str(script_file)]).returncode == 0
@@ -80,13 +123,14 @@ def test_dry_run_16x8_slurm_prints_sbatch_srun_torchrun_and_arithmetic(capsys, t
 def test_dry_run_16x8_torchrun_one_command_per_host(capsys, tmp_path):
     hosts = tmp_path / "hosts"
     hosts.write_text("# the allocation\n" + "\n".join(f"gpu{k:02d}" for k in range(16)) + "\n")
+    a = _arithmetic(_slurm(8, 16), config=FINETUNE)
+    assert (a.utts_per_step, a.ranks, a.per_rank, a.accum_grad) == (2048, 128, 2, 8)
     rc, out, err = _launch(
         capsys, "--backend", "torchrun", "--hosts", hosts, "--ngpu", 8, "--num_nodes", 16,
         "--master_port", 29611, "--log", tmp_path / "train.log", "--dry_run", "true",
         "--", "python", "-m", "espnet_ext.bin.asr_train", "--config", FINETUNE,
     )  # fmt: skip
     assert rc == 0, err
-    assert "2048 utterances = 128 ranks x 2 per micro-batch x 8 accumulation steps" in out
     ssh = [shlex.split(ln) for ln in out.splitlines() if ln.startswith("ssh ")]
     assert len(ssh) == 16
     for k, argv in enumerate(ssh):
@@ -95,23 +139,31 @@ def test_dry_run_16x8_torchrun_one_command_per_host(capsys, tmp_path):
         assert remote[:14] == ["torchrun", "--nnodes", "16", "--nproc_per_node", "8", "--rdzv_backend",
                                "static", "--master_addr", "gpu00", "--master_port", "29611",
                                "--node_rank", str(k), "--no-python"]  # fmt: skip
-        assert remote[-4:] == ["--multiprocessing_distributed", "false", "--dist_backend", "nccl"]
+        assert remote[-4:] == WORKER_NCCL[2:]
+    geometry = Geometry("torchrun", 8, 3, hosts=("a", "b", "c"))
+    plan = build_plan(geometry, ["train"], log="exp/train.log", job_name="j", workdir=str(tmp_path))
+    assert [p.log for p in plan.processes] == ["exp/train.log", "exp/train.node1.log", "exp/train.node2.log"]
+    assert plan.files == {}
 
 
 @pytest.mark.parametrize("ngpu,cpu_procs,backend,per_proc", [(0, 2, "gloo", "0"), (2, 1, "nccl", "1")])
 def test_dry_run_1x2(capsys, tmp_path, ngpu, cpu_procs, backend, per_proc):
-    geometry = ["--ngpu", ngpu, "--cpu_procs", cpu_procs, "--log", tmp_path / "train.log", "--dry_run", "true"]
+    geometry = Geometry("local", ngpu, 1, cpu_procs=cpu_procs)
+    assert (geometry.world_size, geometry.dist_backend) == (2, backend)
     # The full config keeps 2 utterances per rank (micro_batch_per_rank): on 2 ranks ESPnet's
     # global batch_size 256 would put 128 on each, so the launch stops and names the numbers.
-    rc, out, err = _launch(capsys, *geometry, *_ssl_cmd())
-    assert rc == 2
-    assert "sized for micro_batch_per_rank 2 utterances per rank, but batch_size 256 over 2 ranks gives 128" in err
-    assert "Change batch_size 256 -> 4 and accum_grad 8 -> 512 (2048 = 2 ranks x 2 x 512)" in err
-    rc, out, err = _launch(capsys, *geometry, *_ssl_cmd(PRETRAIN, "--batch_size", "4", "--accum_grad", "512"))
+    (stop,) = _arithmetic(geometry).stops
+    assert isinstance(stop, PerRankMismatch)
+    assert (stop.micro_batch_per_rank, stop.batch_size, stop.ranks, stop.per_rank) == (2, 256, 2, 128)
+    assert (stop.new_batch_size, stop.new_accum_grad) == (4, 512)
+    argv = ["--ngpu", ngpu, "--cpu_procs", cpu_procs, "--log", tmp_path / "train.log", "--dry_run", "true"]
+    rc, out, err = _launch(capsys, *argv, *_ssl_cmd())
+    assert rc == 2 and err.startswith("launch: error: ")
+
+    fixed = _arithmetic(geometry, "--batch_size", "4", "--accum_grad", "512")
+    assert (fixed.per_rank, fixed.utts_per_step) == (2, 2048) and fixed.global_batch_matches
+    rc, out, err = _launch(capsys, *argv, *_ssl_cmd(PRETRAIN, "--batch_size", "4", "--accum_grad", "512"))
     assert rc == 0, err
-    assert f"1 node x 2 {'GPUs' if ngpu else 'CPU processes'} = 2 ranks, DDP over {backend}" in out
-    assert "2048 utterances = 2 ranks x 2 per micro-batch x 512 accumulation steps" in out
-    assert "global_batch_utts 2048: matches" in out
     cmd = shlex.split(out.strip().splitlines()[-1])
     assert cmd[:10] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes",
                         "1", "--nproc_per_node", "2", "--no-python", "python"]  # fmt: skip
@@ -120,23 +172,27 @@ def test_dry_run_1x2(capsys, tmp_path, ngpu, cpu_procs, backend, per_proc):
 
 
 def test_single_process_runs_the_command_itself(capsys, tmp_path):
+    a = _arithmetic(_cpu(1), config=EMBEDDED)
+    bins = yaml.safe_load(Path(EMBEDDED).read_text())["batch_bins"]
+    assert (a.batch_type, a.by_utterances, a.batch_bins, a.ranks) == ("numel", False, bins, 1)
     rc, out, err = _launch(capsys, "--log", tmp_path / "l", "--dry_run", "true",
                            "--", "python", "-m", "espnet_ext.bin.asr_train", "--config", EMBEDDED)
     assert rc == 0, err
-    assert "1 node x 1 CPU process = 1 rank, single process" in out
-    bins = yaml.safe_load(Path(EMBEDDED).read_text())["batch_bins"]
-    assert "batch_type numel" in out and f"batch_bins {bins:,}" in out
     assert out.strip().splitlines()[-1] == f"python -m espnet_ext.bin.asr_train --config {EMBEDDED} --ngpu 0"
 
 
 def test_global_batch_mismatch_stops_and_names_the_numbers(capsys, tmp_path):
+    per_rank, stop = _arithmetic(_cpu(2), "--batch_size", "16").stops
+    assert isinstance(per_rank, PerRankMismatch)  # 8 per rank, the config is sized for 2
+    assert stop == GlobalBatchMismatch(
+        utts_per_step=128, utts_per_micro_batch=16, accum_grad=8, global_batch_utts=2048,
+        global_batch_source=f"global_batch_utts in {PRETRAIN}",
+        fix=GlobalBatchFix(2048, 2, 16, 8, batch_size_alone=256, accum_grad_alone=128),
+    )  # fmt: skip
     argv = ["--ngpu", 0, "--cpu_procs", 2, "--log", tmp_path / "l", "--dry_run", "true",
             *_ssl_cmd(PRETRAIN, "--batch_size", "16")]  # fmt: skip
     rc, out, err = _launch(capsys, *argv)
     assert rc == 2
-    assert "the global batch would be 128 utterances per optimizer step (16 per micro-batch x accum_grad 8)" in err
-    assert f"global_batch_utts in {PRETRAIN} is 2048" in err
-    assert "Change batch_size 16 -> 256 or accum_grad 8 -> 128" in err
     assert "--accept_global_batch true" in err
     assert "command:" not in out  # nothing about to run
 
@@ -154,37 +210,47 @@ def test_accepting_in_the_config_or_command_counts(capsys, tmp_path):
 
 
 def test_geometry_that_cannot_split_the_global_batch_stops(capsys, tmp_path):
-    rc, out, err = _launch(capsys, "--backend", "slurm", "--ngpu", 8, "--num_nodes", 3,
-                           "--log", tmp_path / "l", "--dry_run", "true", *_ssl_cmd())
-    assert rc == 2
     # The full pre-training config reads shards: every rank gets batch_size // ranks.
-    assert ("batch_size 256 utterances over 24 ranks: the sharded iterator gives each rank 10 "
-            "(240 per micro-batch, 16 unused)") in out
-    assert "2048 is not a multiple of 24 ranks, so no equal per-rank micro-batch gives it" in err
-    assert "1920 = 24 ranks x 10 x 8 or 2112 = 24 ranks x 11 x 8" in err
-    assert "sized for micro_batch_per_rank 2 utterances per rank, but batch_size 256 over 24 ranks gives 10" in err
+    a = _arithmetic(_slurm(8, 3))
+    assert (a.ranks, a.sharded, a.per_rank, a.utts_per_micro_batch, a.remainder) == (24, True, 10, 240, 16)
+    per_rank, mismatch = a.stops
+    assert isinstance(per_rank, PerRankMismatch) and (per_rank.ranks, per_rank.per_rank) == (24, 10)
+    assert isinstance(mismatch, GlobalBatchMismatch)
+    assert mismatch.fix == GlobalBatchFix(2048, 24, 256, 8, nearest=(1920, 2112))  # 24 x 10 x 8, 24 x 11 x 8
+    rc, _, _ = _launch(capsys, "--backend", "slurm", "--ngpu", 8, "--num_nodes", 3,
+                       "--log", tmp_path / "l", "--dry_run", "true", *_ssl_cmd())
+    assert rc == 2
 
-    rc, out, err = _launch(capsys, "--backend", "slurm", "--ngpu", 8, "--num_nodes", 4,
-                           "--log", tmp_path / "l", "--dry_run", "true", *_ssl_cmd(PRETRAIN, "--batch_size", "96"))
-    assert rc == 2  # 32 ranks, 96 x 8 = 768; 2048 is no multiple of 96, so only batch_size can change
-    assert "Change batch_size 96 -> 256 or accum_grad 8 -> " not in err
-    assert "Change batch_size 96 -> 256" in err
+    # ESPnet's sequence iterator on 3 ranks: 2048 per step, but 86 + 85 + 85 per micro-batch.
+    a = _arithmetic(_cpu(3), "--iterator_type", "sequence", "--micro_batch_per_rank", "null")
+    assert (a.per_rank, a.remainder, a.utts_per_step) == (85, 1, 2048)
+    assert a.stops == (UnequalSplit(2048, 3, 256, GlobalBatchFix(2048, 3, 256, 8, nearest=(2040, 2064))),)
+
+    # 32 ranks, 96 x 8 = 768; 2048 is no multiple of 96, so only batch_size can change.
+    a = _arithmetic(_slurm(8, 4), "--batch_size", "96")
+    mismatch = next(p for p in a.stops if isinstance(p, GlobalBatchMismatch))
+    assert (mismatch.fix.batch_size_alone, mismatch.fix.accum_grad_alone) == (256, None)
+    rc, _, _ = _launch(capsys, "--backend", "slurm", "--ngpu", 8, "--num_nodes", 4,
+                       "--log", tmp_path / "l", "--dry_run", "true", *_ssl_cmd(PRETRAIN, "--batch_size", "96"))
+    assert rc == 2
 
     # More ranks than utterances per micro-batch: ESPnet itself would fail, accepting does not help.
+    a = _arithmetic(_slurm(8, 64))
+    assert a.fatal == (TooFewUtterances(256, 512, GlobalBatchFix(2048, 512, 256, 8, both=(512, 4))),)
     for accept in ("false", "true"):
         rc, out, err = _launch(capsys, "--backend", "slurm", "--ngpu", 8, "--num_nodes", 64,
                                "--accept_global_batch", accept, "--log", tmp_path / "l",
                                "--dry_run", "true", *_ssl_cmd())  # fmt: skip
         assert rc == 2
-        assert "batch_size 256 is smaller than the 512 ranks" in err
-        assert "Change batch_size 256 -> 512 and accum_grad 8 -> 4 (2048 = 512 ranks x 1 x 4)" in err
+        assert err.splitlines() == refusal_messages(a)
 
 
 def test_bin_batches_cannot_hold_a_global_batch(capsys, tmp_path):
+    a = _arithmetic(_cpu(1), "--global_batch_utts", "64", config=EMBEDDED)
+    assert a.stops == (BinsCannotHoldGlobalBatch(64, "--global_batch_utts on the command line", "numel"),)
     rc, _, err = _launch(capsys, "--log", tmp_path / "l", "--dry_run", "true", "--", "python",
                          "-m", "x", "--config", EMBEDDED, "--global_batch_utts", "64")
-    assert rc == 2
-    assert "--global_batch_utts on the command line is 64, but batch_type numel sizes micro-batches" in err
+    assert rc == 2 and err.startswith("launch: error: --global_batch_utts on the command line is 64")
 
 
 def test_steps_per_pass_from_the_shape_file(tmp_path):
@@ -195,10 +261,79 @@ def test_steps_per_pass_from_the_shape_file(tmp_path):
                              "--micro_batch_per_rank", "16"])  # fmt: skip
     data = data_size(s)
     assert data.utterances == 1000 and str(shape) in data.source
-    r = check_batches(s, Geometry("local", 0, 1, cpu_procs=4), data)
+    assert data.numel == sum((100 + i) * 80 for i in range(1000))
+    r = batch_arithmetic(s, Geometry("local", 0, 1, cpu_procs=4), data)
     assert not r.stops and not r.fatal
-    assert "  128 utterances = 4 ranks x 16 per micro-batch x 2 accumulation steps" in r.lines
-    assert "    -> 15 micro-batches = 7 optimizer steps per pass over the data" in r.lines
+    assert (r.utts_per_step, r.ranks, r.per_rank, r.accum_grad) == (128, 4, 16, 2)
+    assert (r.micro_batches_per_pass, r.steps_per_pass) == (15, 7)
+
+
+# ---------------------------------------------------------------------------------------
+# The report's text: one golden file
+
+
+def _settings(**changes) -> BatchSettings:
+    base = BatchSettings(
+        config="conf/pretrain_conformer_bestrq.yaml", batch_type="sorted", batch_size=256,
+        batch_bins=1_000_000, accum_grad=8, global_batch_utts=2048,
+        global_batch_source="global_batch_utts in conf/pretrain_conformer_bestrq.yaml",
+        micro_batch_per_rank=2, accept_global_batch=False, accum_no_sync=True, iterator_type="sharded",
+        max_epoch=320, num_iters_per_epoch=10_000, train_shape_file=None, output_dir="exp/ssl_full",
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+_NO_GLOBAL = dict(global_batch_utts=None, micro_batch_per_rank=None, global_batch_source="global_batch_utts (ESPnet default)")
+_FINETUNE = "conf/finetune_conformer_transformer.yaml"
+# name -> (geometry, settings, data, accepted); launched when there is no problem or accepted.
+_REPORTS = {
+    "slurm 16 x 8, matches, data hours": (
+        Geometry("slurm", 8, 16), _settings(), DataSize(144_000_000, "144,000,000 utterances (600000 h at an assumed mean of 15 s per utterance)"), False),
+    "torchrun 2 hosts x 2 CPU processes, folded, no accum_no_sync, data utts": (
+        Geometry("torchrun", 0, 2, cpu_procs=2, hosts=("h0", "h1"), master_port=29611),
+        _settings(config=None, batch_type="folded", batch_size=20, accum_grad=2, accum_no_sync=False,
+                  iterator_type="sequence", max_epoch=40, num_iters_per_epoch=None, **_NO_GLOBAL),
+        DataSize(12_345, "12,345 utterances (--data_utts)"), False),
+    "local 1 process, numel, epochs without data": (
+        Geometry("local", 0, 1),
+        _settings(config=_FINETUNE, batch_type="numel", batch_bins=320_000, accum_grad=1, max_epoch=35,
+                  num_iters_per_epoch=100, **_NO_GLOBAL), None, False),
+    "local 3 CPU processes, unequal split, accepted": (
+        Geometry("local", 0, 1, cpu_procs=3), _settings(batch_size=16, iterator_type="sequence", micro_batch_per_rank=None),
+        None, True),
+    "local 4 GPUs, per-rank size not a divisor, accepted": (
+        Geometry("local", 4, 1), _settings(micro_batch_per_rank=3, num_iters_per_epoch=None),
+        DataSize(1_000, "1,000 utterances (dump/feats_shape)", numel=8_000_000), True),
+    "local 2 CPU processes, sized per rank": (Geometry("local", 0, 1, cpu_procs=2), _settings(num_iters_per_epoch=None), None, False),
+    "slurm 3 x 8, sharded, no equal split": (Geometry("slurm", 8, 3), _settings(), None, False),
+    "sequence iterator, 3 ranks, right size but unequal": (
+        Geometry("local", 0, 1, cpu_procs=3), _settings(iterator_type="sequence", micro_batch_per_rank=None), None, False),
+    "slurm 64 x 8, fewer utterances than ranks": (Geometry("slurm", 8, 64), _settings(), None, False),
+    "slurm 64 x 8, fewer utterances than ranks, no global batch": (Geometry("slurm", 8, 64), _settings(**_NO_GLOBAL), None, True),
+    "slurm 2 x 4 CPU processes, bins with data and epochs, global batch": (
+        Geometry("slurm", 0, 2, cpu_procs=4, master_port=1234),
+        _settings(batch_type="length", micro_batch_per_rank=None, accum_grad=4),
+        DataSize(1_000, "1,000 utterances (dump/feats_shape)", numel=8_000_000), False),
+}
+
+
+def _render_report(geometry, settings, data, accepted) -> str:
+    arithmetic = batch_arithmetic(settings, geometry, data)
+    report = dict(job_name="ssl_full", geometry=geometry, arithmetic=arithmetic, dry_run=True)
+    if arithmetic.fatal or (arithmetic.stops and not accepted):
+        return "\n".join(launch_report(**report) + ["--- stderr ---"] + refusal_messages(arithmetic))
+    plan = build_plan(geometry, ["python", "-m", "espnet_ext.bin.ssl_train", "--config", "conf/x.yaml"],
+                      log="exp/ssl_full/train.log", job_name="ssl_full", workdir="/recipe",
+                      slurm_opts=["--partition=gpu", "--time=7-00:00:00"])  # fmt: skip
+    return "\n".join(launch_report(**report, plan=plan)).replace(sys.executable, "<python>")
+
+
+def test_report_text_matches_the_golden_file():
+    text = "".join(f"=== {name} ===\n{_render_report(*case)}\n\n" for name, case in _REPORTS.items())
+    if os.environ.get("LAUNCH_GOLDEN_UPDATE"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
 
 
 def test_bad_input_is_named(capsys, tmp_path):

@@ -9,7 +9,7 @@ command line), prints the batch arithmetic for the geometry, and stops (exit sta
 the config's ``global_batch_utts`` would not hold, naming the numbers to change, unless
 ``--accept_global_batch true``. Every process gets ``--ngpu 0|1`` and, with more than one,
 ``--multiprocessing_distributed false --dist_backend nccl|gloo`` appended (ranks come from
-torchrun's environment). Backends (see :mod:`espnet_ext.distributed.launch`):
+torchrun's environment). Backends (see :mod:`espnet_ext.distributed.backends`):
 
 * local: the command itself, or ``torchrun --standalone`` with several processes;
 * slurm: writes ``<log stem>.sbatch`` next to the log and runs ``sbatch --wait`` on it;
@@ -20,27 +20,19 @@ exit status is the training's (the first failing node's with several hosts).
 """
 
 import argparse
-import datetime
 import os
 import shlex
-import signal
-import subprocess
 import sys
-import threading
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
-from espnet_ext.distributed.launch import (
-    BACKENDS,
-    Geometry,
-    LaunchError,
-    LaunchPlan,
-    build_plan,
-    check_batches,
-    command_options,
-    data_size,
-    parse_hosts,
-    read_batch_settings,
-)
+from espnet_ext.distributed.backends import build_plan
+from espnet_ext.distributed.batch import batch_arithmetic
+from espnet_ext.distributed.batch_settings import command_options, data_size, read_batch_settings
+from espnet_ext.distributed.errors import LaunchError
+from espnet_ext.distributed.geometry import BACKENDS, Geometry, parse_hosts
+from espnet_ext.distributed.plan import default_job_name
+from espnet_ext.distributed.report import launch_report, refusal_messages
+from espnet_ext.distributed.runner import run_plan
 
 
 def _bool(value: str) -> bool:
@@ -83,90 +75,6 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _job_name(command: Sequence[str], output_dir: Optional[str]) -> str:
-    if output_dir:
-        return os.path.basename(os.path.normpath(output_dir))
-    if "-m" in command[:-1]:
-        return command[command.index("-m") + 1].rsplit(".", 1)[-1]
-    return os.path.basename(command[0])
-
-
-def _pump(proc: subprocess.Popen, log_path: str, echo: bool) -> None:
-    with open(log_path, "a", errors="replace") as log:
-        for line in iter(proc.stdout.readline, b""):
-            text = line.decode(errors="replace")
-            log.write(text)
-            log.flush()
-            if echo:
-                sys.stderr.write(text)
-                sys.stderr.flush()
-
-
-def _header(path: str, lines: List[str]) -> None:
-    # Append: a resumed training keeps the log of the epochs before the interruption.
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a") as f:
-        for line in lines:
-            f.write(f"# {line}\n")
-        f.write(f"# Started at {datetime.datetime.now():%c}\n")
-
-
-def _footer(path: str, status: int) -> None:
-    with open(path, "a") as f:
-        f.write(f"# Accounting: status={status}\n# Ended at {datetime.datetime.now():%c}\n")
-
-
-def run_plan(plan: LaunchPlan, header: List[str], main_log: str) -> int:
-    """Start the plan's processes, route their output to the logs, return the exit status."""
-    for path, content in plan.files.items():
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(content)
-    logs = [p.log or main_log for p in plan.processes]
-    for path, proc in zip(logs, plan.processes):
-        _header(path, header + [shlex.join(proc.argv)])
-    procs, pumps = [], []
-    try:
-        for k, (path, spec) in enumerate(zip(logs, plan.processes)):
-            if spec.log:
-                proc = subprocess.Popen(spec.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                pump = threading.Thread(target=_pump, args=(proc, path, k == 0), daemon=True)
-                pump.start()
-                pumps.append(pump)
-            else:  # sbatch: the job writes the log itself
-                proc = subprocess.Popen(spec.argv)
-            procs.append(proc)
-        status = 0
-        remaining = list(range(len(procs)))
-        while remaining:
-            for k in list(remaining):
-                try:
-                    rc = procs[k].wait(timeout=1.0)
-                except subprocess.TimeoutExpired:
-                    continue
-                remaining.remove(k)
-                if rc != 0 and status == 0:
-                    status = rc
-                    for j in remaining:  # one node failed: stop the others
-                        procs[j].send_signal(signal.SIGTERM)
-    except KeyboardInterrupt:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait()
-        status = 130
-    for pump in pumps:
-        pump.join()
-    for path in dict.fromkeys(logs):
-        _footer(path, status)
-    if status != 0:
-        failed = [p for p, proc in zip(logs, procs) if proc.returncode not in (0, None)]
-        print(f"launch: training failed (status {status}); see {' '.join(failed) or main_log}",
-              file=sys.stderr)
-    return status
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     command = list(args.command)
@@ -186,35 +94,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
         settings = read_batch_settings(command)
         data = data_size(settings, args.data_utts, args.data_hours, args.mean_utt_seconds)
-        report = check_batches(settings, geometry, data)
-        job_name = args.job_name or _job_name(command, settings.output_dir)
+        arithmetic = batch_arithmetic(settings, geometry, data)
+        job_name = args.job_name or default_job_name(command, settings.output_dir)
         accept = args.accept_global_batch or settings.accept_global_batch
-        if report.stops and accept and "accept_global_batch" not in command_options(command):
+        if arithmetic.stops and accept and "accept_global_batch" not in command_options(command):
             command += ["--accept_global_batch", "true"]  # recorded in the experiment's config.yaml
         plan = build_plan(
             geometry, command, log=args.log, job_name=job_name, workdir=os.getcwd(),
             slurm_opts=shlex.split(args.slurm_opts), remote_shell=shlex.split(args.remote_shell),
-        )
+        )  # fmt: skip
     except LaunchError as e:
         print(f"launch: error: {e}", file=sys.stderr)
         return 2
 
-    text = [f"launch {job_name}{' (dry run: nothing runs)' if args.dry_run else ''}: "
-            f"{geometry.describe()}"]
-    text += report.lines
-    if report.fatal or (report.stops and not accept):
-        print("\n".join(text), flush=True)
-        for problem in report.fatal:
-            print(f"launch: error: {problem}.", file=sys.stderr)
-        if not report.fatal:
-            for problem in report.stops:
-                print(f"launch: error: {problem}; or pass --accept_global_batch true to launch "
-                      "as it is.", file=sys.stderr)
+    report = dict(job_name=job_name, geometry=geometry, arithmetic=arithmetic, dry_run=args.dry_run)
+    if arithmetic.fatal or (arithmetic.stops and not accept):
+        print("\n".join(launch_report(**report)), flush=True)
+        for message in refusal_messages(arithmetic):
+            print(message, file=sys.stderr)
         return 2
-    for problem in report.stops:
-        text.append(f"  accepted (--accept_global_batch true): {problem}")
-    text.append("commands:" if len(plan.display) > 1 or geometry.backend == "slurm" else "command:")
-    text += plan.display
+    text = launch_report(**report, plan=plan)
     print("\n".join(text), flush=True)
     if args.dry_run:
         return 0
