@@ -243,6 +243,9 @@ def test_geometry_that_cannot_split_the_global_batch_stops(capsys, tmp_path):
                                "--dry_run", "true", *_ssl_cmd())  # fmt: skip
         assert rc == 2
         assert err.splitlines() == refusal_messages(a)
+    # The same with a data size given: the micro-batches per pass are unknown, not a crash.
+    a = _arithmetic(_slurm(8, 64), "--batch_size", "256", data_utts=100_000)
+    assert a.micro_batches_per_pass is None and isinstance(a.fatal[0], TooFewUtterances)
 
 
 def test_bin_batches_cannot_hold_a_global_batch(capsys, tmp_path):

@@ -253,7 +253,7 @@ def _utterance_problems(s: BatchSettings, W: int, per_rank: int, rem: int, used:
 
 
 def _micro_batches_per_pass(s: BatchSettings, used: int, data: Optional[DataSize]) -> Optional[int]:
-    if data is None:
+    if data is None or used == 0:  # used == 0: fewer utterances than ranks, reported as a problem
         return None
     if s.batch_type in UTTERANCE_BATCH_TYPES:
         return max(data.utterances // used, 1)  # ESPnet: floor(N / B) batches of B or B + 1
