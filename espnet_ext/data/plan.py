@@ -78,22 +78,28 @@ def _prefixed_subset(
     return name[len(prefix) :]
 
 
+def _folder_plan(name: str, kind: str, label: str, folder: Path, looked: list[str]) -> Optional[Plan]:
+    """A plan reading ``folder`` if it exists, else None (noted in ``looked``)."""
+    if folder.is_dir():
+        return Plan(name, kind, folder, Path())
+    looked.append(f"{label}: {folder} (no such folder)")
+    return None
+
+
 def _corpus_source(name: str, roots: dict[str, Optional[Path]], looked: list[str]) -> Optional[Plan]:
     ls = roots.get("librispeech")
     if ls is None:
         looked.append("LibriSpeech: --librispeech not given")
     else:
-        folder = ls / librispeech.subset_folder(name)
-        if folder.is_dir():
-            return Plan(name, "librispeech", folder, Path())
-        looked.append(f"LibriSpeech: {folder} (no such folder)")
+        plan = _folder_plan(name, "librispeech", "LibriSpeech", ls / librispeech.subset_folder(name), looked)
+        if plan is not None:
+            return plan
     ll = roots.get("librilight")
     subset = _prefixed_subset(name, "ll_", "Libri-Light", "librilight", ll, looked)
     if subset is not None:
-        folder = ll / subset
-        if folder.is_dir():
-            return Plan(name, "librilight", folder, Path())
-        looked.append(f"Libri-Light: {folder} (no such folder)")
+        plan = _folder_plan(name, "librilight", "Libri-Light", ll / subset, looked)
+        if plan is not None:
+            return plan
     cv = roots.get("commonvoice")
     split = _prefixed_subset(name, "cv_", "Common Voice", "commonvoice", cv, looked)
     if split is not None:

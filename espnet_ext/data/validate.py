@@ -268,34 +268,3 @@ def _check_audio(path, tables, segments, num_samples, errors) -> None:
                         f"{path / 'utt2num_samples'}:{lines[utt]}: {num_samples[utt]} samples, but the audio has "
                         f"{expect} at 16 kHz"
                     )
-
-
-
-def _check_audio(path, tables, segments, num_samples, errors) -> None:
-    import soundfile
-
-    infos = {}
-    for e in tables["wav.scp"]:
-        try:
-            infos[e.key] = soundfile.info(e.value)
-        except Exception as ex:
-            errors.append(f"{path / 'wav.scp'}:{e.lineno}: cannot open '{e.value}': {ex}")
-    lines = {e.key: e.lineno for e in tables.get("utt2num_samples", [])}
-    if segments:
-        for utt, (e, seg) in segments.items():
-            info = infos.get(seg.recording)
-            if info is not None and seg.end > info.duration + SEGMENT_END_TOLERANCE:
-                errors.append(
-                    f"{path / 'segments'}:{e.lineno}: segment ends at {seg.end} s, after the end of "
-                    f"'{seg.recording}' ({info.duration:.3f} s)"
-                )
-    else:
-        for utt, info in infos.items():
-            if utt in num_samples:
-                expect = num_samples_at_target(info.frames, info.samplerate)
-                if num_samples[utt] != expect:
-                    errors.append(
-                        f"{path / 'utt2num_samples'}:{lines[utt]}: {num_samples[utt]} samples, but the audio has "
-                        f"{expect} at 16 kHz"
-                    )
-

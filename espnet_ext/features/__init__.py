@@ -63,6 +63,7 @@ stage 2; the compute functions still accept any length >= 1 (repeated
 reflection, as ``numpy.pad(mode="reflect")``).
 """
 
+from espnet_ext.features import logmel
 from espnet_ext.features.audio import AudioError, read_audio
 from espnet_ext.features.logmel import (
     DEFAULT_OPTIONS,
@@ -76,16 +77,4 @@ from espnet_ext.features.logmel import (
     utterance_mvn,
 )
 
-__all__ = [
-    "AudioError",
-    "LogMelOptions",
-    "DEFAULT_OPTIONS",
-    "SAMPLE_RATE",
-    "num_frames",
-    "slaney_mel_filterbank",
-    "analysis_tensors",
-    "utterance_mvn",
-    "compute_features",
-    "compute_features_batch",
-    "read_audio",
-]
+__all__ = ["AudioError", "read_audio", *logmel.__all__]
