@@ -248,7 +248,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         python local/make_embedded_corpus.py --out "${EMBEDDED}" --seed "${embedded_seed}" \
             --scale "${embedded_scale}" --nj "${nj}"
     fi
-    python -m espnet_ext.data.prepare --datadir "${datadir}" --sets "${prep_sets}" \
+    python -m espnet_ext.bin.prepare_data --datadir "${datadir}" --sets "${prep_sets}" \
         ${combine:+--combine "${combine}"} \
         --librispeech "${librispeech_root}" \
         ${LIBRILIGHT:+--librilight "${LIBRILIGHT}"} \
@@ -290,7 +290,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     # The SSL task requires a token list even without text targets.
     printf '<blank>\n<unk>\n<sos/eos>\n' > "${pretrain_exp}/ssl_tokens.txt"
     # Pre-training reads stage 2's feature shards: check them all before starting.
-    python -m espnet_ext.data.shards verify --quick "${dumpdir}/${pretrain_set}" "${dumpdir}/${valid_set}"
+    python -m espnet_ext.bin.shards verify --quick "${dumpdir}/${pretrain_set}" "${dumpdir}/${valid_set}"
     pretrain_launch
     log "Pre-training done: $(python -m espnet_ext.bin.summarize_log "${pretrain_exp}/train.log")"
 fi

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from espnet_ext import features as F  # noqa: E402
-from espnet_ext.bin import extract_feats  # noqa: E402
+from espnet_ext.features import extract as extract_feats  # noqa: E402
 
 WORDS = (
     "the quick brown fox jumps over a lazy dog while seven silver spoons sit on "

@@ -689,7 +689,7 @@ def test_ssl_on_the_sharded_iterator_killed_and_resumed_matches(tmp_path):
     same parity, and the skipped batches are never loaded."""
     import soundfile
 
-    from espnet_ext.bin import extract_feats
+    from espnet_ext.features import extract as extract_feats
 
     rng = np.random.RandomState(1)
     data = tmp_path / "data"

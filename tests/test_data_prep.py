@@ -18,11 +18,12 @@ import soundfile as sf
 import soxr
 
 from espnet_ext.data import audio as audio_mod
+from espnet_ext.data.combine import read_data_dir
 from espnet_ext.data.commonvoice import speaker_id
-from espnet_ext.data.kaldi_dir import DataDirError, read_data_dir, validate_data_dir
 from espnet_ext.data.librilight import fixed_cuts, vad_cuts
 from espnet_ext.data.prepare import ConfigError, Options, prepare
 from espnet_ext.data.rules import REJECT_RULES, REPAIR_RULES, RULES, normalize_transcript
+from espnet_ext.data.validate import DataDirError, validate_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_UTT = 3.0  # --max_utt_seconds used in these tests
@@ -750,7 +751,7 @@ def test_cli_end_to_end(librispeech_root, librilight_root, commonvoice_root, tmp
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     datadir = tmp_path / "data"
     cmd = [
-        sys.executable, "-m", "espnet_ext.data.prepare",
+        sys.executable, "-m", "espnet_ext.bin.prepare_data",
         "--datadir", str(datadir),
         "--sets", "dev_clean unlabeled ll_small cv_validated",
         "--combine", "pretrain=unlabeled,ll_small,cv_validated",
@@ -763,7 +764,7 @@ def test_cli_end_to_end(librispeech_root, librilight_root, commonvoice_root, tmp
     assert p.returncode == 0, p.stderr
     assert "dev_clean (librispeech" in p.stderr and "found 17, kept 6" in p.stderr
     v = subprocess.run(
-        [sys.executable, "-m", "espnet_ext.data.validate", *(str(datadir / s) for s in ("dev_clean", "pretrain"))],
+        [sys.executable, "-m", "espnet_ext.bin.validate_data", *(str(datadir / s) for s in ("dev_clean", "pretrain"))],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert v.returncode == 0, v.stderr
@@ -771,7 +772,7 @@ def test_cli_end_to_end(librispeech_root, librilight_root, commonvoice_root, tmp
     # A broken dir: the CLI names file and line and exits 1.
     _edit(datadir / "dev_clean" / "text", 2, "19-198-0001")
     v = subprocess.run(
-        [sys.executable, "-m", "espnet_ext.data.validate", str(datadir / "dev_clean")],
+        [sys.executable, "-m", "espnet_ext.bin.validate_data", str(datadir / "dev_clean")],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert v.returncode == 1 and f"{datadir / 'dev_clean' / 'text'}:2: empty transcript" in v.stderr

@@ -19,7 +19,9 @@ import soxr
 import torch
 
 from espnet_ext import features as F
-from espnet_ext.bin import extract_feats as X
+from espnet_ext.bin import extract_feats as XB
+from espnet_ext.features import extract as X
+from espnet_ext.features import logmel
 from espnet_ext.frontend import LogMelFrontend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +161,7 @@ def test_short_input_is_reflected_like_numpy():
     x = torch.arange(1.0, 6.0)
     for pad in (0, 2, 4, 9):
         expected = np.pad(x.numpy(), pad, mode="reflect")
-        np.testing.assert_array_equal(F._reflect_pad(x, pad).numpy(), expected)
+        np.testing.assert_array_equal(logmel._reflect_pad(x, pad).numpy(), expected)
 
 
 def test_per_utterance_normalization(corpus):
@@ -455,7 +457,7 @@ def test_cli_errors(tmp_path):
     assert "missing" in proc.stderr and "does not exist" in proc.stderr
     assert not (tmp_path / "out").exists()
     (tmp_path / "empty").mkdir()
-    assert X.main(["--data_dir", str(tmp_path / "empty"), "--out_dir", str(tmp_path / "o")]) == 2
+    assert XB.main(["--data_dir", str(tmp_path / "empty"), "--out_dir", str(tmp_path / "o")]) == 2
     pipe = _data_dir(tmp_path / "pipe", {"a": "flac -c -d -s a.flac |"})
     with pytest.raises(X.DataDirError, match="command pipe"):
         X.run(str(pipe), str(tmp_path / "o"))

@@ -20,7 +20,8 @@ import soundfile
 import soxr
 from espnet2.train.collate_fn import CommonCollateFn
 
-from espnet_ext.bin import extract_feats as X
+from espnet_ext.bin import shards as shards_cli
+from espnet_ext.features import extract as X
 from espnet_ext.data import shard_plan as P
 from espnet_ext.data import shards as S
 from espnet_ext.iterators.sharded import ShardedIterFactory
@@ -101,7 +102,7 @@ def test_stage2_writes_shards_matching_scp(dump, reference):
         fd.close()
     assert listed == sorted(reference)
     assert S.verify(str(dump)) == []
-    assert S.main(["verify", str(dump)]) == 0
+    assert shards_cli.main(["verify", str(dump)]) == 0
 
 
 def test_stage2_resume_rewrites_a_missing_index(dump, tmp_path, caplog):
@@ -313,7 +314,7 @@ def test_altered_index_and_corrupt_ark_are_named(broken):
     problems = S.verify(str(broken))
     assert any("shard 2" in p and "CRC-32" in p for p in problems)
     assert any("shard 6" in p and "ark CRC-32 differs" in p for p in problems)
-    assert S.main(["verify", str(broken)]) == 1
+    assert shards_cli.main(["verify", str(broken)]) == 1
     manifest = S.ShardManifest.load(str(broken))
     index = manifest.read_index(6)
     with pytest.raises(S.ShardError, match=r"shard 6 .*cannot read 'utt\d+' at offset"):

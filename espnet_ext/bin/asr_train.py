@@ -7,15 +7,9 @@ Takes exactly the options of ``espnet2.bin.asr_train`` (``--help``).
 
 import espnet_ext  # noqa: F401  (registers the plugins)
 from espnet_ext.tasks.asr import ASRTask
+from espnet_ext.utils.cli import task_entry_points
 
-
-def get_parser():
-    return ASRTask.get_parser()
-
-
-def main(cmd=None):
-    ASRTask.main(cmd=cmd)
-
+get_parser, main = task_entry_points(ASRTask)
 
 if __name__ == "__main__":
     main()

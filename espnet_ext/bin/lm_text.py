@@ -27,7 +27,7 @@ same inputs changes nothing.
 """
 
 import argparse
-import gzip
+import contextlib
 import hashlib
 import json
 import logging
@@ -38,6 +38,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from espnet_ext.utils.atomic import atomic_open, write_text_atomic
+from espnet_ext.utils.kaldi_table import iter_rows, open_text
+from espnet_ext.utils.stamps import DONE_FILE, stamp_matches, write_stamp
+
 CHUNK = 20_000  # lines tokenized per sentencepiece call
 
 
@@ -45,27 +49,16 @@ class LMTextError(ValueError):
     pass
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 def read_kaldi_text(path: Path) -> Iterator[Tuple[int, Optional[str], str]]:
     """(line number, utterance id, transcript) of a Kaldi text file."""
-    with _open_text(path) as f:
-        for n, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if not parts:
-                yield n, None, ""
-            else:
-                yield n, parts[0], " ".join(parts[1].split()) if len(parts) > 1 else ""
+    for row in iter_rows(path, skip_blank=False):
+        yield row.lineno, row.key or None, " ".join(row.value.split())
 
 
 def read_plain_text(path: Path) -> Iterator[Tuple[int, Optional[str], str]]:
     """(line number, generated id, sentence) of a one-sentence-per-line corpus (id None: empty)."""
     stem = path.name.split(".")[0].replace(" ", "_")
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             sentence = " ".join(line.split())
             yield n, f"{stem}_{n:09d}" if sentence else None, sentence
@@ -105,9 +98,9 @@ def _unknown_chars(sp, sentence: str) -> str:
 def build(args: argparse.Namespace) -> Dict:
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    done = out / ".done"
+    done = out / DONE_FILE
     stamp = _fingerprint(args)
-    if done.is_file() and done.read_text().strip() == stamp and (out / "summary.json").is_file():
+    if stamp_matches(done, stamp) and (out / "summary.json").is_file():
         logging.info(f"{out}: already done")
         return json.loads((out / "summary.json").read_text())
 
@@ -120,11 +113,10 @@ def build(args: argparse.Namespace) -> Dict:
     summary: Dict = {"sources": {}, "excluded_sets": [str(p) for p in args.exclude],
                      "max_tokens": args.max_tokens}
     seen_ids: Set[str] = set()
-    tmp = {name: out / f".{name}.tmp" for name in ("text", "text_shape.bpe", "rejected.tsv")}
     started = time.monotonic()
-    with open(tmp["text"], "w", encoding="utf-8") as ftext, \
-            open(tmp["text_shape.bpe"], "w", encoding="utf-8") as fshape, \
-            open(tmp["rejected.tsv"], "w", encoding="utf-8") as frej:
+    with contextlib.ExitStack() as outputs:  # committed together, only if some sentence is kept
+        ftext, fshape, frej = (outputs.enter_context(atomic_open(out / name))
+                               for name in ("text", "text_shape.bpe", "rejected.tsv"))
         for path, reader in sources:
             reasons: Counter = Counter()
             kept = read = 0
@@ -177,24 +169,20 @@ def build(args: argparse.Namespace) -> Dict:
             summary["sources"][str(path)] = {"read": read, "kept": kept, "rejected": rejected,
                                              "rejected_by_reason": dict(reasons)}
             logging.info(f"{path}: {read} lines: {kept} kept, {rejected} rejected {dict(reasons)}")
-    total = sum(s["kept"] for s in summary["sources"].values())
-    if total == 0:
-        raise LMTextError(f"no LM training sentence kept from {[str(p) for p, _ in sources]} "
-                          f"(see {out / 'rejected.tsv'})")
+        total = sum(s["kept"] for s in summary["sources"].values())
+        if total == 0:
+            raise LMTextError(f"no LM training sentence kept from {[str(p) for p, _ in sources]} "
+                              f"(see {out / 'rejected.tsv'})")
     summary["kept"] = total
-    for name, path in tmp.items():
-        os.replace(path, out / name)
 
     if args.valid_text is not None:
         rows = [(uid, t) for _, uid, t in read_kaldi_text(args.valid_text) if uid and t]
         lengths = tok.lengths([t for _, t in rows])
-        with open(out / ".valid_shape.bpe.tmp", "w", encoding="utf-8") as f:
-            for (uid, _), (length, _) in zip(rows, lengths):
-                f.write(f"{uid} {length}\n")
-        os.replace(out / ".valid_shape.bpe.tmp", out / "valid_shape.bpe")
+        write_text_atomic(out / "valid_shape.bpe",
+                          "".join(f"{uid} {length}\n" for (uid, _), (length, _) in zip(rows, lengths)))
         summary["valid"] = {"text": str(args.valid_text), "sentences": len(rows)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    done.write_text(stamp + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    write_stamp(done, stamp)
     return summary
 
 

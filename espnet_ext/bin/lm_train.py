@@ -7,15 +7,9 @@ Takes exactly the options of ``espnet2.bin.lm_train`` (``--help``).
 
 import espnet_ext  # noqa: F401  (registers the plugins)
 from espnet_ext.tasks.lm import LMTask
+from espnet_ext.utils.cli import task_entry_points
 
-
-def get_parser():
-    return LMTask.get_parser()
-
-
-def main(cmd=None):
-    LMTask.main(cmd=cmd)
-
+get_parser, main = task_entry_points(LMTask)
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,8 @@ from typing import Dict, List, Optional
 
 import jiwer
 
+from espnet_ext.utils.kaldi_table import iter_rows
+
 _NOT_KEPT = re.compile(r"[^\w\s']|_")
 _LOOSE_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
 
@@ -42,18 +44,13 @@ def normalize(text: str) -> str:
 
 def read_text(path: Path, allow_empty: bool) -> Dict[str, str]:
     out: Dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if not parts:
-                continue
-            utt = parts[0]
-            if utt in out:
-                raise ValueError(f"{path}:{n}: duplicate utterance id {utt}")
-            words = normalize(parts[1]) if len(parts) > 1 else ""
-            if not words and not allow_empty:
-                raise ValueError(f"{path}:{n}: utterance {utt} has an empty reference")
-            out[utt] = words
+    for row in iter_rows(path):
+        if row.key in out:
+            raise ValueError(f"{path}:{row.lineno}: duplicate utterance id {row.key}")
+        words = normalize(row.value)
+        if not words and not allow_empty:
+            raise ValueError(f"{path}:{row.lineno}: utterance {row.key} has an empty reference")
+        out[row.key] = words
     return out
 
 

@@ -8,9 +8,11 @@ most one). Asking for more parts than keys is an error, as in Kaldi's split_scp.
 import sys
 from pathlib import Path
 
+from espnet_ext.utils.kaldi_table import read_keys
+
 
 def split_keys(scp: Path, n: int, prefix: Path) -> None:
-    keys = [line.split(maxsplit=1)[0] for line in open(scp, encoding="utf-8") if line.strip()]
+    keys = read_keys(scp)
     if n < 1:
         raise ValueError(f"number of parts must be >= 1, got {n}")
     if n > len(keys):

@@ -10,15 +10,9 @@ from ``espnet_ext.tasks.ssl``, which imports ``espnet_ext`` as well.
 
 import espnet_ext  # noqa: F401  (registers the plugins)
 from espnet_ext.tasks.ssl import SSLTask
+from espnet_ext.utils.cli import task_entry_points
 
-
-def get_parser():
-    return SSLTask.get_parser()
-
-
-def main(cmd=None):
-    SSLTask.main(cmd=cmd)
-
+get_parser, main = task_entry_points(SSLTask)
 
 if __name__ == "__main__":
     main()

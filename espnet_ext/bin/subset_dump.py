@@ -18,15 +18,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
-
-def _read_map(path: Path) -> Dict[str, str]:
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if parts:
-                out[parts[0]] = parts[1] if len(parts) > 1 else ""
-    return out
+from espnet_ext.utils.atomic import write_text_atomic
+from espnet_ext.utils.kaldi_table import format_table
+from espnet_ext.utils.kaldi_table import read_2columns as _read_map
+from espnet_ext.utils.stamps import DONE_FILE, stamp_matches, write_stamp
 
 
 def subset(src: Path, dst: Path, minutes: float, seed: int, frame_shift_s: float = 0.01) -> List[str]:
@@ -35,8 +30,8 @@ def subset(src: Path, dst: Path, minutes: float, seed: int, frame_shift_s: float
             raise FileNotFoundError(f"{src / name}: missing (run stage 2 for this set first)")
     fingerprint = json.dumps({"src": str(src.resolve()), "minutes": minutes, "seed": seed,
                               "shape": (src / "feats_shape").stat().st_size})
-    done = dst / ".done"
-    if done.exists() and done.read_text() == fingerprint:
+    done = dst / DONE_FILE
+    if stamp_matches(done, fingerprint):
         return (dst / "feats.scp").read_text().split("\n")[:-1]
 
     feats = _read_map(src / "feats.scp")
@@ -70,12 +65,12 @@ def subset(src: Path, dst: Path, minutes: float, seed: int, frame_shift_s: float
     for name in ("feats.scp", "feats_shape", "text", "utt2spk"):
         if (src / name).exists():
             m = _read_map(src / name)
-            (dst / name).write_text("".join(f"{u} {m[u]}\n" for u in sorted(keep)), encoding="utf-8")
+            write_text_atomic(dst / name, format_table((u, m[u]) for u in keep))
     spk2utt: Dict[str, List[str]] = defaultdict(list)
     for u in sorted(keep):
         spk2utt[utt2spk.get(u, u)].append(u)
-    (dst / "spk2utt").write_text("".join(f"{s} {' '.join(us)}\n" for s, us in sorted(spk2utt.items())))
-    done.write_text(fingerprint)
+    write_text_atomic(dst / "spk2utt", format_table((s, " ".join(us)) for s, us in spk2utt.items()))
+    write_stamp(done, fingerprint)
     print(f"{dst}: {len(keep)} utterances, {total / 60:.1f} min, {len(spk2utt)} speakers (from {src})")
     return sorted(keep)
 

@@ -10,8 +10,6 @@ the same text and options changes nothing.
 
 import argparse
 import collections
-import hashlib
-import json
 import logging
 import os
 import sys
@@ -19,17 +17,19 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_ext.utils.atomic import write_text_atomic
+from espnet_ext.utils.kaldi_table import iter_rows
+from espnet_ext.utils.stamps import DONE_FILE, json_digest, stamp_matches, write_stamp
+
 
 def read_transcripts(text: Path) -> List[str]:
     lines = []
-    with open(text, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if not parts:
-                raise ValueError(f"{text}:{n}: empty line")
-            if len(parts) == 1:
-                raise ValueError(f"{text}:{n}: utterance '{parts[0]}' has no transcript")
-            lines.append(parts[1])
+    for row in iter_rows(text, skip_blank=False):
+        if not row.key:
+            raise ValueError(f"{text}:{row.lineno}: empty line")
+        if not row.value:
+            raise ValueError(f"{text}:{row.lineno}: utterance '{row.key}' has no transcript")
+        lines.append(row.value)
     if not lines:
         raise ValueError(f"{text}: no transcripts")
     return lines
@@ -40,12 +40,10 @@ def train(text: Path, out_dir: Path, vocab_size: int, model_type: str = "unigram
 
     sentences = read_transcripts(text)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = hashlib.sha1(
-        json.dumps([sentences, vocab_size, model_type]).encode("utf-8")
-    ).hexdigest()
-    done = out_dir / ".done"
+    fingerprint = json_digest([sentences, vocab_size, model_type], "sha1")
+    done = out_dir / DONE_FILE
     tokens_txt = out_dir / "tokens.txt"
-    if done.exists() and done.read_text().strip() == fingerprint and tokens_txt.exists():
+    if stamp_matches(done, fingerprint) and tokens_txt.exists():
         logging.info(f"{out_dir}: already done")
         return tokens_txt
 
@@ -74,10 +72,8 @@ def train(text: Path, out_dir: Path, vocab_size: int, model_type: str = "unigram
     # Pieces never produced on the training text still belong to the model: keep them, last.
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not sp.is_unknown(i)]
     order = sorted(pieces, key=lambda p: (-counts.get(p, 0), pieces.index(p)))
-    tmp_tokens = tokens_txt.with_suffix(".tmp")
-    tmp_tokens.write_text("\n".join(["<blank>", "<unk>", *order, "<sos/eos>"]) + "\n", encoding="utf-8")
-    tmp_tokens.replace(tokens_txt)
-    done.write_text(fingerprint + "\n")
+    write_text_atomic(tokens_txt, "\n".join(["<blank>", "<unk>", *order, "<sos/eos>"]) + "\n")
+    write_stamp(done, fingerprint)
     logging.info(f"{out_dir}: {len(order)} pieces + 3 special tokens from {len(sentences)} transcripts")
     return tokens_txt
 

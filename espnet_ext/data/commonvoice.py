@@ -31,19 +31,6 @@ def speaker_id(client_id: str) -> str:
     return hashlib.sha1(client_id.encode("utf-8")).hexdigest()[:12]
 
 
-def tsv_header_problem(tsv: Path) -> str | None:
-    """Why ``tsv`` cannot be read as a Common Voice split, or None."""
-    try:
-        with open(tsv, encoding="utf-8", newline="") as f:
-            header = next(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), [])
-    except (OSError, UnicodeDecodeError) as e:
-        return f"cannot read {tsv}: {e}"
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        return f"{tsv}: header lacks column(s) {', '.join(missing)} (found: {', '.join(header) or 'nothing'})"
-    return None
-
-
 def scan_commonvoice(root: Path, split: str) -> Scan:
     """Read ``ROOT/<split>.tsv`` into candidates (no audio decoding)."""
     root = Path(os.path.abspath(root))

@@ -23,8 +23,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from espnet_ext.data.kaldi_dir import Entry, read_entries, wav_entry_problem
 from espnet_ext.data.pipeline import Candidate, Scan
+from espnet_ext.data.validate import wav_entry_problem
+from espnet_ext.utils.kaldi_table import Entry, read_entries
 
 
 class ExistingDirError(ValueError):

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from espnet_ext.data.pipeline import Candidate, Scan
+from espnet_ext.utils.kaldi_table import iter_rows
 
 
 def subset_folder(set_name: str) -> str:
@@ -50,23 +51,19 @@ def scan_librispeech(subset_dir: Path) -> Scan:
                     listing.append((os.path.relpath(f.path, subset_dir), st.st_size, st.st_mtime_ns))
                 if f.name.endswith(".trans.txt"):
                     n_trans += 1
-                    with open(f.path, encoding="utf-8", errors="replace") as fh:
-                        for lineno, line in enumerate(fh, 1):
-                            if not line.strip():
-                                continue
-                            parts = line.strip().split(maxsplit=1)
-                            utt, text = parts[0], parts[1] if len(parts) > 1 else ""
-                            where = f"{f.path}:{lineno}"
-                            if utt in lines:
-                                extra.append(
-                                    Candidate(
-                                        utt,
-                                        spk.name,
-                                        problem=("duplicate_id", f"transcript line {where} repeats {lines[utt][1]}"),
-                                    )
+                    for row in iter_rows(f.path, errors="replace"):
+                        utt, text = row.key, row.value.strip()
+                        where = f"{f.path}:{row.lineno}"
+                        if utt in lines:
+                            extra.append(
+                                Candidate(
+                                    utt,
+                                    spk.name,
+                                    problem=("duplicate_id", f"transcript line {where} repeats {lines[utt][1]}"),
                                 )
-                                continue
-                            lines[utt] = (text, where, spk.name, chap.name)
+                            )
+                            continue
+                        lines[utt] = (text, where, spk.name, chap.name)
                 elif f.name.endswith(".flac"):
                     utt = f.name[: -len(".flac")]
                     if utt in audio:

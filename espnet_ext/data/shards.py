@@ -16,7 +16,7 @@ A reader holds only the manifest (a numeric table: ~56 bytes per shard, ~8 MB fo
 indices are read when a loader worker reaches the shard. Every check names the shard
 and its file: a missing or truncated ark (size against the manifest), a missing,
 altered (CRC-32) or malformed index, a feature matrix whose shape differs from the
-index.  ``python -m espnet_ext.data.shards verify <dump dir>`` also reads every ark
+index.  ``python -m espnet_ext.bin.shards verify <dump dir>`` also reads every ark
 and compares its CRC-32 (too slow for every start-up at full scale).
 
 This module imports numpy and kaldiio only (stage 2 must not import espnet2).
@@ -24,16 +24,15 @@ This module imports numpy and kaldiio only (stage 2 must not import espnet2).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import os
-import sys
 import zlib
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
+
+from espnet_ext.utils.atomic import write_bytes_atomic
 
 FORMAT = "espnet_ext.shards/1"
 MANIFEST_NAME = "shards.tsv"
@@ -94,14 +93,6 @@ def crc32_file(path: Path) -> int:
 def format_index(entries: Iterable[Tuple[str, int, int]]) -> bytes:
     """The bytes of a shard index for ``(utt, offset, frames)`` entries."""
     return "".join(f"{u}\t{o}\t{t}\n" for u, o, t in entries).encode("utf-8")
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary name, then rename (readers never see a partial file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def write_manifest(out_dir: Path, rows: Sequence[ShardRow], *, feat_dim: int) -> Path:
@@ -385,25 +376,3 @@ def verify(path: str, *, content: bool = True) -> List[str]:
         except ShardError as exc:
             problems.append(str(exc))
     return problems
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Check the feature shards of dump dirs.")
-    parser.add_argument("command", choices=["verify"])
-    parser.add_argument("paths", nargs="+", help="dump dirs or their shards.tsv")
-    parser.add_argument("--quick", action="store_true",
-                        help="sizes and indices only (do not read the arks)")
-    args = parser.parse_args(argv)
-    bad = 0
-    for p in args.paths:
-        problems = verify(p, content=not args.quick)
-        for msg in problems:
-            print(f"{p}: {msg}", file=sys.stderr)
-        bad += len(problems)
-        if not problems:
-            print(f"{p}: ok")
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -39,6 +39,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from espnet_ext.utils.atomic import atomic_open
+
 STEP_DIR = "step_checkpoints"
 FORMAT = "espnet_ext.step_checkpoint/1"
 _NAME = re.compile(r"^e(\d{5})_b(\d{9})\.pth$")
@@ -128,27 +130,15 @@ class ChecksumWriter:
         self.raw.flush()
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_durably(path: Path, produce: Callable[[ChecksumWriter], None]) -> ChecksumWriter:
     """``produce(writer)`` into a temporary file, fsync, rename to ``path``."""
     tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
     writer = None
     try:
-        with open(tmp, "wb", buffering=0) as raw:
+        with atomic_open(path, "wb", tmp=tmp, sync_dir=True, buffering=0) as raw:
             writer = ChecksumWriter(raw)
             produce(writer)
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
         if writer is not None and writer.error is not None and e is not writer.error:
             raise writer.error from e
         raise
