@@ -65,9 +65,6 @@ from espnet_ext.train.watchdog import ProgressWatchdog
 @dataclasses.dataclass
 class ExtTrainerOptions(TrainerOptions):
     accum_no_sync: bool = False
-    global_batch_utts: Optional[int] = None
-    micro_batch_per_rank: Optional[int] = None
-    accept_global_batch: bool = False
     save_every_steps: Optional[int] = None
     save_every_minutes: Optional[float] = 5.0
     keep_step_checkpoints: int = 3
@@ -645,26 +642,6 @@ class Trainer(_StockTrainer):
             default=False,
             help="With DDP and accum_grad > 1, all-reduce gradients only on the last "
             "micro-batch of each accumulation window (same result, 1/accum_grad of the traffic)",
-        )
-        group.add_argument(
-            "--global_batch_utts",
-            type=int_or_none,
-            default=None,
-            help="The global batch (utterances per optimizer update, all ranks) this config "
-            "intends; the launcher stops when ranks x batch x accum_grad would differ",
-        )
-        group.add_argument(
-            "--micro_batch_per_rank",
-            type=int_or_none,
-            default=None,
-            help="Utterances per rank per micro-batch the config is sized for (accelerator "
-            "memory); the launcher stops when batch_size / ranks would differ",
-        )
-        group.add_argument(
-            "--accept_global_batch",
-            type=str2bool,
-            default=False,
-            help="Launch even when the launch geometry changes --global_batch_utts",
         )
         group = parser.add_argument_group("espnet_ext crash safety")
         group.add_argument(
