@@ -224,7 +224,7 @@ class _CountingDataset(torch.utils.data.Dataset):
 
 
 def test_open_from_skips_batches_without_reading_them():
-    from espnet_ext.train.trainer import open_from
+    from espnet_ext.train.hooks import open_from
 
     batches = [list(range(i, i + 4)) for i in range(0, 40, 4)]
     np.random.RandomState(0).shuffle(batches)
@@ -654,7 +654,7 @@ def test_use_amp_on_cpu_trains_under_bf16_autocast(corpus, straight_asr, tmp_pat
 
 
 def test_cpu_autocast_wrapper_runs_matmuls_in_bf16_and_keeps_float32_parameters():
-    from espnet_ext.train.trainer import _CpuAutocast
+    from espnet_ext.train.hooks import CpuAutocast
 
     class Net(torch.nn.Module):
         def __init__(self):
@@ -666,7 +666,7 @@ def test_cpu_autocast_wrapper_runs_matmuls_in_bf16_and_keeps_float32_parameters(
             return y.float().sum(), y.dtype
 
     net = Net()
-    wrapped = _CpuAutocast(net)
+    wrapped = CpuAutocast(net)
     assert list(wrapped.parameters()) == list(net.parameters()) and wrapped.module is net
     loss, dtype = wrapped(x=torch.randn(3, 8))
     assert dtype == torch.bfloat16

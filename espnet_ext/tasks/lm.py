@@ -7,10 +7,18 @@ sentencepiece units as the ASR model, so ``asr_inference --lm_train_config/--lm_
 accumulation and CPU bf16 behaviour as pre-training and fine-tuning.
 """
 
+import argparse
+
 from espnet2.tasks.lm import LMTask as _StockLMTask
 
+from espnet_ext.tasks.launcher import add_launcher_arguments
 from espnet_ext.train.trainer import Trainer
 
 
 class LMTask(_StockLMTask):
     trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        super().add_task_arguments(parser)
+        add_launcher_arguments(parser)

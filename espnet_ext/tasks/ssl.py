@@ -28,6 +28,7 @@ from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.train.distributed_utils import DistributedOption
 from espnet2.utils.types import int_or_none
 
+from espnet_ext.tasks.launcher import add_launcher_arguments
 from espnet_ext.train.trainer import Trainer
 
 SHARDED = "sharded"
@@ -128,6 +129,11 @@ def build_sharded_iter_factory(
 
 class SSLTask(_StockSSLTask):
     trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        super().add_task_arguments(parser)
+        add_launcher_arguments(parser)
 
     @classmethod
     def get_parser(cls):

@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from typing import Optional
 
 EXIT_CODE = 124  # as timeout(1)
 
@@ -28,7 +29,7 @@ class ProgressWatchdog:
         poll: seconds between checks (default ``min(timeout / 10, 10)``).
     """
 
-    def __init__(self, timeout: float, label: str, poll: float = None):
+    def __init__(self, timeout: float, label: str, poll: Optional[float] = None):
         if timeout <= 0:
             raise ValueError(f"watchdog timeout must be > 0, got {timeout}")
         self.timeout = timeout

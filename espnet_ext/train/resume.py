@@ -1,0 +1,375 @@
+"""Crash safety for one training run: resume, step checkpoints, skipped updates, watchdog.
+
+* **step checkpoints** every ``--save_every_steps`` optimizer updates and/or every
+  ``--save_every_minutes`` minutes (default 5), of the state at an update boundary:
+  model, optimizers, schedulers, grad scaler, the reporter (finished epochs and this
+  epoch's statistics so far), the position in the epoch (micro-batches consumed) and
+  every rank's RNG states, both before and after the next batch is fetched (the file is
+  written right after that fetch, or at the end of the epoch). Written atomically by
+  rank 0 (:mod:`espnet_ext.train.checkpoint`); the last ``--keep_step_checkpoints``
+  are kept. A crash loses at most the work since the newest one.
+* **non-finite updates**: ESPnet skips an update whose gradient norm is NaN/inf (which a
+  NaN/inf loss on any rank causes). Skipped updates are counted over the whole run (the
+  count survives resumes) and training stops with an error once there are more than
+  ``--max_nonfinite_steps``. The decision is all-reduced, so every rank stops together.
+* a **progress watchdog** (``--watchdog_minutes``) ends a rank that waits too long
+  (e.g. for a dead peer) with a non-zero exit code and a message naming the rank.
+
+**Resume** (``--resume true``, as the recipe always passes): before ESPnet's epoch loop,
+rank 0 picks the newest valid state -- a step checkpoint if it is later than the epochs
+finished in ESPnet's ``checkpoint.pth``, skipping torn or corrupt ones with a warning --
+and every rank loads it (:meth:`RunContext.prepare`). ESPnet then starts the loop at that
+checkpoint's epoch, and the first ``train_one_epoch`` skips the micro-batches already
+consumed (:func:`espnet_ext.train.hooks.open_from`), restores the RNG states around the
+first fetch as they were saved (:meth:`RunContext.begin_epoch`), and continues as if it had
+not been interrupted: same data order, same dropout and masking draws, same parameters.
+"""
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from espnet_ext.train import checkpoint as ckpt
+from espnet_ext.train.hooks import IterationHook
+from espnet_ext.train.watchdog import ProgressWatchdog
+
+
+class NonFiniteLimitError(RuntimeError):
+    """Too many optimizer updates were skipped for a NaN/inf loss or gradient."""
+
+
+class RunContext:
+    """One training run's resume state, checkpoint cadence, update counting and watchdog.
+
+    Args:
+        model: the unwrapped model (what ESPnet's own checkpoint stores).
+        optimizers, schedulers: as given to ``Trainer.run``.
+        options: ``ExtTrainerOptions``.
+        distributed_option: ESPnet's ``DistributedOption``.
+    """
+
+    def __init__(self, model, optimizers, schedulers, options, distributed_option):
+        self.model = model
+        self.optimizers = list(optimizers)
+        self.schedulers = list(schedulers)
+        self.options = options
+        self.output_dir = Path(options.output_dir)
+        self.step_dir = self.output_dir / ckpt.STEP_DIR
+        self.distributed = bool(distributed_option.distributed)
+        self.rank = distributed_option.dist_rank if self.distributed else 0
+        self.world_size = distributed_option.dist_world_size if self.distributed else 1
+        self.label = f"rank {self.rank}/{self.world_size}" if self.distributed else "trainer"
+        self.device = "cuda" if options.ngpu > 0 else "cpu"
+        self.pending: Optional[Dict[str, Any]] = None
+        self.finished_reporter: Optional[Dict[str, Any]] = None
+        self.nonfinite_total = 0
+        self.epoch_valid_updates = 0
+        self.windows_since_save = 0
+        self.last_save = time.monotonic()
+        self.newest: Optional[str] = None
+        self._stepped = False
+        self._due: Optional[Tuple[int, int, Dict[str, Any]]] = None
+        self._handles = [o.register_step_post_hook(self._on_step) for o in self.optimizers]
+        self.watchdog = (
+            ProgressWatchdog(options.watchdog_minutes * 60, self.label)
+            if options.watchdog_minutes is not None else None
+        )
+
+    def _on_step(self, optimizer, args, kwargs) -> None:
+        self._stepped = True
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+
+    # -- collectives (no-ops on one process) ---------------------------------------------
+
+    def _broadcast(self, obj: Any) -> Any:
+        if not self.distributed:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def _gather(self, obj: Any) -> Optional[List[Any]]:
+        if not self.distributed:
+            return [obj]
+        out = [None] * self.world_size if self.rank == 0 else None
+        torch.distributed.gather_object(obj, out, dst=0)
+        return out
+
+    def _max(self, *flags: int) -> List[int]:
+        if not self.distributed:
+            return list(flags)
+        t = torch.tensor(flags, dtype=torch.int64, device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return t.tolist()
+
+    # -- resume --------------------------------------------------------------------------
+
+    def prepare(self, resume: bool) -> None:
+        """Choose (rank 0) and load (every rank) the state to resume from."""
+        decision: Dict[str, Any] = {"path": None, "error": None}
+        if self.rank == 0:
+            try:
+                decision["path"] = self._choose(resume)
+            except Exception as e:  # broadcast it: the other ranks must not wait forever
+                decision["error"] = str(e) if isinstance(e, ckpt.CheckpointError) else f"{type(e).__name__}: {e}"
+        decision = self._broadcast(decision)
+        if decision["error"] is not None:
+            raise ckpt.CheckpointError(f"choosing the state to resume from: {decision['error']}")
+        if decision["path"] is None:
+            return
+        path = Path(decision["path"])
+        state = ckpt.load_step_checkpoint(ckpt.StepCheckpoint.from_path(path))
+        self.model.load_state_dict(state["model"])
+        for optimizer, s in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(s)
+        for scheduler, s in zip(self.schedulers, state["schedulers"], strict=True):
+            if scheduler is not None:
+                scheduler.load_state_dict(s)
+        if state["accum_grad"] != self.options.accum_grad:
+            logging.warning(
+                f"{path.name} was saved with accum_grad {state['accum_grad']}, now "
+                f"{self.options.accum_grad}: update boundaries in the resumed epoch shift"
+            )
+        if state["world_size"] != self.world_size:
+            logging.warning(
+                f"{path.name} was saved by {state['world_size']} ranks, now {self.world_size}: "
+                "per-rank RNG states cannot all be matched"
+            )
+        self.nonfinite_total = int(state["nonfinite_total"])
+        self.finished_reporter = state["reporter"]
+        self.pending = state
+        self.newest = str(path)
+        logging.info(
+            f"resuming from step checkpoint {path} (epoch {state['epoch']}, "
+            f"{state['position']} micro-batches done)"
+        )
+
+    def _choose(self, resume: bool) -> Optional[str]:
+        for leftover in ckpt.remove_temporaries(self.step_dir):
+            logging.warning(f"removed {leftover} (an interrupted checkpoint write)")
+        if not resume:
+            removed = ckpt.remove_newer_than(self.step_dir, None)
+            if removed:
+                logging.warning(
+                    f"--resume false: removed {len(removed)} step checkpoints of an earlier run "
+                    f"from {self.step_dir}"
+                )
+            return None
+        choice = ckpt.choose_resume_point(self.output_dir)
+        if choice.checkpoint is not None:
+            keep_until = choice.checkpoint.key
+        elif choice.epoch_checkpoint_epoch is not None:
+            keep_until = (choice.epoch_checkpoint_epoch, sys.maxsize)
+        else:
+            keep_until = None
+        for dropped in ckpt.remove_newer_than(self.step_dir, keep_until):
+            logging.warning(f"removed unusable step checkpoint {dropped.path}")
+        if choice.checkpoint is None:
+            return None
+        if choice.checkpoint.epoch > 1 and not (self.output_dir / "checkpoint.pth").exists():
+            raise ckpt.CheckpointError(
+                f"cannot resume from {choice.checkpoint.path} (epoch {choice.checkpoint.epoch}): "
+                f"{self.output_dir / 'checkpoint.pth'} is missing, and ESPnet's epoch loop only "
+                "resumes past epoch 1 when it exists"
+            )
+        return str(choice.checkpoint.path)
+
+    def restore_reporter(self, reporter) -> bool:
+        """Called from ``Trainer.resume``: load the pending checkpoint's reporter (the
+        epochs finished before it). False if there is nothing pending."""
+        if self.pending is None:
+            return False
+        reporter.load_state_dict(self.pending["reporter"])
+        return True
+
+    @staticmethod
+    def _restore_scaler(scaler, saved) -> None:
+        if scaler is not None and saved is not None:
+            scaler.load_state_dict(saved)
+        elif (scaler is None) != (saved is None):
+            logging.warning("the grad scaler (use_amp) differs from the checkpoint's; not restored")
+
+    def begin_epoch(self, epoch: int, sub_reporter, scaler) -> Tuple[int, Optional[Callable], Optional[Callable]]:
+        """Apply the pending checkpoint to this epoch: returns (micro-batches to skip, and
+        two functions restoring this rank's RNG states as they were before and after the
+        next batch was fetched)."""
+        self.epoch_valid_updates = 0
+        self._stepped = False
+        self._due = None
+        if self.pending is None:
+            return 0, None, None
+        state, self.pending = self.pending, None
+        if state["epoch"] != epoch:
+            raise ckpt.CheckpointError(
+                f"resumed into epoch {epoch}, but the step checkpoint is in epoch {state['epoch']}"
+            )
+        self._restore_scaler(scaler, state["scaler"])
+        ckpt.load_sub_reporter_state(sub_reporter, state["sub_reporter"])
+        self.epoch_valid_updates = int(state["epoch_valid_updates"])
+        position = int(state["position"])
+        if position % self.options.accum_grad:
+            logging.warning(f"resume position {position} is not a multiple of accum_grad")
+        rngs = state["rng"]
+        if self.rank >= len(rngs):
+            logging.warning(f"{self.label}: no saved RNG state for this rank; keeping the epoch seed")
+            return position, None, None
+        before, after = rngs[self.rank]["before_fetch"], rngs[self.rank]["after_fetch"]
+        return (
+            position,
+            lambda: ckpt.restore_rng(before),
+            (lambda: ckpt.restore_rng(after)) if after is not None else None,
+        )
+
+    # -- per-update bookkeeping -----------------------------------------------------------
+
+    def on_update(self, epoch: int, position: int) -> None:
+        """At each optimizer-update boundary (all ranks, same position), before the next
+        batch is fetched: count a skipped update; decide whether to save here."""
+        skipped = int(not self._stepped and not self.options.no_forward_run)
+        self._stepped = False
+        self.windows_since_save += 1
+        opts = self.options
+        due = opts.save_every_steps is not None and self.windows_since_save >= opts.save_every_steps
+        if opts.save_every_minutes is not None and self.rank == 0:
+            due = due or time.monotonic() - self.last_save >= 60 * opts.save_every_minutes
+        skipped, due = self._max(skipped, int(due))
+        if skipped:
+            self.nonfinite_total += 1
+            limit = opts.max_nonfinite_steps
+            logging.warning(
+                f"epoch {epoch}, micro-batch {position}: update skipped (NaN/inf loss or "
+                f"gradient); {self.nonfinite_total} skipped in this run (limit {limit})"
+            )
+            if limit is not None and self.nonfinite_total > limit:
+                raise NonFiniteLimitError(
+                    f"{self.label}: training stopped: {self.nonfinite_total} optimizer updates "
+                    f"were skipped for a NaN/inf loss or gradient, more than "
+                    f"--max_nonfinite_steps {limit} (the last at epoch {epoch}, micro-batch "
+                    f"{position}). Check the data and the learning rate; the newest step "
+                    f"checkpoint is {self.newest or 'none yet'}."
+                )
+        else:
+            self.epoch_valid_updates += 1
+        if due:
+            # The state to save is this one, but the file is written once the next batch
+            # is fetched, with the RNG states from before and after that fetch: a resumed
+            # run then matches whatever the iterator draws when it starts or loads.
+            self._due = (epoch, position, ckpt.capture_rng())
+
+    def save_if_due(self, sub_reporter, scaler, fetched: bool) -> None:
+        """After the fetch that follows a due update boundary (``fetched``), or at the end
+        of the epoch when there was none."""
+        if self._due is None:
+            return
+        (epoch, position, before), self._due = self._due, None
+        rng = {"before_fetch": before, "after_fetch": ckpt.capture_rng() if fetched else None}
+        self.save(epoch, position, sub_reporter, scaler, rng)
+
+    def _finished_reporter(self, epoch: int) -> Dict[str, Any]:
+        """The main reporter's state at the start of ``epoch`` (its finished epochs)."""
+        if epoch == 1:
+            return {"epoch": 0, "stats": {}}
+        if self.finished_reporter is None or self.finished_reporter["epoch"] != epoch - 1:
+            epoch_ckpt = self.output_dir / "checkpoint.pth"
+            try:
+                self.finished_reporter = ckpt.epoch_checkpoint_reporter(epoch_ckpt)
+            except Exception as e:
+                logging.warning(f"cannot read the reporter from {epoch_ckpt}: {e}")
+                self.finished_reporter = None
+            if self.finished_reporter is None or self.finished_reporter["epoch"] != epoch - 1:
+                logging.warning(
+                    f"no record of epochs 1-{epoch - 1}: a resume from this epoch's step "
+                    "checkpoints loses their statistics (not the model)"
+                )
+                self.finished_reporter = {"epoch": epoch - 1, "stats": {}}
+        return self.finished_reporter
+
+    def save(self, epoch: int, position: int, sub_reporter, scaler, rng: Dict[str, Any]) -> None:
+        """Every rank: contribute RNG states; rank 0 writes; all agree on the outcome."""
+        if self.watchdog is not None:
+            self.watchdog.disarm()  # rank 0 writes; the others wait for it
+        rngs = self._gather(rng)
+        error = None
+        if self.rank == 0:
+            state = {
+                "format": ckpt.FORMAT,
+                "epoch": epoch,
+                "position": position,
+                "model": self.model.state_dict(),
+                "optimizers": [o.state_dict() for o in self.optimizers],
+                "schedulers": [s.state_dict() if s is not None else None for s in self.schedulers],
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "reporter": self._finished_reporter(epoch),
+                "sub_reporter": ckpt.sub_reporter_state(sub_reporter),
+                "rng": rngs,
+                "nonfinite_total": self.nonfinite_total,
+                "epoch_valid_updates": self.epoch_valid_updates,
+                "accum_grad": self.options.accum_grad,
+                "world_size": self.world_size,
+            }
+            tic = time.perf_counter()
+            try:
+                saved = ckpt.save_step_checkpoint(state, self.step_dir, epoch, position)
+            except Exception as e:  # ENOSPC etc. (CheckpointWriteError) or a pickling error
+                error = (f"{e}; the checkpoints written before are intact (newest step "
+                         f"checkpoint: {self.newest or 'none yet'})")
+                logging.error(error)
+            else:
+                size = saved.path.stat().st_size
+                for old in ckpt.prune_step_checkpoints(self.step_dir, self.options.keep_step_checkpoints):
+                    logging.debug(f"removed old step checkpoint {old.path.name}")
+                logging.info(
+                    f"step checkpoint {saved.path.name}: {size / 2**20:.1f} MiB in "
+                    f"{time.perf_counter() - tic:.2f} s"
+                )
+                self.newest = str(saved.path)
+        failed, = self._max(int(error is not None))
+        if failed:
+            raise ckpt.CheckpointWriteError(error or "rank 0 could not write a step checkpoint (see its log)")
+        self.windows_since_save = 0
+        self.last_save = time.monotonic()
+        if self.watchdog is not None:
+            self.watchdog.arm("training")
+
+
+class ResilienceHook(IterationHook):
+    """Feeds one epoch's hand-overs to the run's :class:`RunContext`: pets the watchdog,
+    counts updates at accumulation boundaries and writes a due step checkpoint.
+
+    Args:
+        context: the run's state.
+        epoch: the epoch being trained.
+        accum_grad: micro-batches per optimizer update.
+        sub_reporter: ESPnet's reporter for this epoch (its statistics are saved).
+        scaler: the grad scaler (``use_amp``) or None.
+    """
+
+    def __init__(self, context: RunContext, epoch: int, accum_grad: int, sub_reporter, scaler):
+        self.context = context
+        self.epoch = epoch
+        self.accum_grad = accum_grad
+        self.sub_reporter = sub_reporter
+        self.scaler = scaler
+
+    def before_batch(self, iiter: int) -> None:
+        if self.context.watchdog is not None:
+            self.context.watchdog.pet()
+        self.context.save_if_due(self.sub_reporter, self.scaler, fetched=True)
+
+    def after_batch(self, iiter: int) -> None:
+        if self.context.watchdog is not None:
+            self.context.watchdog.pet()
+        if iiter % self.accum_grad == 0:
+            self.context.on_update(self.epoch, iiter)
+
+    def after_epoch(self, iiter: int) -> None:
+        self.context.save_if_due(self.sub_reporter, self.scaler, fetched=False)
