@@ -129,6 +129,16 @@ python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
     --finetune_config "${finetune_config}" --decode_config "${decode_config}" \
     --init_from_pretrained "${init_from_pretrained}" "${lm_check[@]}"
 
+# The machine: the NVIDIA driver runs the torch build (--ngpu > 0 only; a dry run reports it),
+# espeak-ng synthesizes the embedded corpus (only stage 1 with --corpus embedded needs it).
+if [ "${ngpu}" -gt 0 ] && { in_stages 3 || in_stages 4 || in_stages 5 || in_stages 9; }; then
+    python -m espnet_ext.bin.check_cuda --ngpu "${ngpu}" --cmd_backend "${cmd_backend}" --dry_run "${dry_run}"
+fi
+if [ "${corpus}" = embedded ] && in_stages 1 && ! command -v espeak-ng > /dev/null; then
+    msg="stage 1 synthesizes the embedded corpus with espeak-ng, which is not on PATH. Install it: sudo apt-get install -y espeak-ng"
+    if "${dry_run}"; then log "Note: ${msg}"; else log "Error: ${msg}"; exit 1; fi
+fi
+
 # ---- Names of everything the stages write ----
 [ -z "${pretrain_tag}" ] && pretrain_tag=$(basename "${pretrain_config}" .yaml)
 [ -z "${finetune_tag}" ] && finetune_tag=$(basename "${finetune_config}" .yaml)

@@ -22,7 +22,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (the embedded corpus)")]
 
 SCALE = os.environ.get("E2E_SCALE", "0.25")
 PRETRAIN_ARGS = "--max_epoch 6 --num_iters_per_epoch 100 --scheduler_conf total_steps=600"

@@ -33,6 +33,8 @@ CHUNK = 16  # -> 8 shards, the last one with 8 utterances
 
 @pytest.fixture(scope="module")
 def dump(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng (the audio is synthesized)")
     root = tmp_path_factory.mktemp("shards")
     waves = []
     for i, text in enumerate([
