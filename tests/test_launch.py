@@ -104,15 +104,24 @@ def test_dry_run_16x8_slurm_prints_sbatch_srun_torchrun_and_arithmetic(capsys, t
     end = next(i for i, ln in enumerate(lines) if ln.startswith("# ---- end of"))
     script = lines[start + 1 : end]
     for directive in ("--nodes=16", "--ntasks-per-node=1", "--gpus-per-node=8", f"--output={log}",
-                      "--job-name=ssl_full", "--partition=gpu", "--time=7-00:00:00"):
+                      "--job-name=ssl_full", "--partition=gpu", "--time=7-00:00:00", "--cpus-per-task=42",
+                      "--mem=200G", "--signal=B:USR1@240", "--requeue"):
         assert f"#SBATCH {directive}" in script, directive
+    assert "#SBATCH --time=2-00:00:00" not in script  # --slurm_opts overrides the computed --time
+    for env in ("NCCL_DEBUG=WARN", "TORCH_NCCL_ASYNC_ERROR_HANDLING=1", "TORCH_NCCL_BLOCKING_WAIT=0",
+                "NCCL_BLOCKING_WAIT=0", "TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC=600"):
+        assert f"export {env}" in script, env
+    assert any(ln.startswith("rdzv_port=$(python -c 'import socket;") for ln in script)
     srun = next(ln for ln in script if ln.startswith("srun "))
-    argv = shlex.split(srun.replace('"${rdzv_host}:29500"', "HOST:29500").replace('"${SLURM_JOB_ID}"', "JOB"))
-    assert argv[:2] == ["srun", "--kill-on-bad-exit=1"]
-    assert argv[2:16] == ["torchrun", "--nnodes", "16", "--nproc_per_node", "8", "--rdzv_backend", "c10d",
-                          "--rdzv_endpoint", "HOST:29500", "--rdzv_id", "JOB", "--no-python",
-                          "python", "-m"]  # fmt: skip
+    assert srun.endswith(" &")
+    argv = shlex.split(srun[:-2].replace('"${rdzv_host}:${rdzv_port}"', "HOST:PORT").replace('"${SLURM_JOB_ID}"', "JOB"))
+    assert argv[:3] == ["srun", "--kill-on-bad-exit=1", "--cpus-per-task=42"]
+    assert argv[3:21] == ["torchrun", "--nnodes", "16", "--nproc_per_node", "8", "--rdzv_backend", "c10d",
+                          "--rdzv_endpoint", "HOST:PORT", "--rdzv_id", "JOB",
+                          "--signals_to_handle", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
+                          "--shutdown_timeout", "210", "--no-python", "python", "-m"]  # fmt: skip
     assert argv[-6:] == WORKER_NCCL
+    assert 'scontrol requeue "${SLURM_JOB_ID}"' in " ".join(script) and '[ "${rc}" -eq 75 ]' in " ".join(script)
     script_file = tmp_path / "check.sbatch"
     script_file.write_text("\n".join(script) + "\n")
     assert subprocess.run(["bash", "-n", str(script_file)]).returncode == 0
@@ -327,7 +336,7 @@ def _render_report(geometry, settings, data, accepted) -> str:
         return "\n".join(launch_report(**report) + ["--- stderr ---"] + refusal_messages(arithmetic))
     plan = build_plan(geometry, ["python", "-m", "espnet_ext.bin.ssl_train", "--config", "conf/x.yaml"],
                       log="exp/ssl_full/train.log", job_name="ssl_full", workdir="/recipe",
-                      slurm_opts=["--partition=gpu", "--time=7-00:00:00"])  # fmt: skip
+                      slurm_opts=["--partition=gpu", "--time=7-00:00:00"], num_workers=4)  # fmt: skip
     return "\n".join(launch_report(**report, plan=plan)).replace(sys.executable, "<python>")
 
 
@@ -347,6 +356,7 @@ def test_bad_input_is_named(capsys, tmp_path):
         (["--ngpu", 2, "--cpu_procs", 2], "--cpu_procs 2 is for CPU training"),
         (["--backend", "slurm", "--slurm_opts", "--partition gpu"], "slurm option 'gpu' is not an option"),
         (["--master_port", 70000], "--master_port must be a TCP port"),
+        (["--backend", "slurm", "--checkpoint_write_seconds", 0], "--checkpoint_write_seconds must be >= 1"),
     ]  # fmt: skip
     for extra, message in cases:
         rc, _, err = _launch(capsys, "--log", tmp_path / "l", "--dry_run", "true", *extra, *_ssl_cmd())
