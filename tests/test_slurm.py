@@ -1,0 +1,151 @@
+"""The slurm backend's pieces as values (resources, pre-emption, NCCL environment, num_workers),
+and its job script run for real on this machine: a stand-in ``srun`` (forwards signals to its
+task, as srun does) and ``scontrol`` (records a requeue) on PATH, the real torchrun with a c10d
+rendezvous on localhost, and workers that write a "checkpoint" and exit 75 on SIGUSR1."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from espnet_ext.distributed.backends import build_plan, slurm
+from espnet_ext.distributed.errors import LaunchError
+from espnet_ext.distributed.exit_codes import REQUEUE
+from espnet_ext.distributed.geometry import Geometry
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAIN = str(ROOT / "conf" / "pretrain_conformer_bestrq.yaml")
+
+
+def test_node_resources():
+    g = Geometry("slurm", 8, 16)
+    assert slurm.node_resources(g, 4) == slurm.NodeResources(8 * 5 + 2, "200G", False, "2-00:00:00")
+    assert slurm.node_resources(g, 4, exclusive=True, time="1:00:00") == slurm.NodeResources(42, None, True, "1:00:00")
+    assert slurm.node_resources(g, 0, mem="500G").mem == "500G"
+    cpu = Geometry("slurm", 0, 2, cpu_procs=4)
+    assert slurm.node_resources(cpu, 1) == slurm.NodeResources(4 * 2 + 2, f"{4 * 6 + 8}G", False, "2-00:00:00")
+    with pytest.raises(LaunchError):
+        slurm.node_resources(g, -1)
+
+
+def test_preemption_lead_from_the_checkpoint_write():
+    # 60 s for the update in flight + 120 s write + 60 s SLURM slack = 240 s; torchrun waits 210 s.
+    assert slurm.preemption(120) == slurm.Preemption(signal_lead=240, shutdown_timeout=210)
+    assert slurm.preemption(120).directive == "--signal=B:USR1@240"
+    assert slurm.preemption(1).signal_lead == 180  # rounded up to a minute
+    assert slurm.preemption(600) == slurm.Preemption(signal_lead=720, shutdown_timeout=690)
+    with pytest.raises(LaunchError):
+        slurm.preemption(0)
+
+
+def test_dist_env():
+    env = slurm.dist_env(Geometry("slurm", 8, 16), 120)
+    assert env["NCCL_DEBUG"] == "WARN" and env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "1"
+    assert env["NCCL_BLOCKING_WAIT"] == env["TORCH_NCCL_BLOCKING_WAIT"] == "0"
+    assert env["TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC"] == "600"
+    assert slurm.dist_env(Geometry("slurm", 8, 16), 400)["TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC"] == "1200"
+    assert slurm.dist_env(Geometry("slurm", 0, 2, cpu_procs=2)) == {"OMP_NUM_THREADS": "1"}
+
+
+def test_num_workers_from_the_config_or_command():
+    assert slurm.config_num_workers(["--config", PRETRAIN]) == 4
+    assert slurm.config_num_workers(["--config", PRETRAIN, "--num_workers", "6"]) == 6
+    assert slurm.config_num_workers(["python", "x"]) == 1  # ESPnet's default
+
+
+def test_explicit_port_and_no_wait_and_exclusive(tmp_path):
+    g = Geometry("slurm", 8, 2, master_port=29611)
+    plan = build_plan(g, ["train", "--config", PRETRAIN], log=str(tmp_path / "train.log"), job_name="j",
+                      workdir=str(tmp_path), exclusive=True, wait=False)  # fmt: skip
+    (script,) = plan.files.values()
+    assert "rdzv_port=29611" in script and "socket" not in script
+    assert "#SBATCH --exclusive" in script and "--mem=" not in script
+    assert "#SBATCH --cpus-per-task=42" in script
+    (proc,) = plan.processes
+    assert proc.argv[:2] == ["sbatch", "--parsable"] and proc.submit_only
+
+
+def _fake_bin(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "srun").write_text(
+        "#!/usr/bin/env bash\n"
+        'echo "srun $*" >> "$RECORD"\n'
+        "while [[ $1 == -* ]]; do shift; done\n"
+        '"$@" & child=$!\n'
+        "trap 'kill -USR1 $child' USR1\ntrap 'kill -TERM $child' TERM\n"
+        "while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || exit $rc; done\n"
+    )
+    (bindir / "scontrol").write_text(
+        "#!/usr/bin/env bash\n"
+        'echo "scontrol $*" >> "$RECORD"\n'
+        '[ "$1" = show ] && echo localhost\nexit 0\n'
+    )
+    for f in bindir.iterdir():
+        f.chmod(0o755)
+    return bindir
+
+
+WORKER = f"""\
+import os, signal, sys, time
+got = []
+signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+rank = os.environ["RANK"]
+open(f"ready.{{rank}}", "w").close()
+mode = sys.argv[1]
+if mode != "wait":
+    sys.exit(int(mode))
+while not got:
+    time.sleep(0.05)
+time.sleep(1)  # the step checkpoint
+open(f"ckpt.{{rank}}", "w").write(str(got[0]))
+sys.exit({REQUEUE})
+"""
+
+
+def _run_job(tmp_path, mode, send=None):
+    """Write the job script for 1 node x 2 CPU ranks and run it as SLURM would (bash, job id in
+    the environment); ``send``: signal the batch shell once both ranks are up."""
+    (tmp_path / "worker.py").write_text(WORKER)
+    geometry = Geometry("slurm", 0, 1, cpu_procs=2)
+    plan = build_plan(geometry, [sys.executable, "worker.py", mode], log=str(tmp_path / "train.log"),
+                      job_name="j", workdir=str(tmp_path), num_workers=0)  # fmt: skip
+    (path, script), = plan.files.items()
+    Path(path).write_text(script)
+    record = tmp_path / "record"
+    env = dict(os.environ, PATH=f"{_fake_bin(tmp_path)}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+               RECORD=str(record), SLURM_JOB_ID="4242", SLURM_JOB_NODELIST="localhost", OMP_NUM_THREADS="1")
+    with open(tmp_path / "train.log", "w") as log:
+        proc = subprocess.Popen(["bash", path], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        if send is not None:
+            deadline = time.time() + 120
+            while not all((tmp_path / f"ready.{r}").exists() for r in (0, 1)):
+                assert time.time() < deadline and proc.poll() is None, (tmp_path / "train.log").read_text()
+                time.sleep(0.1)
+            proc.send_signal(send)
+        rc = proc.wait(timeout=300)
+    return rc, record.read_text() if record.exists() else "", (tmp_path / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_job_script_forwards_usr1_to_the_ranks_and_requeues(tmp_path):
+    rc, record, log = _run_job(tmp_path, "wait", send=signal.SIGUSR1)
+    assert rc == 0, log
+    # torchrun forwarded SIGUSR1 (10) to both ranks, which wrote their checkpoint and exited 75.
+    assert [(tmp_path / f"ckpt.{r}").read_text() for r in (0, 1)] == ["10", "10"]
+    assert "scontrol requeue 4242" in record.splitlines()
+    assert "SIGUSR1: forwarding it to the ranks" in log and "requeueing" in log
+    srun = next(ln for ln in record.splitlines() if ln.startswith("srun "))
+    assert "--signals_to_handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1" in srun
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,expect_rc", [("0", 0), ("3", 1)])
+def test_job_script_without_a_signal_does_not_requeue(tmp_path, mode, expect_rc):
+    rc, record, log = _run_job(tmp_path, mode)
+    assert rc == expect_rc, log  # torchrun reports a failed rank as 1
+    assert "requeue" not in record
