@@ -407,9 +407,10 @@ def test_cmd_sh_backends():
     assert r.returncode != 0 and "unknown cmd_backend 'pbs' (local, slurm, torchrun)" in r.stderr
 
 
-def test_run_slurm_sh_puts_each_job_under_srun(tmp_path):
-    """utils/run_slurm.sh builds 'srun <options> <job>' per job; srun itself is not on this
-    machine, so a stand-in on PATH records its arguments and runs the job."""
+def test_run_slurm_sh_submits_an_array_and_puts_one_job_under_srun(tmp_path):
+    """utils/run_slurm.sh: JOB=a:b is one 'sbatch --wait --array=a-b' job; a single command is
+    'srun <options> <job>'. Slurm is not on this machine: stand-ins on PATH record their
+    arguments; sbatch runs the array script once per task with SLURM_ARRAY_TASK_ID set."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "srun").write_text(
@@ -417,19 +418,44 @@ def test_run_slurm_sh_puts_each_job_under_srun(tmp_path):
         'echo "srun-args: $*" >> "$SRUN_RECORD"\n'
         'while [ $# -gt 0 ] && [[ $1 == -* ]]; do shift; done\nexec "$@"\n'
     )
-    (bindir / "srun").chmod(0o755)
+    (bindir / "sbatch").write_text(
+        "#!/usr/bin/env bash\n"
+        'echo "sbatch-args: $*" >> "$SRUN_RECORD"\n'
+        'script=${@: -1}; range=$(sed -n "s/^#SBATCH --array=//p" "$script"); out=$(sed -n "s/^#SBATCH --output=//p" "$script")\n'
+        'rc=0; for i in $(seq ${range%-*} ${range#*-}); do SLURM_ARRAY_TASK_ID=$i bash "$script" > "${out//%a/$i}" 2>&1 || rc=$?; done; exit $rc\n'
+    )
+    for f in bindir.iterdir():
+        f.chmod(0o755)
     record = tmp_path / "record"
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "SRUN_RECORD": str(record)}
     r = subprocess.run(
-        [str(ROOT / "utils" / "run_slurm.sh"), "--partition=cpu", "--mem=2G", "JOB=1:2",
-         str(tmp_path / "log.JOB"), "bash", "-c", "echo job JOB"],
-        capture_output=True, text=True, env=env,
+        [str(ROOT / "utils" / "run_slurm.sh"), "--gpu", "1", "--partition=cpu", "JOB=1:2",
+         str(tmp_path / "log" / "decode.JOB.log"), "bash", "-c", "echo job JOB; exit 0"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "job 1" in (tmp_path / "log.1").read_text() and "job 2" in (tmp_path / "log.2").read_text()
-    calls = sorted(record.read_text().splitlines())
-    assert calls == [f"srun-args: --ntasks=1 --nodes=1 --partition=cpu --mem=2G bash -c echo job {i}"
-                     for i in (1, 2)]  # fmt: skip
+    for i in (1, 2):
+        log = (tmp_path / "log" / f"decode.{i}.log").read_text()
+        assert f"job {i}" in log and "# Accounting: status=0" in log
+    script = (tmp_path / "log" / "decode.array.sbatch").read_text()
+    for line in ("#SBATCH --array=1-2", f"#SBATCH --output={tmp_path}/log/decode.%a.log", "#SBATCH --gres=gpu:1",
+                 "#SBATCH --partition=cpu"):  # fmt: skip
+        assert line in script.splitlines(), line
+    assert subprocess.run(["bash", "-n", str(tmp_path / "log" / "decode.array.sbatch")]).returncode == 0
+    assert record.read_text().splitlines() == [f"sbatch-args: --wait {tmp_path}/log/decode.array.sbatch"]
+
+    r = subprocess.run(
+        [str(ROOT / "utils" / "run_slurm.sh"), "--partition=cpu", "JOB=1:2", str(tmp_path / "f.JOB.log"),
+         "bash", "-c", "exit $((JOB - 1))"], capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 1 and f"1 of 2 array tasks failed" in r.stderr and "f.2.log" in r.stderr
+
+    record.unlink()
+    r = subprocess.run([str(ROOT / "utils" / "run_slurm.sh"), "--num_threads", "4", "--mem=2G",
+                        str(tmp_path / "one.log"), "echo", "one"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert record.read_text().splitlines() == ["srun-args: --ntasks=1 --nodes=1 --cpus-per-task=4 --mem=2G echo one"]
+    assert "one" in (tmp_path / "one.log").read_text()
 
 
 def _recipe_configs(tmp_path):
