@@ -149,3 +149,54 @@ def test_job_script_without_a_signal_does_not_requeue(tmp_path, mode, expect_rc)
     rc, record, log = _run_job(tmp_path, mode)
     assert rc == expect_rc, log  # torchrun reports a failed rank as 1
     assert "requeue" not in record
+
+
+def test_launch_without_wait_submits_and_says_how_to_follow(tmp_path, capsys):
+    """--wait false: 'sbatch --parsable' (a stand-in prints a job id); the launcher prints the
+    id, squeue and tail lines, and writes no footer into the job's log."""
+    from espnet_ext.bin.launch import main as launch
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sbatch").write_text('#!/usr/bin/env bash\necho "$*" > "$RECORD"\necho "777;cluster"\n')
+    (bindir / "sbatch").chmod(0o755)
+    log = tmp_path / "exp" / "train.log"
+    old = dict(os.environ)
+    os.environ.update(PATH=f"{bindir}:{os.environ['PATH']}", RECORD=str(tmp_path / "record"))
+    try:
+        rc = launch(["--backend", "slurm", "--ngpu", "8", "--num_nodes", "16", "--log", str(log), "--wait", "false",
+                     "--", "python", "-m", "espnet_ext.bin.ssl_train", "--config", PRETRAIN, "--output_dir", "exp/x"])
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert (tmp_path / "record").read_text().split() == ["--parsable", str(tmp_path / "exp" / "train.sbatch")]
+    assert "launch: submitted job 777 (not waiting for it)" in out
+    assert f"squeue -j 777   tail -f {log}" in out
+    text = log.read_text()
+    assert "# Submitted as job 777" in text and "Accounting" not in text
+
+
+def _decode_dry_run(*extra):
+    r = subprocess.run(["./run.sh", "--dry_run", "true", "--use_lm", "false", "--stage", "6", *extra],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    return [ln for ln in r.stdout.splitlines() if "espnet_ext.bin.asr_inference" in ln]
+
+
+@pytest.mark.slow
+def test_decoding_commands_for_0_1_and_8_gpus():
+    lines = _decode_dry_run()
+    assert len(lines) == 2  # test_clean, test_other
+    argv = lines[0].split()
+    assert argv[:2] == ["utils/run_local.sh", "JOB=1:2"] and "--ngpu 0" in lines[0]
+    assert "split2/keys.JOB" in lines[0] and "--gpu" not in argv
+    for n in (1, 8):
+        lines = _decode_dry_run("--inference_ngpu", str(n))
+        argv = lines[0].split()
+        assert argv[:5] == ["utils/run_local.sh", "--gpu", "1", "--num_threads", "2"]
+        assert argv[5] == f"JOB=1:{n}" and "--ngpu 1" in lines[0] and f"split{n}/keys.JOB" in lines[0]
+    lines = _decode_dry_run("--inference_ngpu", "8", "--cmd_backend", "slurm", "--use_lm", "false",
+                            "--slurm_opts", "--partition=gpu")  # fmt: skip
+    assert lines[0].split()[:7] == ["utils/run_slurm.sh", "--partition=gpu", "--gpu", "1", "--num_threads", "2", "JOB=1:8"]
