@@ -200,3 +200,27 @@ def test_decoding_commands_for_0_1_and_8_gpus():
     lines = _decode_dry_run("--inference_ngpu", "8", "--cmd_backend", "slurm", "--use_lm", "false",
                             "--slurm_opts", "--partition=gpu")  # fmt: skip
     assert lines[0].split()[:7] == ["utils/run_slurm.sh", "--partition=gpu", "--gpu", "1", "--num_threads", "2", "JOB=1:8"]
+
+
+@pytest.mark.slow
+def test_stage_2_with_slurm_is_one_job_array_over_the_sets(tmp_path):
+    """Stage 2 with the slurm backend submits one array (a stand-in sbatch keeps the script
+    and runs nothing), task k extracting the k-th set with --nj workers and --chunk_size."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sbatch").write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp_path}/record\nexit 0\n')
+    (bindir / "sbatch").chmod(0o755)
+    dump = tmp_path / "dump"
+    r = subprocess.run(["./run.sh", "--stage", "2", "--stop_stage", "2", "--cmd_backend", "slurm", "--use_lm", "false",
+                        "--chunk_size", "1000", "--dumpdir", str(dump), "--datadir", str(tmp_path / "data")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}"))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    script = dump / "log" / "extract_feats.array.sbatch"
+    assert (tmp_path / "record").read_text().split() == ["--wait", str(script)]
+    text = script.read_text()
+    assert "#SBATCH --array=1-5" in text and "#SBATCH --cpus-per-task=2" in text
+    assert "--data_dir {0}/data/ITEM --out_dir {1}/ITEM --nj 2 --chunk_size 1000".format(tmp_path, dump) in text
+    items = (dump / "log" / "extract_feats.items").read_text().split()
+    assert items == ["pretrain", "train_clean", "dev_clean", "test_clean", "test_other"]
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
