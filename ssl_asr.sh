@@ -38,8 +38,16 @@ num_nodes=1             # number of nodes
 cpu_procs=1             # with --ngpu 0: CPU (gloo) DDP processes per node for training (1: one process)
 cmd_backend=""          # local | slurm | torchrun (empty: cmd.sh's choice); see cmd.sh
 hosts=""                # torchrun backend: the nodes, comma-separated or a file with one per line
-master_port=29500       # rendezvous port of multi-node training
-dry_run=false           # true: print the training launches of stages 3-5 (commands, batch arithmetic) and exit
+master_port=""          # rendezvous port of multi-node training (empty: slurm picks a free one in the job; torchrun backend: 29500)
+slurm_opts=""           # slurm backend: more sbatch/srun options, --name=value form (e.g. "--partition=gpu --account=x")
+slurm_time=2-00:00:00   # slurm backend: wall time of each training job; a longer training requeues itself and resumes
+slurm_mem=""            # slurm backend: --mem per training node (empty: from the ranks and the config's num_workers)
+slurm_exclusive=false   # slurm backend: whole nodes (--exclusive) instead of --mem
+slurm_wait=true         # slurm backend: wait for each training job (sbatch --wait); false: submit it, print how to follow it and go on, and stop
+checkpoint_write_seconds=120  # slurm backend: a step checkpoint's write time: sizes --signal=B:USR1@<lead> and the NCCL timeouts
+dry_run=false           # true: print the training launches of stages 3-5 (commands, batch arithmetic), the stage-2 data plan and the decoding commands, and exit
+plan_hours=""           # --dry_run true: hours for the stage-2 data plan (default: --pretrain_data_hours)
+chunk_size=200          # stage 2: utterances per feature shard (the resume unit; 1000-2000 at full scale)
 accept_global_batch=false  # launch even when the geometry or overrides change a config's global_batch_utts
 pretrain_data_hours=""  # for the printed steps per pass before stage 2 (default: count dump/<set>/feats_shape)
 finetune_data_hours=""  # same, for fine-tuning
@@ -66,6 +74,7 @@ pretrain_args=""        # extra arguments for pre-training (e.g. "--max_epoch 2"
 finetune_args=""        # extra arguments for fine-tuning
 init_from_pretrained=true  # false: fine-tune from scratch with the same config
 inference_batch_size=16 # utterances per decoding batch
+inference_ngpu=0        # stage 6: decode on N GPUs, one job per GPU (asr_inference --ngpu 1) through decode_cmd (0: --nj CPU jobs)
 use_lm=true             # stage 3 trains a token-level LM; stages 6 and 8 decode and pack with it
 lm_config=""            # LM training config (stage 3; required with --use_lm true)
 lm_text=""              # text-only LM corpus, a sentence per line, .gz ok (default: the corpus's librispeech-lm-norm.txt.gz; LibriSpeech: LIBRISPEECH_LM_TEXT in db.sh)
@@ -79,6 +88,7 @@ ablation_decode_config=""  # stage 9: decoding config, without the LM (required 
 # </options>
 
 help_message="Usage: $0 [options]   (see the stage list at the top of this script)"
+invocation=$(printf ' %q' "$0" "$@")  # printed with --slurm_wait false: how to go on
 . ./utils/parse_options.sh
 if [ $# -gt 0 ]; then
     log "Error: unexpected positional arguments: $*"; exit 1
@@ -93,6 +103,9 @@ in_stages() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }  # is s
 required=(corpus pretrain_sources train_set valid_set test_sets nbpe pretrain_config finetune_config decode_config)
 "${use_lm}" && required+=(lm_config)
 in_stages 9 && required+=(ablation_config ablation_decode_config)
+if in_stages 9 && [ "${cmd_backend}" = slurm ] && ! "${slurm_wait}"; then
+    log "Error: stage 9 runs trainings one after another: it needs --slurm_wait true"; exit 1
+fi
 for opt in "${required[@]}"; do
     [ -n "${!opt}" ] || { log "Error: --${opt} is required (the corpus's run.sh sets it)"; exit 1; }
 done
@@ -160,6 +173,69 @@ lm_exp=${expdir}/lm_${lm_tag}
 lm_data=${datadir}/lm_train_bpe${nbpe}  # LM text and token counts (stage 3)
 lm_model=valid.loss.best.pth            # the LM checkpoint that decoding and packing use
 
+# decode_tag <decode config> <with_lm>: the decoding folder's name, as ESPnet's asr.sh builds inference_tag.
+decode_tag() {
+    if "$2"; then
+        echo "$(basename "$1" .yaml)_lm_$(basename "${lm_exp}")_${lm_model%.pth}"
+    else
+        basename "$1" .yaml
+    fi
+}
+
+# decode_command <asr_exp> <model file> <decode config> <dec_dir>: the decoding job array of
+# one set, in dec_cmd (lm_opts set by the caller): --nj CPU jobs, or with --inference_ngpu N,
+# N jobs of one GPU each (asr_inference --ngpu 1; decode_cmd --gpu 1: an sbatch array with
+# the slurm backend, CUDA_VISIBLE_DEVICES per job locally). dec_jobs: the number of jobs.
+decode_command() {
+    local exp=$1 model=$2 config=$3 dec_dir=$4 threads gpu_opts=() ngpu_opt=0
+    dec_jobs=${nj}
+    threads=$(( $(nproc) / nj )); [ "${threads}" -ge 1 ] || threads=1
+    if [ "${inference_ngpu}" -gt 0 ]; then
+        dec_jobs=${inference_ngpu} ngpu_opt=1 threads=2
+        gpu_opts=(--gpu 1 --num_threads "${threads}")
+    fi
+    # shellcheck disable=SC2206
+    dec_cmd=(${decode_cmd} "${gpu_opts[@]}" JOB=1:${dec_jobs} "${dec_dir}/log/decode.JOB.log"
+        env OMP_NUM_THREADS=${threads} python -m espnet_ext.bin.asr_inference
+            --ngpu ${ngpu_opt}
+            --batch_size "${inference_batch_size}"
+            --config "${config}"
+            --data_path_and_name_and_type "${dumpdir}/${dset}/feats.scp,speech,kaldi_ark"
+            --key_file "${dec_dir}/split${dec_jobs}/keys.JOB"
+            --asr_train_config "${exp}/config.yaml"
+            --asr_model_file "${exp}/${model}"
+            "${lm_opts[@]}"
+            --output_dir "${dec_dir}/output.JOB")
+}
+
+# decode_sets <asr_exp> <model file> <decode config> <with_lm: true|false> <sets...>: stage 6
+# for one model, in --nj jobs (--inference_ngpu N: N GPU jobs).
+decode_sets() {
+    local exp=$1 model=$2 config=$3 with_lm=$4; shift 4
+    local dset dec_dir stamp lm_opts=()
+    stamp="$(readlink -f "${exp}/${model}") $(stat -L -c %Y "${exp}/${model}") $(md5sum < "${config}" | cut -c1-8)"
+    if "${with_lm}"; then
+        [ -e "${lm_exp}/${lm_model}" ] || { log "Error: no LM at ${lm_exp}/${lm_model}: run stage 3, or --use_lm false"; exit 1; }
+        lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
+        stamp="${stamp} $(readlink -f "${lm_exp}/${lm_model}") $(stat -L -c %Y "${lm_exp}/${lm_model}")"
+    fi
+    for dset in "$@"; do
+        dec_dir=${exp}/$(decode_tag "${config}" "${with_lm}")/${dset}
+        if [ -f "${dec_dir}/.done" ] && [ "$(cat "${dec_dir}/.done")" = "${stamp}" ]; then
+            log "  ${dset}: already decoded with this model (${dec_dir})"; continue
+        fi
+        rm -rf "${dec_dir}"
+        mkdir -p "${dec_dir}/log"
+        decode_command "${exp}" "${model}" "${config}" "${dec_dir}"
+        python -m espnet_ext.bin.split_scp "${dumpdir}/${dset}/feats.scp" "${dec_jobs}" "${dec_dir}/split${dec_jobs}/keys"
+        "${dec_cmd[@]}"
+        for i in $(seq "${dec_jobs}"); do cat "${dec_dir}/output.${i}/1best_recog/text"; done \
+            | LC_ALL=C sort > "${dec_dir}/text"
+        echo "${stamp}" > "${dec_dir}/.done"
+        log "  ${dset}: $(wc -l < "${dec_dir}/text") utterances decoded in ${dec_dir}"
+    done
+}
+
 # ---- Training launches ----
 # Training (stages 3 LM, 4 and 5) goes through espnet_ext.bin.launch ("${launch_cmd[@]}", cmd.sh):
 # one process per GPU on every node (--cpu_procs gloo processes with --ngpu 0), --ngpu and
@@ -167,8 +243,17 @@ lm_model=valid.loss.best.pth            # the LM checkpoint that decoding and pa
 # batch arithmetic, global_batch_utts) are checked below, before stage 1; --dry_run true
 # prints them and exits.
 launch_args=(--ngpu "${ngpu}" --num_nodes "${num_nodes}" --cpu_procs "${cpu_procs}"
-    --master_port "${master_port}" --accept_global_batch "${accept_global_batch}"
+    ${master_port:+--master_port "${master_port}"} --accept_global_batch "${accept_global_batch}"
     ${hosts:+--hosts "${hosts}"})
+# submitted_stop <stage>: with --slurm_wait false the stage's training was only submitted:
+# stop here (the next stage needs the finished model) and say how to go on.
+submitted_stop() {
+    if [ "${cmd_backend}" = slurm ] && ! "${slurm_wait}"; then
+        log "Stage $1: training submitted (--slurm_wait false); stopping before stage $(( $1 + 1 )). When the job has finished:"
+        log "  ${invocation# } --stage $(( $1 + 1 ))"
+        exit 0
+    fi
+}
 launch_mode=(--dry_run true)
 pretrain_launch() {  # stage 4's training
     # shellcheck disable=SC2086
@@ -241,8 +326,34 @@ for l in "${launches[@]}"; do
         "${fn}" > /dev/null || { log "Error: stage ${n}'s ${name}launch is not valid (above)"; exit 1; }
     fi
 done
-"${dry_run}" && exit 0
+if "${dry_run}"; then
+    [ -z "${plan_hours}" ] && plan_hours=${pretrain_data_hours}
+    if [ -n "${plan_hours}" ]; then
+        python -m espnet_ext.bin.data_plan --hours "${plan_hours}" --chunk_size "${chunk_size}"
+    fi
+    log "Stage 6: the decoding job arrays ($([ "${inference_ngpu}" -gt 0 ] && echo "${inference_ngpu} GPU jobs" || echo "${nj} CPU jobs") per set)"
+    lm_opts=()
+    "${use_lm}" && lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
+    for dset in ${test_sets}; do
+        decode_command "${asr_exp}" "${inference_model}" "${decode_config}" \
+            "${asr_exp}/$(decode_tag "${decode_config}" "${use_lm}")/${dset}"
+        printf '%q ' "${dec_cmd[@]}"; echo
+    done
+    exit 0
+fi
 launch_mode=(--dry_run false)
+
+# array_over <log prefix> <items...> -- <command with ITEM>: one job array through
+# ${train_cmd}, task k runs the command for the k-th item (utils/job_item.sh), --nj CPUs each.
+array_over() {
+    local prefix=$1 items=(); shift
+    while [ "$1" != -- ]; do items+=("$1"); shift; done; shift
+    mkdir -p "$(dirname "${prefix}")"
+    printf '%s\n' "${items[@]}" > "${prefix}.items"
+    # shellcheck disable=SC2086
+    ${train_cmd} --num_threads "${nj}" JOB=1:${#items[@]} "${prefix}.JOB.log" \
+        utils/job_item.sh "${prefix}.items" JOB "$@"
+}
 
 # The sets stage 1 prepares (pretrain_set is combined from its sources).
 prep_sets=$(echo ${pretrain_sources} ${train_set} ${valid_set} ${test_sets} | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
@@ -258,21 +369,34 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         python local/make_embedded_corpus.py --out "${EMBEDDED}" --seed "${embedded_seed}" \
             --scale "${embedded_scale}" --nj "${nj}"
     fi
-    python -m espnet_ext.bin.prepare_data --datadir "${datadir}" --sets "${prep_sets}" \
-        ${combine:+--combine "${combine}"} \
-        --librispeech "${librispeech_root}" \
-        ${LIBRILIGHT:+--librilight "${LIBRILIGHT}"} \
-        ${COMMONVOICE:+--commonvoice "${COMMONVOICE}"} \
-        --max_utt_seconds "${max_utt_seconds}" --segment_seconds "${segment_seconds}" \
-        --nj "${nj}"
+    prepare=(python -m espnet_ext.bin.prepare_data --datadir "${datadir}"
+        --librispeech "${librispeech_root}"
+        ${LIBRILIGHT:+--librilight "${LIBRILIGHT}"}
+        ${COMMONVOICE:+--commonvoice "${COMMONVOICE}"}
+        --max_utt_seconds "${max_utt_seconds}" --segment_seconds "${segment_seconds}"
+        --nj "${nj}")
+    if [ "${cmd_backend}" = slurm ]; then
+        # One array task per set (--nj audio-check workers on its node), then the combination.
+        array_over "${datadir}/log/prepare" ${prep_sets} -- "${prepare[@]}" --sets ITEM
+        ${train_cmd} "${datadir}/log/prepare.combine.log" "${prepare[@]}" --sets "${prep_sets}" \
+            ${combine:+--combine "${combine}"}
+    else
+        "${prepare[@]}" --sets "${prep_sets}" ${combine:+--combine "${combine}"}
+    fi
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: feature extraction: ${feat_sets} -> ${dumpdir}"
-    for dset in ${feat_sets}; do
-        python -m espnet_ext.bin.extract_feats --data_dir "${datadir}/${dset}" \
-            --out_dir "${dumpdir}/${dset}" --nj "${nj}"
-    done
+    if [ "${cmd_backend}" = slurm ]; then
+        # One array task per set, --nj workers on its node.
+        array_over "${dumpdir}/log/extract_feats" ${feat_sets} -- python -m espnet_ext.bin.extract_feats \
+            --data_dir "${datadir}/ITEM" --out_dir "${dumpdir}/ITEM" --nj "${nj}" --chunk_size "${chunk_size}"
+    else
+        for dset in ${feat_sets}; do
+            python -m espnet_ext.bin.extract_feats --data_dir "${datadir}/${dset}" \
+                --out_dir "${dumpdir}/${dset}" --nj "${nj}" --chunk_size "${chunk_size}"
+        done
+    fi
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
@@ -290,6 +414,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
             --valid_text "${datadir}/${valid_set}/text"
         mkdir -p "${lm_exp}"
         lm_launch
+        submitted_stop 3
         log "LM done: $(python -m espnet_ext.bin.summarize_log "${lm_exp}/train.log")"
     fi
 fi
@@ -302,6 +427,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     # Pre-training reads stage 2's feature shards: check them all before starting.
     python -m espnet_ext.bin.shards verify --quick "${dumpdir}/${pretrain_set}" "${dumpdir}/${valid_set}"
     pretrain_launch
+    submitted_stop 4
     log "Pre-training done: $(python -m espnet_ext.bin.summarize_log "${pretrain_exp}/train.log")"
 fi
 
@@ -312,56 +438,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     fi
     mkdir -p "${asr_exp}"
     asr_launch
+    submitted_stop 5
     log "Fine-tuning done: $(python -m espnet_ext.bin.summarize_log "${asr_exp}/train.log")"
 fi
-
-# decode_tag <decode config> <with_lm>: the decoding folder's name, as ESPnet's asr.sh builds inference_tag.
-decode_tag() {
-    if "$2"; then
-        echo "$(basename "$1" .yaml)_lm_$(basename "${lm_exp}")_${lm_model%.pth}"
-    else
-        basename "$1" .yaml
-    fi
-}
-
-# decode_sets <asr_exp> <model file> <decode config> <with_lm: true|false> <sets...>: stage 6
-# for one model, in --nj jobs.
-decode_sets() {
-    local exp=$1 model=$2 config=$3 with_lm=$4; shift 4
-    local dset dec_dir stamp threads lm_opts=()
-    threads=$(( $(nproc) / nj )); [ "${threads}" -ge 1 ] || threads=1
-    stamp="$(readlink -f "${exp}/${model}") $(stat -L -c %Y "${exp}/${model}") $(md5sum < "${config}" | cut -c1-8)"
-    if "${with_lm}"; then
-        [ -e "${lm_exp}/${lm_model}" ] || { log "Error: no LM at ${lm_exp}/${lm_model}: run stage 3, or --use_lm false"; exit 1; }
-        lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
-        stamp="${stamp} $(readlink -f "${lm_exp}/${lm_model}") $(stat -L -c %Y "${lm_exp}/${lm_model}")"
-    fi
-    for dset in "$@"; do
-        dec_dir=${exp}/$(decode_tag "${config}" "${with_lm}")/${dset}
-        if [ -f "${dec_dir}/.done" ] && [ "$(cat "${dec_dir}/.done")" = "${stamp}" ]; then
-            log "  ${dset}: already decoded with this model (${dec_dir})"; continue
-        fi
-        rm -rf "${dec_dir}"
-        mkdir -p "${dec_dir}/log"
-        python -m espnet_ext.bin.split_scp "${dumpdir}/${dset}/feats.scp" "${nj}" "${dec_dir}/split${nj}/keys"
-        # shellcheck disable=SC2086
-        ${decode_cmd} JOB=1:${nj} "${dec_dir}/log/decode.JOB.log" \
-            env OMP_NUM_THREADS=${threads} python -m espnet_ext.bin.asr_inference \
-                --ngpu 0 \
-                --batch_size "${inference_batch_size}" \
-                --config "${config}" \
-                --data_path_and_name_and_type "${dumpdir}/${dset}/feats.scp,speech,kaldi_ark" \
-                --key_file "${dec_dir}/split${nj}/keys.JOB" \
-                --asr_train_config "${exp}/config.yaml" \
-                --asr_model_file "${exp}/${model}" \
-                "${lm_opts[@]}" \
-                --output_dir "${dec_dir}/output.JOB"
-        for i in $(seq "${nj}"); do cat "${dec_dir}/output.${i}/1best_recog/text"; done \
-            | LC_ALL=C sort > "${dec_dir}/text"
-        echo "${stamp}" > "${dec_dir}/.done"
-        log "  ${dset}: $(wc -l < "${dec_dir}/text") utterances decoded in ${dec_dir}"
-    done
-}
 
 # score_sets <asr_exp> <decode config> <with_lm: true|false> <sets...>: stage 7 for one model.
 score_sets() {

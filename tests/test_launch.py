@@ -104,15 +104,24 @@ def test_dry_run_16x8_slurm_prints_sbatch_srun_torchrun_and_arithmetic(capsys, t
     end = next(i for i, ln in enumerate(lines) if ln.startswith("# ---- end of"))
     script = lines[start + 1 : end]
     for directive in ("--nodes=16", "--ntasks-per-node=1", "--gpus-per-node=8", f"--output={log}",
-                      "--job-name=ssl_full", "--partition=gpu", "--time=7-00:00:00"):
+                      "--job-name=ssl_full", "--partition=gpu", "--time=7-00:00:00", "--cpus-per-task=42",
+                      "--mem=200G", "--signal=B:USR1@240", "--requeue"):
         assert f"#SBATCH {directive}" in script, directive
+    assert "#SBATCH --time=2-00:00:00" not in script  # --slurm_opts overrides the computed --time
+    for env in ("NCCL_DEBUG=WARN", "TORCH_NCCL_ASYNC_ERROR_HANDLING=1", "TORCH_NCCL_BLOCKING_WAIT=0",
+                "NCCL_BLOCKING_WAIT=0", "TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC=600"):
+        assert f"export {env}" in script, env
+    assert any(ln.startswith("rdzv_port=$(python -c 'import socket;") for ln in script)
     srun = next(ln for ln in script if ln.startswith("srun "))
-    argv = shlex.split(srun.replace('"${rdzv_host}:29500"', "HOST:29500").replace('"${SLURM_JOB_ID}"', "JOB"))
-    assert argv[:2] == ["srun", "--kill-on-bad-exit=1"]
-    assert argv[2:16] == ["torchrun", "--nnodes", "16", "--nproc_per_node", "8", "--rdzv_backend", "c10d",
-                          "--rdzv_endpoint", "HOST:29500", "--rdzv_id", "JOB", "--no-python",
-                          "python", "-m"]  # fmt: skip
+    assert srun.endswith(" &")
+    argv = shlex.split(srun[:-2].replace('"${rdzv_host}:${rdzv_port}"', "HOST:PORT").replace('"${SLURM_JOB_ID}"', "JOB"))
+    assert argv[:3] == ["srun", "--kill-on-bad-exit=1", "--cpus-per-task=42"]
+    assert argv[3:21] == ["torchrun", "--nnodes", "16", "--nproc_per_node", "8", "--rdzv_backend", "c10d",
+                          "--rdzv_endpoint", "HOST:PORT", "--rdzv_id", "JOB",
+                          "--signals_to_handle", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
+                          "--shutdown_timeout", "210", "--no-python", "python", "-m"]  # fmt: skip
     assert argv[-6:] == WORKER_NCCL
+    assert 'scontrol requeue "${SLURM_JOB_ID}"' in " ".join(script) and '[ "${rc}" -eq 75 ]' in " ".join(script)
     script_file = tmp_path / "check.sbatch"
     script_file.write_text("\n".join(script) + "\n")
     assert subprocess.run(["bash", "-n", str(script_file)]).returncode == 0
@@ -327,7 +336,7 @@ def _render_report(geometry, settings, data, accepted) -> str:
         return "\n".join(launch_report(**report) + ["--- stderr ---"] + refusal_messages(arithmetic))
     plan = build_plan(geometry, ["python", "-m", "espnet_ext.bin.ssl_train", "--config", "conf/x.yaml"],
                       log="exp/ssl_full/train.log", job_name="ssl_full", workdir="/recipe",
-                      slurm_opts=["--partition=gpu", "--time=7-00:00:00"])  # fmt: skip
+                      slurm_opts=["--partition=gpu", "--time=7-00:00:00"], num_workers=4)  # fmt: skip
     return "\n".join(launch_report(**report, plan=plan)).replace(sys.executable, "<python>")
 
 
@@ -347,6 +356,7 @@ def test_bad_input_is_named(capsys, tmp_path):
         (["--ngpu", 2, "--cpu_procs", 2], "--cpu_procs 2 is for CPU training"),
         (["--backend", "slurm", "--slurm_opts", "--partition gpu"], "slurm option 'gpu' is not an option"),
         (["--master_port", 70000], "--master_port must be a TCP port"),
+        (["--backend", "slurm", "--checkpoint_write_seconds", 0], "--checkpoint_write_seconds must be >= 1"),
     ]  # fmt: skip
     for extra, message in cases:
         rc, _, err = _launch(capsys, "--log", tmp_path / "l", "--dry_run", "true", *extra, *_ssl_cmd())
@@ -397,9 +407,10 @@ def test_cmd_sh_backends():
     assert r.returncode != 0 and "unknown cmd_backend 'pbs' (local, slurm, torchrun)" in r.stderr
 
 
-def test_run_slurm_sh_puts_each_job_under_srun(tmp_path):
-    """utils/run_slurm.sh builds 'srun <options> <job>' per job; srun itself is not on this
-    machine, so a stand-in on PATH records its arguments and runs the job."""
+def test_run_slurm_sh_submits_an_array_and_puts_one_job_under_srun(tmp_path):
+    """utils/run_slurm.sh: JOB=a:b is one 'sbatch --wait --array=a-b' job; a single command is
+    'srun <options> <job>'. Slurm is not on this machine: stand-ins on PATH record their
+    arguments; sbatch runs the array script once per task with SLURM_ARRAY_TASK_ID set."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "srun").write_text(
@@ -407,19 +418,44 @@ def test_run_slurm_sh_puts_each_job_under_srun(tmp_path):
         'echo "srun-args: $*" >> "$SRUN_RECORD"\n'
         'while [ $# -gt 0 ] && [[ $1 == -* ]]; do shift; done\nexec "$@"\n'
     )
-    (bindir / "srun").chmod(0o755)
+    (bindir / "sbatch").write_text(
+        "#!/usr/bin/env bash\n"
+        'echo "sbatch-args: $*" >> "$SRUN_RECORD"\n'
+        'script=${@: -1}; range=$(sed -n "s/^#SBATCH --array=//p" "$script"); out=$(sed -n "s/^#SBATCH --output=//p" "$script")\n'
+        'rc=0; for i in $(seq ${range%-*} ${range#*-}); do SLURM_ARRAY_TASK_ID=$i bash "$script" > "${out//%a/$i}" 2>&1 || rc=$?; done; exit $rc\n'
+    )
+    for f in bindir.iterdir():
+        f.chmod(0o755)
     record = tmp_path / "record"
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "SRUN_RECORD": str(record)}
     r = subprocess.run(
-        [str(ROOT / "utils" / "run_slurm.sh"), "--partition=cpu", "--mem=2G", "JOB=1:2",
-         str(tmp_path / "log.JOB"), "bash", "-c", "echo job JOB"],
-        capture_output=True, text=True, env=env,
+        [str(ROOT / "utils" / "run_slurm.sh"), "--gpu", "1", "--partition=cpu", "JOB=1:2",
+         str(tmp_path / "log" / "decode.JOB.log"), "bash", "-c", "echo job JOB; exit 0"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "job 1" in (tmp_path / "log.1").read_text() and "job 2" in (tmp_path / "log.2").read_text()
-    calls = sorted(record.read_text().splitlines())
-    assert calls == [f"srun-args: --ntasks=1 --nodes=1 --partition=cpu --mem=2G bash -c echo job {i}"
-                     for i in (1, 2)]  # fmt: skip
+    for i in (1, 2):
+        log = (tmp_path / "log" / f"decode.{i}.log").read_text()
+        assert f"job {i}" in log and "# Accounting: status=0" in log
+    script = (tmp_path / "log" / "decode.array.sbatch").read_text()
+    for line in ("#SBATCH --array=1-2", f"#SBATCH --output={tmp_path}/log/decode.%a.log", "#SBATCH --gres=gpu:1",
+                 "#SBATCH --partition=cpu"):  # fmt: skip
+        assert line in script.splitlines(), line
+    assert subprocess.run(["bash", "-n", str(tmp_path / "log" / "decode.array.sbatch")]).returncode == 0
+    assert record.read_text().splitlines() == [f"sbatch-args: --wait {tmp_path}/log/decode.array.sbatch"]
+
+    r = subprocess.run(
+        [str(ROOT / "utils" / "run_slurm.sh"), "--partition=cpu", "JOB=1:2", str(tmp_path / "f.JOB.log"),
+         "bash", "-c", "exit $((JOB - 1))"], capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 1 and f"1 of 2 array tasks failed" in r.stderr and "f.2.log" in r.stderr
+
+    record.unlink()
+    r = subprocess.run([str(ROOT / "utils" / "run_slurm.sh"), "--num_threads", "4", "--mem=2G",
+                        str(tmp_path / "one.log"), "echo", "one"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert record.read_text().splitlines() == ["srun-args: --ntasks=1 --nodes=1 --cpus-per-task=4 --mem=2G echo one"]
+    assert "one" in (tmp_path / "one.log").read_text()
 
 
 def _recipe_configs(tmp_path):

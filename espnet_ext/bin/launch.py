@@ -12,7 +12,10 @@ the config's ``global_batch_utts`` would not hold, naming the numbers to change,
 torchrun's environment). Backends (see :mod:`espnet_ext.distributed.backends`):
 
 * local: the command itself, or ``torchrun --standalone`` with several processes;
-* slurm: writes ``<log stem>.sbatch`` next to the log and runs ``sbatch --wait`` on it;
+* slurm: writes ``<log stem>.sbatch`` next to the log and runs ``sbatch --wait`` on it
+  (``--wait false``: submits it and prints the job id and how to follow it); the job asks
+  for CPUs, memory and time per node, a warning signal before its time limit, and requeues
+  itself after a step checkpoint (:mod:`espnet_ext.distributed.backends.slurm`);
 * torchrun: one torchrun per host of ``--hosts`` through ``--remote_shell`` (ssh).
 
 ``--dry_run true`` prints the exact commands (and the sbatch script) and runs nothing. The
@@ -55,11 +58,26 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--hosts", default="",
                    help="torchrun backend: host names, comma/space-separated, or a file with one "
                         "per line; the first hosts the rendezvous and rank 0")
-    p.add_argument("--master_port", type=int, default=29500, help="rendezvous port (slurm, torchrun)")
+    p.add_argument("--master_port", type=int, default=None,
+                   help="rendezvous port (default: slurm: a free port picked in the job on its first "
+                        "node; torchrun: 29500)")
     p.add_argument("--log", required=True, help="training log (rank 0's output)")
     p.add_argument("--job_name", default=None, help="default: the command's --output_dir name")
     p.add_argument("--slurm_opts", default="",
                    help="extra sbatch options, --name=value form, e.g. '--partition=gpu --time=7-0'")
+    p.add_argument("--time", default="2-00:00:00",
+                   help="slurm: sbatch --time per job (a longer run requeues itself, see --checkpoint_write_seconds)")
+    p.add_argument("--mem", default="",
+                   help="slurm: sbatch --mem per node (default: from ranks and the config's num_workers)")
+    p.add_argument("--exclusive", type=_bool, default=False,
+                   help="slurm: whole nodes (sbatch --exclusive) instead of --mem")
+    p.add_argument("--num_workers", type=int, default=None,
+                   help="slurm: loader workers per rank for --cpus-per-task (default: the command's/config's)")
+    p.add_argument("--checkpoint_write_seconds", type=int, default=120,
+                   help="slurm: time a step checkpoint takes to write; sizes --signal=B:USR1@<lead> "
+                        "and the NCCL timeouts")
+    p.add_argument("--wait", type=_bool, default=True,
+                   help="slurm: sbatch --wait (true) or submit and return, printing how to follow the job")
     p.add_argument("--remote_shell", default="ssh -o BatchMode=yes",
                    help="torchrun backend: how to run a command on a host (<shell> <host> <command>)")
     p.add_argument("--accept_global_batch", type=_bool, default=False,
@@ -102,6 +120,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         plan = build_plan(
             geometry, command, log=args.log, job_name=job_name, workdir=os.getcwd(),
             slurm_opts=shlex.split(args.slurm_opts), remote_shell=shlex.split(args.remote_shell),
+            time=args.time, mem=args.mem or None, exclusive=args.exclusive, num_workers=args.num_workers,
+            checkpoint_write_seconds=args.checkpoint_write_seconds, wait=args.wait,
         )  # fmt: skip
     except LaunchError as e:
         print(f"launch: error: {e}", file=sys.stderr)

@@ -257,6 +257,15 @@ def plan_lines(plan: LaunchPlan) -> List[str]:
     return lines + [shlex.join(p.argv) for p in plan.processes]
 
 
+def submitted_lines(job_id: str, log: str) -> List[str]:
+    """What the launcher prints after ``sbatch --parsable`` (``--wait false``)."""
+    return [
+        f"launch: submitted job {job_id} (not waiting for it)",
+        f"  follow it:  squeue -j {job_id}   tail -f {log}",
+        f"  stop it:    scancel {job_id}   (a requeued job keeps its id)",
+    ]
+
+
 def launch_report(
     *,
     job_name: str,

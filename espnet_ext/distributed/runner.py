@@ -12,6 +12,7 @@ import threading
 from typing import List
 
 from espnet_ext.distributed.plan import LaunchPlan
+from espnet_ext.distributed.report import submitted_lines
 
 
 def _pump(proc: subprocess.Popen, log_path: str, echo: bool) -> None:
@@ -64,6 +65,19 @@ def _wait_all(procs: List[subprocess.Popen]) -> int:
     return status
 
 
+def _submit(argv: List[str], log: str) -> int:
+    """Run a submission (``sbatch --parsable``): its output is ``<job id>[;cluster]``."""
+    r = subprocess.run(argv, stdout=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        print(f"launch: submission failed (status {r.returncode}): {shlex.join(argv)}", file=sys.stderr)
+        return r.returncode
+    job_id = r.stdout.strip().split(";", 1)[0]
+    with open(log, "a") as f:
+        f.write(f"# Submitted as job {job_id} at {datetime.datetime.now():%c}\n")
+    print("\n".join(submitted_lines(job_id, log)), flush=True)
+    return 0
+
+
 def run_plan(plan: LaunchPlan, header: List[str], main_log: str) -> int:
     """Start the plan's processes, route their output to the logs, return the exit status.
 
@@ -79,6 +93,8 @@ def run_plan(plan: LaunchPlan, header: List[str], main_log: str) -> int:
     logs = [p.log or main_log for p in plan.processes]
     for path, proc in zip(logs, plan.processes):
         _header(path, header + [shlex.join(proc.argv)])
+    if len(plan.processes) == 1 and plan.processes[0].submit_only:
+        return _submit(plan.processes[0].argv, main_log)
     procs, pumps = [], []
     try:
         for k, (path, spec) in enumerate(zip(logs, plan.processes)):

@@ -33,4 +33,5 @@ lm_config=conf/train_lm.yaml
     --ngpu 8 \
     --num_nodes 16 \
     --cmd_backend slurm \
+    --chunk_size 1000 \
     "$@"
