@@ -143,8 +143,8 @@ def render_card(repo_id: str, meta: dict, train_cfg: dict, rows: List[Dict], *, 
         "WER with its 95% bootstrap confidence interval over utterances; `RESULTS.md` has every "
         "table, the environment and the paired comparisons.",
         "",
-        "|test set|decoding|utts|WER|WER 95% CI|CER|",
-        "|---|---|---|---|---|---|",
+        *(["|test set|decoding|utts|WER|WER 95% CI|CER|", "|---|---|---|---|---|---|"] if rows
+          else ["(results.json has no entry for this model: run stage 7 first.)"]),
         *[f"|{r['test_set']}|`{r['decode']}`|{r['n_utts']}|{r['wer']:.2f}|"
           + (f"[{r['wer_ci_low']:.2f}, {r['wer_ci_high']:.2f}]" if r.get("wer_ci_low") is not None else "-")
           + f"|{r['cer']:.2f}|" for r in rows],
@@ -152,7 +152,8 @@ def render_card(repo_id: str, meta: dict, train_cfg: dict, rows: List[Dict], *, 
         "## Usage",
         "",
         "```sh",
-        "pip install espnet==202611 espnet-ext soundfile",
+        "pip install espnet==202611 soundfile",
+        "pip install espnet-ext  # this recipe's plugin package (from its repository or a wheel)",
         "```",
         "",
         "```python",
