@@ -150,3 +150,21 @@ def test_cli_dry_run_lists_and_uploads_nothing_and_upload_uses_hfapi(repo, tmp_p
     model_card.main(["--packed_model", str(tmp_path / "none.zip"), "--out_dir", str(tmp_path / "x"),
                      "--dry_run", "true"])
     assert "not there yet" in capsys.readouterr().out
+
+
+def test_recipe_stage_10_dry_run(repo, tmp_path):
+    """./run.sh --stage 10 --dry_run true: the folder is built and listed, nothing uploaded."""
+    from pathlib import Path
+
+    work, _, _ = repo
+    root = Path(__file__).resolve().parents[1]
+    asr_exp = tmp_path / "exp" / "asr_finetune_conformer_transformer_embedded_pretrained"
+    asr_exp.mkdir(parents=True)
+    shutil.copy(work / "exp" / "asr_tiny" / "packed_model.zip", asr_exp)
+    r = subprocess.run(["bash", "./run.sh", "--stage", "10", "--stop_stage", "10", "--expdir", str(tmp_path / "exp"),
+                        "--dry_run", "true", "--hf_repo", "org/tiny-asr"],
+                       cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "Stage 10 (dry run)" in r.stdout
+    assert "would create (if absent) the Hugging Face Hub model repository org/tiny-asr" in r.stdout
+    assert (asr_exp / "hf_repo" / "README.md").exists() and "decode_config.yaml" in r.stdout
