@@ -9,8 +9,8 @@ if [ ! -x "${_venv}/bin/python" ] || ! ls "${_venv}"/.espnet_ext-* > /dev/null 2
     unset _venv
     return 1 2>/dev/null || exit 1
 fi
-if ! ls "${_venv}/.espnet_ext-$(sha1sum < "${MAIN_ROOT}/pyproject.toml" | cut -c1-12)"* > /dev/null 2>&1; then
-    echo "path.sh: warning: pyproject.toml changed since ${_venv} was set up; update it: ${MAIN_ROOT}/tools/setup_env.sh" >&2
+if ! ls "${_venv}/.espnet_ext-$("${MAIN_ROOT}/tools/env_key.sh")"* > /dev/null 2>&1; then
+    echo "path.sh: warning: pyproject.toml, setup.py or espnet_ext.pth changed since ${_venv} was set up; update it: ${MAIN_ROOT}/tools/setup_env.sh" >&2
 fi
 export PATH="${_venv}/bin:${MAIN_ROOT}/utils:${PATH}"
 unset _venv

@@ -14,6 +14,9 @@
 #   Stage 9 (optional, not run by default): ablation: low-resource fine-tuning from scratch vs
 #            from the pre-trained encoder, several seeds, decoded without the LM (the
 #            encoder's effect alone) -> <expdir>/RESULTS.ablation.md
+#   Stage 10 (optional, not run by default): Hugging Face model repository <asr_exp>/hf_repo
+#            (packed files, RESULTS.md, README.md model card); uploaded with --hf_repo ORG/NAME;
+#            with --dry_run true, lists what would be uploaded
 #
 # Generic: the corpus's run.sh passes the sets, vocabulary size, configs and geometry (./run.sh:
 # the embedded corpus on a CPU; egs2/librispeech_ssl/asr1/run.sh: LibriSpeech on 16 x 8 GPUs).
@@ -45,7 +48,7 @@ slurm_mem=""            # slurm backend: --mem per training node (empty: from th
 slurm_exclusive=false   # slurm backend: whole nodes (--exclusive) instead of --mem
 slurm_wait=true         # slurm backend: wait for each training job (sbatch --wait); false: submit it, print how to follow it and go on, and stop
 checkpoint_write_seconds=120  # slurm backend: a step checkpoint's write time: sizes --signal=B:USR1@<lead> and the NCCL timeouts
-dry_run=false           # true: print the training launches of stages 3-5 (commands, batch arithmetic), the stage-2 data plan and the decoding commands, and exit
+dry_run=false           # true: print the training launches of stages 3-5 (commands, batch arithmetic), the stage-2 data plan, the decoding commands and stage 10's upload, and exit
 plan_hours=""           # --dry_run true: hours for the stage-2 data plan (default: --pretrain_data_hours)
 chunk_size=200          # stage 2: utterances per feature shard (the resume unit; 1000-2000 at full scale)
 accept_global_batch=false  # launch even when the geometry or overrides change a config's global_batch_utts
@@ -85,6 +88,10 @@ ablation_minutes=10     # stage 9: minutes of labeled speech in the low-resource
 ablation_seeds="1 2 3"  # stage 9: fine-tuning seeds, each run from scratch and from the pre-trained encoder
 ablation_config=""      # stage 9: fine-tuning config (required for stage 9)
 ablation_decode_config=""  # stage 9: decoding config, without the LM (required for stage 9)
+hf_repo=""              # stage 10: upload the model repository to this Hugging Face Hub ORG/NAME (empty: build it only)
+hf_license=cc-by-4.0    # stage 10: the model card's licence
+hf_language=en          # stage 10: the model card's language
+hf_datasets=""          # stage 10: Hub data set ids in the card (default: openslr/librispeech_asr for --corpus librispeech)
 # </options>
 
 help_message="Usage: $0 [options]   (see the stage list at the top of this script)"
@@ -196,7 +203,7 @@ decode_command() {
     fi
     # shellcheck disable=SC2206
     dec_cmd=(${decode_cmd} "${gpu_opts[@]}" JOB=1:${dec_jobs} "${dec_dir}/log/decode.JOB.log"
-        env OMP_NUM_THREADS=${threads} python -m espnet_ext.bin.asr_inference
+        env OMP_NUM_THREADS=${threads} python -m espnet2.bin.asr_inference
             --ngpu ${ngpu_opt}
             --batch_size "${inference_batch_size}"
             --config "${config}"
@@ -326,6 +333,13 @@ for l in "${launches[@]}"; do
         "${fn}" > /dev/null || { log "Error: stage ${n}'s ${name}launch is not valid (above)"; exit 1; }
     fi
 done
+model_card() {  # stage 10; $1: --dry_run true|false
+    python -m espnet_ext.bin.model_card --packed_model "${asr_exp}/packed_model.zip" \
+        --out_dir "${asr_exp}/hf_repo" --results_md "${expdir}/RESULTS.md" \
+        --results_json "${expdir}/results.json" --decode_config "${decode_config}" \
+        --corpus "${corpus}" --license "${hf_license}" --language "${hf_language}" \
+        ${hf_datasets:+--datasets "${hf_datasets}"} ${hf_repo:+--hf_repo "${hf_repo}"} --dry_run "$1"
+}
 if "${dry_run}"; then
     [ -z "${plan_hours}" ] && plan_hours=${pretrain_data_hours}
     if [ -n "${plan_hours}" ]; then
@@ -339,6 +353,7 @@ if "${dry_run}"; then
             "${asr_exp}/$(decode_tag "${decode_config}" "${use_lm}")/${dset}"
         printf '%q ' "${dec_cmd[@]}"; echo
     done
+    if in_stages 10; then log "Stage 10 (dry run): the model repository"; model_card true; fi
     exit 0
 fi
 launch_mode=(--dry_run false)
@@ -473,10 +488,17 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     if "${use_lm}"; then
         pack_lm=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
     fi
-    python -m espnet_ext.bin.pack asr \
+    pack_results=()  # stage 7's tables travel with the model
+    if [ -f "${expdir}/RESULTS.md" ]; then
+        pack_results=(--option "${expdir}/RESULTS.md")
+    else
+        log "Warning: no ${expdir}/RESULTS.md (stage 7) to pack"
+    fi
+    python -m espnet2.bin.pack asr \
         --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_model}" \
         --option "${bpemodel}" \
+        "${pack_results[@]}" \
         "${pack_lm[@]}" \
         --outpath "${asr_exp}/packed_model.zip"
     log "Packed: ${asr_exp}/packed_model.zip"
@@ -508,6 +530,11 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     python -m espnet_ext.bin.ablation_report --expdir "${expdir}" --prefix "${prefix}" \
         --decode "$(decode_tag "${ablation_decode_config}" false)"
     python -m espnet_ext.bin.results --expdir "${expdir}"
+fi
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    log "Stage 10: model repository ${asr_exp}/hf_repo${hf_repo:+ -> Hugging Face Hub ${hf_repo}}"
+    model_card false
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -182,7 +182,7 @@ def _decode_dry_run(*extra):
     r = subprocess.run(["./run.sh", "--dry_run", "true", "--use_lm", "false", "--stage", "6", *extra],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    return [ln for ln in r.stdout.splitlines() if "espnet_ext.bin.asr_inference" in ln]
+    return [ln for ln in r.stdout.splitlines() if "espnet2.bin.asr_inference" in ln]
 
 
 @pytest.mark.slow

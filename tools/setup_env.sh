@@ -41,7 +41,7 @@ fi
 # --- python environment -------------------------------------------------------------
 # The stamp names what was installed: pyproject.toml's hash (path.sh checks it), and the
 # torch index when one is set.
-stamp_key=$(sha1sum < "${root}/pyproject.toml" | cut -c1-12)
+stamp_key=$("${root}/tools/env_key.sh")  # a change to pyproject.toml, setup.py or the .pth re-installs
 [ -n "${torch_index}" ] && stamp_key=${stamp_key}-torch-$(printf '%s' "${torch_index}" | sha1sum | cut -c1-8)
 stamp=${venv}/.espnet_ext-${stamp_key}
 if [ -f "${stamp}" ] && [ -x "${venv}/bin/python" ]; then

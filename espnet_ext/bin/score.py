@@ -12,10 +12,12 @@ Every reference utterance is scored: one with no hypothesis line counts as an em
 hypothesis (all deletions) and is listed in the log and in result.json ("missing").
 A hypothesis for an utterance that has no reference is an error.
 
-Writes ``result.json`` (wer, cer in percent; substitutions, deletions, insertions, hits
+Writes ``result.json`` (wer, cer in percent; wer_ci_low, wer_ci_high: the 95% bootstrap
+confidence interval of the WER over utterances; substitutions, deletions, insertions, hits
 for words and for characters; n_utts, n_words, n_chars), ``wer.txt`` (a summary line) and
 ``alignment.txt`` (per utterance: REF/HYP aligned word by word with S/D/I marks and that
-utterance's error counts).
+utterance's error counts) and ``utt_errors.txt`` (``utt word_errors ref_words`` per line, what
+the bootstrap error bars of :mod:`espnet_ext.utils.bootstrap` resample).
 """
 
 import argparse
@@ -29,6 +31,7 @@ from typing import Dict, List, Optional
 
 import jiwer
 
+from espnet_ext.utils import bootstrap
 from espnet_ext.utils.kaldi_table import iter_rows
 
 _NOT_KEPT = re.compile(r"[^\w\s']|_")
@@ -115,15 +118,20 @@ def score(ref_path: Path, hyp_path: Path, out_dir: Path) -> dict:
         "hyp": str(hyp_path),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "alignment.txt", "w", encoding="utf-8") as f:
+    with open(out_dir / "alignment.txt", "w", encoding="utf-8") as f, \
+            open(out_dir / "utt_errors.txt", "w", encoding="utf-8") as per_utt:
         for u, r, h in zip(utts, ref_list, hyp_list):
             one = jiwer.process_words(r, h)
+            per_utt.write(f"{u} {one.substitutions + one.deletions + one.insertions} {len(r.split())}\n")
             f.write(
                 f"{u} S={one.substitutions} D={one.deletions} I={one.insertions} N={len(r.split())}"
                 + (" (no hypothesis)" if u in missing else "")
                 + "\n"
             )
             f.write("\n".join(_align_lines(r, h)) + "\n\n")
+    table = bootstrap.read_utt_errors(out_dir)
+    low, high = bootstrap.wer_ci([table[u][0] for u in utts], [table[u][1] for u in utts])
+    result["wer_ci_low"], result["wer_ci_high"] = low, high
     (out_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     summary = (
         f"%WER {result['wer']:.2f} [ {w.substitutions + w.deletions + w.insertions} / {n_words}, "
