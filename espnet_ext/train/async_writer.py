@@ -214,7 +214,7 @@ class AsyncCheckpointWriter:
         tic = time.perf_counter()
         seen = self._progress.at
         while True:
-            self._thread.join(timeout=1.0)
+            self._thread.join(timeout=0.25)
             if not self._thread.is_alive():
                 break
             if pet is not None and self._progress.at != seen:  # the writer moved on
