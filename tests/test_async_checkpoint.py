@@ -304,3 +304,21 @@ def test_the_watchdog_ends_a_stuck_save_but_not_a_slow_one(tmp_path, mode):
         assert proc.stdout == "saved\nclosed\n"
         kept = ckpt.list_step_checkpoints(tmp_path / "out" / ckpt.STEP_DIR)
         assert [c.key for c in kept] == [(1, 2)] and ckpt.verify_step_checkpoint(kept[0]) is None
+
+
+def test_request_save_writes_at_the_next_update_boundary_and_waits_for_it(tmp_path):
+    model, optim = _model_and_optim()
+    context = R.RunContext(model, [optim], [None], _options(tmp_path), _SINGLE)
+    context.on_update(1, 2)
+    context.save_if_due(_SubReporter(), None, fetched=False)
+    assert context.requested_save_done is None and not (tmp_path / ckpt.STEP_DIR).exists()
+    context.request_save()  # e.g. from a SIGUSR1 handler
+    context.on_update(1, 4)
+    context.save_if_due(_SubReporter(), None, fetched=True)
+    path = tmp_path / ckpt.STEP_DIR / "e00001_b000000004.pth"
+    assert context.requested_save_done == str(path) and not context.writer.busy  # committed
+    assert ckpt.verify_step_checkpoint(ckpt.StepCheckpoint.from_path(path)) is None
+    assert context.newest == str(path)
+    assert context.save_now(1, 6, _SubReporter(), None) == str(path.with_name("e00001_b000000006.pth"))
+    assert ckpt.verify_step_checkpoint(ckpt.StepCheckpoint.from_path(path.with_name("e00001_b000000006.pth"))) is None
+    context.close()
