@@ -338,6 +338,21 @@ def write(self, data):
 
 
 ckpt.ChecksumWriter.write = write
+
+if kill_after or hang_after:
+    # Step checkpoints are written in the background; here each is waited for, so that
+    # a kill at micro-batch N finds the same files as with a synchronous writer (a kill
+    # inside a background write is FAULT_KILL_IN_SAVE's case).
+    from espnet_ext.train import resume as R
+
+    _save = R.RunContext.save
+
+    def save(self, *args, **kwargs):
+        _save(self, *args, **kwargs)
+        self.flush()
+
+    R.RunContext.save = save
+
 sys.argv = [sys.argv[1]] + sys.argv[2:]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 '''

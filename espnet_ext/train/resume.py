@@ -5,15 +5,29 @@
   model, optimizers, schedulers, grad scaler, the reporter (finished epochs and this
   epoch's statistics so far), the position in the epoch (micro-batches consumed) and
   every rank's RNG states, both before and after the next batch is fetched (the file is
-  written right after that fetch, or at the end of the epoch). Written atomically by
-  rank 0 (:mod:`espnet_ext.train.checkpoint`); the last ``--keep_step_checkpoints``
-  are kept. A crash loses at most the work since the newest one.
+  written right after that fetch, or at the end of the epoch). Rank 0 snapshots the
+  state to host memory and a background thread writes it atomically
+  (:mod:`espnet_ext.train.async_writer`, :mod:`espnet_ext.train.checkpoint`), so
+  training blocks only for the snapshot; the last ``--keep_step_checkpoints`` are kept.
+  The ranks' RNG states reach rank 0 by one ``all_gather`` of fixed-size byte tensors
+  (no ``gather_object``). A write error surfaces on every rank at the next update
+  boundary; :meth:`RunContext.flush` (called by :meth:`RunContext.close`) waits for the
+  write in flight. A crash loses at most the work since the newest committed one.
 * **non-finite updates**: ESPnet skips an update whose gradient norm is NaN/inf (which a
   NaN/inf loss on any rank causes). Skipped updates are counted over the whole run (the
   count survives resumes) and training stops with an error once there are more than
   ``--max_nonfinite_steps``. The decision is all-reduced, so every rank stops together.
 * a **progress watchdog** (``--watchdog_minutes``) ends a rank that waits too long
-  (e.g. for a dead peer) with a non-zero exit code and a message naming the rank.
+  (e.g. for a dead peer) with a non-zero exit code and a message naming the rank. It
+  stays armed while saving and resuming, with :data:`SAVE_WATCHDOG_FACTOR` times the
+  limit (rank 0 may wait for a multi-GB write or CRC re-read the others cannot see),
+  petted whenever the writer or the verification makes progress.
+
+**Save now** (for signal handling): :meth:`RunContext.request_save` (signal-safe) makes
+the next update boundary a save point on every rank (the flag is all-reduced with the
+others); that save is then waited for (:meth:`RunContext.flush`) and
+:attr:`RunContext.requested_save_done` names the committed file. :meth:`RunContext.save_now`
+does the same at once, when the caller is already at an update boundary on every rank.
 
 **Resume** (``--resume true``, as the recipe always passes): before ESPnet's epoch loop,
 rank 0 picks the newest valid state -- a step checkpoint if it is later than the epochs
@@ -25,21 +39,76 @@ first fetch as they were saved (:meth:`RunContext.begin_epoch`), and continues a
 not been interrupted: same data order, same dropout and masking draws, same parameters.
 """
 
+import contextlib
+import gc
+import io
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
 from espnet_ext.train import checkpoint as ckpt
+from espnet_ext.train.async_writer import AsyncCheckpointWriter, release_file_pages
 from espnet_ext.train.hooks import IterationHook
 from espnet_ext.train.watchdog import ProgressWatchdog
 
 
+SAVE_WATCHDOG_FACTOR = 3  # watchdog limit while saving / resuming, times --watchdog_minutes
+
+
 class NonFiniteLimitError(RuntimeError):
     """Too many optimizer updates were skipped for a NaN/inf loss or gradient."""
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)
+
+
+def _owned(obj: Any) -> Any:
+    """``obj`` with its tensors cloned: nothing keeps a memory-mapped file alive."""
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: _owned(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_owned(v) for v in obj) if isinstance(obj, list) else tuple(_owned(v) for v in obj)
+    return obj
+
+
+def materialize_optimizer_state(optimizer: torch.optim.Optimizer, saved: Dict[str, Any],
+                                path: Optional[Path] = None) -> None:
+    """Replace the tensors of a loaded optimizer ``saved`` state dict by copies on their
+    parameter's device and dtype (what ``Optimizer.load_state_dict`` would make; it then
+    keeps them as they are), one at a time, releasing each memory-mapped source's pages
+    of ``path``. On CPU ``load_state_dict`` would otherwise keep the mapped tensors
+    themselves, pinning the (possibly later deleted) file."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    ids = [i for group in saved.get("param_groups", []) for i in group["params"]]
+    by_id = dict(zip(ids, params)) if len(ids) == len(params) else {}
+    for index, entry in saved.get("state", {}).items():
+        param = by_id.get(index)
+        for key, value in list(entry.items()):
+            if not isinstance(value, torch.Tensor):
+                continue
+            if param is None or key == "step":
+                entry[key] = value.clone()
+            elif param.is_floating_point():
+                entry[key] = value.to(device=param.device, dtype=param.dtype, copy=True)
+            else:
+                entry[key] = value.to(device=param.device, copy=True)
+            if path is not None:
+                release_file_pages([value], path)
+            del value
 
 
 class RunContext:
@@ -73,20 +142,50 @@ class RunContext:
         self.newest: Optional[str] = None
         self._stepped = False
         self._due: Optional[Tuple[int, int, Dict[str, Any]]] = None
+        self._save_requested = False  # request_save(): set from a signal handler
+        self._due_requested = False
+        self.requested_save_done: Optional[str] = None  # the file a requested save committed
         self._handles = [o.register_step_post_hook(self._on_step) for o in self.optimizers]
         self.watchdog = (
             ProgressWatchdog(options.watchdog_minutes * 60, self.label)
             if options.watchdog_minutes is not None else None
         )
+        self.save_timeout = (
+            SAVE_WATCHDOG_FACTOR * options.watchdog_minutes * 60 if options.watchdog_minutes is not None else None
+        )
+        self.writer = (
+            AsyncCheckpointWriter(self.step_dir, options.keep_step_checkpoints, pin_memory=self.device == "cuda")
+            if self.rank == 0 else None
+        )
+        self.save_timings: List[Dict[str, float]] = []  # rank 0: the training thread's cost per save
 
     def _on_step(self, optimizer, args, kwargs) -> None:
         self._stepped = True
 
     def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
+        """End of the run (also on an error): wait for the write in flight (raising its
+        error), then release the hooks, the watchdog and the snapshot buffers."""
+        try:
+            self.flush()
+        finally:
+            for handle in self._handles:
+                handle.remove()
+            if self.watchdog is not None:
+                self.watchdog.stop()
+            if self.writer is not None:
+                self.writer.snapshot.release()
+
+    # -- watchdog ------------------------------------------------------------------------
+
+    def _pet(self) -> None:
         if self.watchdog is not None:
-            self.watchdog.stop()
+            self.watchdog.pet()
+
+    def _watched(self, phase: str):
+        """Armed as ``phase`` with the save/resume limit for the block."""
+        if self.watchdog is None:
+            return contextlib.nullcontext()
+        return self.watchdog.phase(phase, self.save_timeout)
 
     # -- collectives (no-ops on one process) ---------------------------------------------
 
@@ -97,11 +196,29 @@ class RunContext:
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
-    def _gather(self, obj: Any) -> Optional[List[Any]]:
+    def _gather_rng(self, rng: Dict[str, Any]) -> Optional[List[Any]]:
+        """Every rank's ``rng`` on rank 0 (None elsewhere), without ``gather_object``:
+        each rank serializes its states (a few KiB) into a byte tensor on its device,
+        one all-reduce agrees on the longest, one ``all_gather`` of padded tensors."""
         if not self.distributed:
-            return [obj]
-        out = [None] * self.world_size if self.rank == 0 else None
-        torch.distributed.gather_object(obj, out, dst=0)
+            return [rng]
+        buf = io.BytesIO()
+        torch.save(rng, buf)
+        payload = buf.getvalue()
+        longest, = self._max(len(payload))
+        mine = torch.zeros(8 + longest, dtype=torch.uint8)
+        mine[:8] = torch.frombuffer(bytearray(len(payload).to_bytes(8, "little")), dtype=torch.uint8)
+        mine[8:8 + len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+        mine = mine.to(self.device)
+        everyone = [torch.empty_like(mine) for _ in range(self.world_size)]
+        torch.distributed.all_gather(everyone, mine)
+        if self.rank != 0:
+            return None
+        out = []
+        for row in torch.stack(everyone).cpu():
+            data = row.numpy().tobytes()
+            n = int.from_bytes(data[:8], "little")
+            out.append(torch.load(io.BytesIO(data[8:8 + n]), map_location="cpu", weights_only=True))
         return out
 
     def _max(self, *flags: int) -> List[int]:
@@ -114,7 +231,11 @@ class RunContext:
     # -- resume --------------------------------------------------------------------------
 
     def prepare(self, resume: bool) -> None:
-        """Choose (rank 0) and load (every rank) the state to resume from."""
+        """Choose (rank 0) and load (every rank) the state to resume from, watched."""
+        with self._watched("resume"):
+            self._prepare(resume)
+
+    def _prepare(self, resume: bool) -> None:
         decision: Dict[str, Any] = {"path": None, "error": None}
         if self.rank == 0:
             try:
@@ -127,13 +248,8 @@ class RunContext:
         if decision["path"] is None:
             return
         path = Path(decision["path"])
-        state = ckpt.load_step_checkpoint(ckpt.StepCheckpoint.from_path(path))
-        self.model.load_state_dict(state["model"])
-        for optimizer, s in zip(self.optimizers, state["optimizers"], strict=True):
-            optimizer.load_state_dict(s)
-        for scheduler, s in zip(self.schedulers, state["schedulers"], strict=True):
-            if scheduler is not None:
-                scheduler.load_state_dict(s)
+        state = self._restore(path)
+        self._pet()
         if state["accum_grad"] != self.options.accum_grad:
             logging.warning(
                 f"{path.name} was saved with accum_grad {state['accum_grad']}, now "
@@ -146,12 +262,37 @@ class RunContext:
             )
         self.nonfinite_total = int(state["nonfinite_total"])
         self.finished_reporter = state["reporter"]
-        self.pending = state
+        self.pending = state  # what begin_epoch needs; the model and optimizers are restored
         self.newest = str(path)
         logging.info(
             f"resuming from step checkpoint {path} (epoch {state['epoch']}, "
             f"{state['position']} micro-batches done)"
         )
+
+    def _restore(self, path: Path) -> Dict[str, Any]:
+        """Load the step checkpoint ``path`` memory-mapped into the model, optimizers and
+        schedulers; return the rest of its state, copied out of the file. The mapped
+        file's pages are released as soon as they are copied (model, then each optimizer
+        tensor), and the mapping itself with the last reference: the resume's peak is
+        the live state plus about the model's part of the file, not two copies."""
+        state = ckpt.load_step_checkpoint(ckpt.StepCheckpoint.from_path(path), mmap=True)
+        self._pet()
+        self.model.load_state_dict(state["model"])
+        release_file_pages(list(_tensors(state["model"])), path)
+        state["model"] = None
+        self._pet()
+        for optimizer, s in zip(self.optimizers, state["optimizers"], strict=True):
+            materialize_optimizer_state(optimizer, s, path)
+            optimizer.load_state_dict(s)
+            self._pet()
+        state["optimizers"] = None
+        for scheduler, s in zip(self.schedulers, state["schedulers"], strict=True):
+            if scheduler is not None:
+                scheduler.load_state_dict(s)
+        rest = _owned({k: v for k, v in state.items() if k not in ("model", "optimizers", "schedulers")})
+        del state
+        gc.collect()  # the last slices of the mapped file go: it is unmapped
+        return rest
 
     def _choose(self, resume: bool) -> Optional[str]:
         for leftover in ckpt.remove_temporaries(self.step_dir):
@@ -164,7 +305,7 @@ class RunContext:
                     f"from {self.step_dir}"
                 )
             return None
-        choice = ckpt.choose_resume_point(self.output_dir)
+        choice = ckpt.choose_resume_point(self.output_dir, progress=self._pet)
         if choice.checkpoint is not None:
             keep_until = choice.checkpoint.key
         elif choice.epoch_checkpoint_epoch is not None:
@@ -241,7 +382,12 @@ class RunContext:
         due = opts.save_every_steps is not None and self.windows_since_save >= opts.save_every_steps
         if opts.save_every_minutes is not None and self.rank == 0:
             due = due or time.monotonic() - self.last_save >= 60 * opts.save_every_minutes
-        skipped, due = self._max(skipped, int(due))
+        requested, self._save_requested = self._save_requested, False
+        write_error = self._collect()  # rank 0: a background write that finished (or failed)
+        skipped, due, requested, failed = self._max(skipped, int(due or requested), int(requested),
+                                                    int(write_error is not None))
+        if failed:
+            raise ckpt.CheckpointWriteError(write_error or "rank 0 could not write a step checkpoint (see its log)")
         if skipped:
             self.nonfinite_total += 1
             limit = opts.max_nonfinite_steps
@@ -264,6 +410,7 @@ class RunContext:
             # is fetched, with the RNG states from before and after that fetch: a resumed
             # run then matches whatever the iterator draws when it starts or loads.
             self._due = (epoch, position, ckpt.capture_rng())
+            self._due_requested = bool(requested)
 
     def save_if_due(self, sub_reporter, scaler, fetched: bool) -> None:
         """After the fetch that follows a due update boundary (``fetched``), or at the end
@@ -273,6 +420,67 @@ class RunContext:
         (epoch, position, before), self._due = self._due, None
         rng = {"before_fetch": before, "after_fetch": ckpt.capture_rng() if fetched else None}
         self.save(epoch, position, sub_reporter, scaler, rng)
+        if self._due_requested:  # a save now (signal): committed before anyone exits
+            self._due_requested = False
+            self.flush()
+            self.requested_save_done = str(ckpt.step_checkpoint_path(self.step_dir, epoch, position))
+
+    def request_save(self) -> None:
+        """Make the next update boundary a save point on every rank, then wait for that
+        write (see :attr:`requested_save_done`). Safe to call from a signal handler."""
+        self._save_requested = True
+
+    def save_now(self, epoch: int, position: int, sub_reporter, scaler,
+                 rng: Optional[Dict[str, Any]] = None) -> Optional[str]:
+        """Save the current state (an update boundary, every rank calls it) and wait until
+        it is committed; returns its path (rank 0). ``rng``: as :meth:`save`'s, by
+        default the current states (no fetch pending)."""
+        if rng is None:
+            rng = {"before_fetch": ckpt.capture_rng(), "after_fetch": None}
+        self.save(epoch, position, sub_reporter, scaler, rng)
+        self.flush()
+        return str(ckpt.step_checkpoint_path(self.step_dir, epoch, position)) if self.rank == 0 else None
+
+    def flush(self) -> None:
+        """Rank 0: wait for the background write in flight (watched, petted while it
+        progresses); log it, raise :class:`CheckpointWriteError` if it failed. A no-op on
+        the other ranks and when nothing is in flight. Call before any exit."""
+        if self.writer is None:
+            return
+        with self._watched("checkpoint write"):
+            error = self._collect(wait=True)
+        if error is not None:
+            raise ckpt.CheckpointWriteError(error)
+
+    def _write_error(self, e: BaseException) -> str:
+        error = (f"{e}; the checkpoints written before are intact (newest step "
+                 f"checkpoint: {self.newest or 'none yet'})")
+        logging.error(error)
+        return error
+
+    def _collect(self, wait: bool = False) -> Optional[str]:
+        """Rank 0: take the result of a finished background write (waiting for it with
+        ``wait``); log it, or return the error message if it failed."""
+        if self.writer is None:
+            return None
+        try:
+            result = self.writer.wait(pet=self._pet) if wait else self.writer.poll()
+        except Exception as e:  # CheckpointWriteError (ENOSPC...), or a pickling error
+            return self._write_error(e)
+        self._log_written(result)
+        return None
+
+    def _log_written(self, result: Optional[Dict[str, Any]]) -> None:
+        if result is None:
+            return
+        saved = result["checkpoint"]
+        for old in result["removed"]:
+            logging.debug(f"removed old step checkpoint {old.path.name}")
+        logging.info(
+            f"step checkpoint {saved.path.name}: {result['bytes'] / 2**20:.1f} MiB written in "
+            f"{result['write_s']:.2f} s in the background"
+        )
+        self.newest = str(saved.path)
 
     def _finished_reporter(self, epoch: int) -> Dict[str, Any]:
         """The main reporter's state at the start of ``epoch`` (its finished epochs)."""
@@ -294,51 +502,47 @@ class RunContext:
         return self.finished_reporter
 
     def save(self, epoch: int, position: int, sub_reporter, scaler, rng: Dict[str, Any]) -> None:
-        """Every rank: contribute RNG states; rank 0 writes; all agree on the outcome."""
-        if self.watchdog is not None:
-            self.watchdog.disarm()  # rank 0 writes; the others wait for it
-        rngs = self._gather(rng)
-        error = None
-        if self.rank == 0:
-            state = {
-                "format": ckpt.FORMAT,
-                "epoch": epoch,
-                "position": position,
-                "model": self.model.state_dict(),
-                "optimizers": [o.state_dict() for o in self.optimizers],
-                "schedulers": [s.state_dict() if s is not None else None for s in self.schedulers],
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "reporter": self._finished_reporter(epoch),
-                "sub_reporter": ckpt.sub_reporter_state(sub_reporter),
-                "rng": rngs,
-                "nonfinite_total": self.nonfinite_total,
-                "epoch_valid_updates": self.epoch_valid_updates,
-                "accum_grad": self.options.accum_grad,
-                "world_size": self.world_size,
-            }
-            tic = time.perf_counter()
-            try:
-                saved = ckpt.save_step_checkpoint(state, self.step_dir, epoch, position)
-            except Exception as e:  # ENOSPC etc. (CheckpointWriteError) or a pickling error
-                error = (f"{e}; the checkpoints written before are intact (newest step "
-                         f"checkpoint: {self.newest or 'none yet'})")
-                logging.error(error)
-            else:
-                size = saved.path.stat().st_size
-                for old in ckpt.prune_step_checkpoints(self.step_dir, self.options.keep_step_checkpoints):
-                    logging.debug(f"removed old step checkpoint {old.path.name}")
-                logging.info(
-                    f"step checkpoint {saved.path.name}: {size / 2**20:.1f} MiB in "
-                    f"{time.perf_counter() - tic:.2f} s"
-                )
-                self.newest = str(saved.path)
-        failed, = self._max(int(error is not None))
+        """Every rank: contribute RNG states; rank 0 snapshots the state and hands it to
+        the background writer (after waiting for a write still in flight, whose error is
+        raised here); all agree on the outcome. Training blocks only for this."""
+        with self._watched("checkpoint save"):
+            rngs = self._gather_rng(rng)
+            error = None
+            if self.rank == 0:
+                state = {
+                    "format": ckpt.FORMAT,
+                    "epoch": epoch,
+                    "position": position,
+                    "model": self.model.state_dict(),
+                    "optimizers": [o.state_dict() for o in self.optimizers],
+                    "schedulers": [s.state_dict() if s is not None else None for s in self.schedulers],
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "reporter": self._finished_reporter(epoch),
+                    "sub_reporter": ckpt.sub_reporter_state(sub_reporter),
+                    "rng": rngs,
+                    "nonfinite_total": self.nonfinite_total,
+                    "epoch_valid_updates": self.epoch_valid_updates,
+                    "accum_grad": self.options.accum_grad,
+                    "world_size": self.world_size,
+                }
+                try:
+                    timing = self.writer.submit(state, epoch, position, pet=self._pet)
+                except Exception as e:  # the previous write failed, or the snapshot did
+                    error = self._write_error(e)
+                else:
+                    self._log_written(timing.pop("previous"))
+                    self.save_timings.append(timing)
+                    logging.info(
+                        f"step checkpoint e{epoch}/b{position}: training blocked {timing['blocked_s']:.2f} s "
+                        f"(snapshot {timing['snapshot_s']:.2f} s, waited {timing['waited_s']:.2f} s); "
+                        "writing in the background"
+                    )
+                del state
+            failed, = self._max(int(error is not None))
         if failed:
             raise ckpt.CheckpointWriteError(error or "rank 0 could not write a step checkpoint (see its log)")
         self.windows_since_save = 0
         self.last_save = time.monotonic()
-        if self.watchdog is not None:
-            self.watchdog.arm("training")
 
 
 class ResilienceHook(IterationHook):
