@@ -88,6 +88,18 @@ class RunContext:
         if self.watchdog is not None:
             self.watchdog.stop()
 
+    # -- stopping for requeue (espnet_ext.train.signals) ---------------------------------
+
+    def mark_due(self, epoch: int, position: int) -> None:
+        """Force a step checkpoint at this update boundary (all ranks, after
+        :meth:`on_update`): written by the next :meth:`save_if_due`."""
+        if self._due is None:
+            self._due = (epoch, position, ckpt.capture_rng())
+
+    def flush_checkpoints(self) -> None:
+        """Return once every step checkpoint saved so far is durable on disk (a synchronous
+        save is, when :meth:`save` returns)."""
+
     # -- collectives (no-ops on one process) ---------------------------------------------
 
     def _broadcast(self, obj: Any) -> Any:
