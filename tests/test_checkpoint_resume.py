@@ -301,6 +301,8 @@ kill_after = int(os.environ.get("FAULT_KILL_AFTER", "0"))
 hang_after = int(os.environ.get("FAULT_HANG_AFTER", "0"))
 kill_in_save = int(os.environ.get("FAULT_KILL_IN_SAVE", "0"))
 stamp = os.environ.get("FAULT_STAMP")
+pause_after = int(os.environ.get("FAULT_PAUSE_AFTER", "0"))  # wait here for a stop signal
+count_file = os.environ.get("FAULT_COUNT")  # micro-batches finished, rewritten after each
 done = [0]
 
 
@@ -319,6 +321,15 @@ class Fault(T.IterationHook):
         if active and done[0] == hang_after:
             _stamp()
             threading.Event().wait()
+        if count_file:
+            with open(count_file, "w") as f:
+                f.write(str(done[0]))
+        if active and done[0] == pause_after:
+            from espnet_ext.train import signals
+            _stamp()
+            deadline = time.monotonic() + float(os.environ.get("FAULT_PAUSE_SECONDS", "60"))
+            while time.monotonic() < deadline and not T.Trainer._stop.signum:
+                time.sleep(0.01)
 
 
 _build_hooks = T.Trainer.build_hooks.__func__
@@ -734,3 +745,59 @@ def test_ssl_on_the_sharded_iterator_killed_and_resumed_matches(tmp_path):
     log = _ok(_train("ssl", corpus, out))
     assert "e00002_b000000002.pth (epoch 2, 2 micro-batches done)" in _resumed_from(log)
     _assert_same_params(straight, out)
+
+
+# ---------------------------------------------------------------------------------------
+# Pre-emption: a stop signal, a step checkpoint at the next update boundary, exit 75
+
+
+def _signalled_run(task, data, out, sig, *extra, after=9):
+    """Start a training in its own session; after ``after`` micro-batches (the trainer waits
+    there), send ``sig`` to its whole process group as SLURM does to a job step. Returns
+    (CompletedProcess-like, seconds from the signal to the exit, micro-batches finished)."""
+    stamp, count = out.parent / f"{out.name}.stamp", out.parent / f"{out.name}.count"
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [PYTHON, str(data / "inject.py"), *_args(task, data, out, *extra), "--ngpu", "0"]
+    env = _env(FAULT_PAUSE_AFTER=after, FAULT_STAMP=stamp, FAULT_COUNT=count)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not stamp.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stamp.exists(), proc.communicate()[0][-4000:]
+    signalled = time.monotonic()
+    os.killpg(proc.pid, sig)
+    log, _ = proc.communicate(timeout=600)
+    seconds = time.monotonic() - signalled
+    (out.parent / f"{out.name}.{int(time.time() * 1000)}.log").write_text(log)
+    return subprocess.CompletedProcess(cmd, proc.returncode, log, ""), seconds, int(count.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM], ids=["SIGUSR1", "SIGTERM"])
+def test_sigusr1_saves_and_exits_for_requeue(corpus, straight_ssl, tmp_path, sig):
+    """The signal comes after 9 micro-batches (epoch 2, micro-batch 3: in the middle of an
+    accumulation window; no periodic checkpoints). The update in flight is finished, the
+    step checkpoint of its boundary (epoch 2 after 4) is written, and the process exits 75.
+    Resumed, it ends with the straight run's parameters."""
+    from espnet_ext.distributed.exit_codes import REQUEUE
+
+    out = tmp_path / "preempted"
+    proc, seconds, finished = _signalled_run("ssl", corpus, out, sig, "--save_every_steps", "none",
+                                             "--num_workers", "1")
+    log = proc.stdout
+    assert proc.returncode == REQUEUE, log[-6000:]
+    assert f"stopping for requeue after update 2 of epoch 2 (4 micro-batches) (signal {sig.name})" in log
+    kept = ckpt.list_step_checkpoints(out / ckpt.STEP_DIR)
+    assert [c.key for c in kept] == [(2, 4)]  # the forced one only
+    assert ckpt.verify_step_checkpoint(kept[0]) is None
+    # No completed update lost: the process finished exactly the micro-batches it saved.
+    assert finished == 6 + 4
+    assert seconds < 60, seconds
+    print(f"\n{sig.name}: exit {proc.returncode} {seconds:.2f} s after the signal; "
+          f"{finished} micro-batches finished, checkpoint at {kept[0].key}, 0 updates lost")
+    resume_point = _step_model(out, 2, 4)
+    log = _ok(_train("ssl", corpus, out, "--save_every_steps", "none", "--num_workers", "1"))
+    assert "e00002_b000000004.pth (epoch 2, 4 micro-batches done)" in _resumed_from(log)
+    _assert_same_params(straight_ssl, out)
+    _assert_moved(out, resume_point)

@@ -187,6 +187,22 @@ class RunContext:
             return contextlib.nullcontext()
         return self.watchdog.phase(phase, self.save_timeout)
 
+    # -- stopping for requeue (espnet_ext.train.signals) ---------------------------------
+
+    def mark_due(self, epoch: int, position: int) -> None:
+        """Force a step checkpoint at this update boundary (all ranks, after
+        :meth:`on_update`): written by the next :meth:`save_if_due`."""
+        if self._due is None:
+            self._due = (epoch, position, ckpt.capture_rng())
+
+    def flush_checkpoints(self) -> None:
+        """All ranks: return once every step checkpoint saved so far is durable on disk.
+        Rank 0 waits for its background write (:meth:`flush`); the others wait for rank 0
+        (one tiny all-reduce), so no rank exits, and no launcher reaps the job, before the
+        file is committed."""
+        self.flush()
+        self._max(0)
+
     # -- collectives (no-ops on one process) ---------------------------------------------
 
     def _broadcast(self, obj: Any) -> Any:

@@ -8,24 +8,32 @@ ESPnet's epoch loop and training step stay ESPnet's; this subclass wraps them:
   hand-over (no-sync accumulation on DDP), a mid-epoch start on resume, and the training
   forward under CPU bf16 autocast with ``--use_amp true --ngpu 0``;
 * the run (:mod:`espnet_ext.train.resume`): resume from the newest valid step checkpoint,
-  step checkpoints, a limit on skipped (NaN/inf) updates and a progress watchdog.
+  step checkpoints, a limit on skipped (NaN/inf) updates and a progress watchdog;
+* pre-emption (:mod:`espnet_ext.train.signals`): on SIGUSR1/SIGTERM, a step checkpoint at the
+  next update boundary and exit status 75 (requeue); under torchrun a rank dies with its agent;
+* one trainer per experiment (:mod:`espnet_ext.train.lock`): rank 0 locks the output
+  directory before touching its checkpoints; a second trainer stops at once, naming the holder.
 """
 
 import argparse
 import logging
+import os
 from typing import List, Optional
 
 import torch
 from espnet2.train.trainer import Trainer as _StockTrainer
 from espnet2.utils.build_dataclass import build_dataclass
 
+from espnet_ext.train import signals
 from espnet_ext.train.hooks import CpuAutocast, HookedIterator, IterationHook, PetIterable, build_hooks
+from espnet_ext.train.lock import OutputDirInUse, OutputDirLock
 from espnet_ext.train.options import ExtTrainerOptions, add_trainer_arguments, check_options
 from espnet_ext.train.resume import ResilienceHook, RunContext
 
 
 class Trainer(_StockTrainer):
     _context: Optional[RunContext] = None  # the current run's, while ``run`` runs
+    _stop: Optional[signals.StopRequest] = None  # the current run's stop signal, while ``run`` runs
 
     @classmethod
     def build_options(cls, args: argparse.Namespace) -> ExtTrainerOptions:
@@ -45,12 +53,18 @@ class Trainer(_StockTrainer):
     @classmethod
     def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
             plot_attention_iter_factory, trainer_options, distributed_option) -> None:
+        stop = signals.StopRequest()
+        stop.install()  # first: a signal from now on stops at the next update boundary
+        if "TORCHELASTIC_RUN_ID" in os.environ:
+            signals.die_with_parent()  # no rank outlives its torchrun
         context = RunContext(model, optimizers, schedulers, trainer_options, distributed_option)
         if trainer_options.use_amp and trainer_options.ngpu == 0:
             logging.info("use_amp with --ngpu 0: the training forward runs under CPU bf16 autocast")
+        lock = OutputDirLock(trainer_options.output_dir)
         try:
+            cls._lock_output_dir(lock, context)
             context.prepare(bool(trainer_options.resume))  # loads a step checkpoint, if newer
-            cls._context = context
+            cls._context, cls._stop = context, stop
             super().run(
                 model=model, optimizers=optimizers, schedulers=schedulers,
                 train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
@@ -58,8 +72,24 @@ class Trainer(_StockTrainer):
                 trainer_options=trainer_options, distributed_option=distributed_option,
             )
         finally:
-            cls._context = None
+            cls._context, cls._stop = None, None
             context.close()
+            lock.release()
+            stop.uninstall()
+
+    @staticmethod
+    def _lock_output_dir(lock: OutputDirLock, context: RunContext) -> None:
+        """Rank 0 takes the lock; every rank stops with its message if it is held."""
+        error = None
+        if context.rank == 0:
+            try:
+                lock.acquire()
+            except OutputDirInUse as e:
+                error = str(e)
+        error = context._broadcast(error)
+        if error is not None:
+            logging.error(error)
+            raise SystemExit(f"error: {error}")
 
     @classmethod
     def resume(cls, checkpoint, model, reporter, optimizers, schedulers, scaler, ngpu: int = 0, strict: bool = True):
@@ -87,7 +117,11 @@ class Trainer(_StockTrainer):
             epoch = reporter.get_epoch()
             start, on_start, on_first = context.begin_epoch(epoch, reporter, scaler)
             earlier_valid = context.epoch_valid_updates
+            if cls._stop is not None:
+                signals.stop_at_epoch_start(context, cls._stop, epoch)
             hooks.append(ResilienceHook(context, epoch, options.accum_grad, reporter, scaler))
+            if cls._stop is not None:  # after the resilience hook: it writes the forced checkpoint
+                hooks.append(signals.StopHook(cls._stop, context, epoch, options.accum_grad))
             if context.watchdog is not None:
                 context.watchdog.arm("training")
         if hooks:
