@@ -16,8 +16,10 @@ The project's rule (:func:`amp_plan`), from ``--use_amp`` and ``--amp_dtype``:
   fp16 must be asked for (``--amp_dtype fp16``).
 
 ESPnet's loop autocasts only when its ``scaler`` argument is not None, so "no scaler"
-is handed to it as ``GradScaler("cuda", enabled=False)``: autocast stays on, ``scale()``
-returns the loss as is, ``step()`` is ``optimizer.step()``, ``get_scale()`` is 1.0.
+is handed to it as a disabled ``GradScaler`` (:class:`UnscaledGradScaler`): autocast stays
+on, ``scale()`` returns the loss as is, ``get_scale()`` is 1.0, and ``step()`` is
+``optimizer.step()`` except on non-finite gradients, which it skips (a plain disabled
+scaler would apply them: ESPnet calls ``scaler.step`` on its skip path too).
 The dtype ESPnet autocasts to is its module's ``autocast_args``, set for the duration
 of the epoch by :func:`espnet_autocast_dtype`. On CPU, ESPnet's ``autocast("cuda")`` is a
 no-op and the training forward runs under :class:`espnet_ext.train.hooks.CpuAutocast`.
@@ -97,15 +99,33 @@ def epoch_scaler(plan: AmpPlan, espnet_scaler):
     return _disabled_scaler()
 
 
+try:
+    from torch.amp import GradScaler as _GradScaler
+except ImportError:  # older torch
+    from torch.cuda.amp import GradScaler as _GradScaler
+
+
+class UnscaledGradScaler(_GradScaler):
+    """A disabled GradScaler (autocast on, nothing scaled) that still skips a non-finite
+    update. ESPnet's loop, on a NaN/inf gradient norm, calls ``scaler.step(optimizer)`` and
+    relies on the scaler to skip; a plain disabled scaler's ``step`` is ``optimizer.step()``
+    and would write the NaNs into the parameters. The finiteness test is the one ESPnet's
+    own skip decision uses (``torch._foreach_norm``, as in ``clip_grad_norm_``)."""
+
+    def __init__(self):
+        super().__init__("cuda", enabled=False)
+
+    def step(self, optimizer, *args, **kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            norms = torch._foreach_norm(grads)
+            if not bool(torch.isfinite(torch.stack([n.to(norms[0].device) for n in norms])).all()):
+                return None  # skipped, as an enabled GradScaler skips
+        return optimizer.step(*args, **kwargs)
+
+
 def _disabled_scaler():
-    try:
-        from torch.amp import GradScaler
-
-        return GradScaler("cuda", enabled=False)
-    except ImportError:  # older torch
-        from torch.cuda.amp import GradScaler
-
-        return GradScaler(enabled=False)
+    return UnscaledGradScaler()
 
 
 @contextlib.contextmanager
