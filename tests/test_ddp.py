@@ -11,6 +11,7 @@ near-zero gradients into full-size updates). All tests here start several proces
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -181,7 +182,7 @@ def test_no_sync_accumulation_equals_stock_on_two_ranks(tmp_path, data, one_step
         log = tmp_path / f"{no_sync}.log"
         _launch(tmp_path, ["--ngpu", 0, "--cpu_procs", 2],
                 _asr_command(data, config, out, "--accum_no_sync", no_sync, "--log_level", "DEBUG"), log)  # fmt: skip
-        hooks = "iteration hooks: ['NoSyncHook']" in log.read_text()
+        hooks = re.search(r"iteration hooks: \[[^\]]*'NoSyncHook'", log.read_text()) is not None
         assert hooks == (no_sync == "true"), "the no_sync hook runs exactly when asked for"
         results[no_sync] = _params(out)
     update = _max_diff(results["false"], init)
@@ -207,8 +208,8 @@ def test_bench_counts_one_gradient_all_reduce_per_step_with_no_sync(tmp_path):
     # Stock: per micro-batch a stop flag, one all-gather per statistic and the weight.
     # Ours: the weight per micro-batch, one statistics all-reduce per update, and one
     # epoch-length check per epoch (1 step here); no all-gathers.
-    assert stock["kinds"]["all_gather"] >= 4 * 2 and "all_gather" not in ours["kinds"]
-    assert ours["kinds"]["all_reduce"] == 4 + 1 + 1
+    assert stock["kinds"]["all_gather"][0] >= 4 * 2 and "all_gather" not in ours["kinds"]
+    assert ours["kinds"]["all_reduce"][0] == 4 + 1 + 1
     assert ours["other_calls"] < stock["other_calls"]
     assert max(res["stat_diff"].values()) < 1e-4 * max(1.0, *map(abs, res["epoch_stats"]["stock"].values()))
     assert res["max_param_update"] > 1e-2 and res["max_param_diff"] < 1e-5
