@@ -17,16 +17,24 @@ from typing import Any, Optional
 from espnet2.train.trainer import TrainerOptions
 from espnet2.utils.types import int_or_none, str2bool
 
+from espnet_ext.train.amp import AMP_DTYPES
+from espnet_ext.train.stats import STATS_REDUCE
+
 
 @dataclasses.dataclass
 class ExtTrainerOptions(TrainerOptions):
-    """ESPnet's trainer options plus no-sync accumulation and crash safety."""
+    """ESPnet's trainer options plus no-sync accumulation, mixed precision, per-rank seeds,
+    fewer collectives and crash safety."""
 
     accum_no_sync: bool = False
+    amp_dtype: str = "auto"
+    seed_per_rank: bool = True
+    stats_reduce: str = "update"
     save_every_steps: Optional[int] = None
     save_every_minutes: Optional[float] = 5.0
     keep_step_checkpoints: int = 3
     max_nonfinite_steps: Optional[int] = 100
+    nonfinite_window: Optional[int] = 2000
     watchdog_minutes: Optional[float] = 10.0
 
 
@@ -52,6 +60,14 @@ def check_options(options) -> None:
         bad("keep_step_checkpoints", options.keep_step_checkpoints, "must be an integer >= 1")
     if number("max_nonfinite_steps", options.max_nonfinite_steps, int) and options.max_nonfinite_steps < 0:
         bad("max_nonfinite_steps", options.max_nonfinite_steps, "must be >= 0 (or null: no limit)")
+    if number("nonfinite_window", options.nonfinite_window, int) and options.nonfinite_window < 1:
+        bad("nonfinite_window", options.nonfinite_window, "must be >= 1 (or null: the whole run)")
+    if options.amp_dtype not in AMP_DTYPES:
+        bad("amp_dtype", options.amp_dtype, f"must be one of {', '.join(AMP_DTYPES)}")
+    if options.stats_reduce not in STATS_REDUCE:
+        bad("stats_reduce", options.stats_reduce, f"must be one of {', '.join(STATS_REDUCE)}")
+    if not isinstance(options.seed_per_rank, bool):
+        bad("seed_per_rank", options.seed_per_rank, "must be true or false")
     if number("watchdog_minutes", options.watchdog_minutes, float) and not options.watchdog_minutes > 0:
         bad("watchdog_minutes", options.watchdog_minutes, "must be > 0 (or null: off)")
     saving = options.save_every_steps is not None or options.save_every_minutes is not None
@@ -102,6 +118,31 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
         help="With DDP and accum_grad > 1, all-reduce gradients only on the last "
         "micro-batch of each accumulation window (same result, 1/accum_grad of the traffic)",
     )
+    group.add_argument(
+        "--amp_dtype",
+        choices=AMP_DTYPES,
+        default="auto",
+        help="With --use_amp true: bf16 autocasts to bf16 with no loss scaler (CUDA with bf16 "
+        "support, or CPU); fp16 autocasts to fp16 with a GradScaler (CUDA only, only when asked "
+        "for); auto = bf16 where supported, else float32 (see espnet_ext.train.amp)",
+    )
+    group.add_argument(
+        "--seed_per_rank",
+        type=str2bool,
+        default=True,
+        help="Each DDP rank draws its own random numbers (masks, noise, SpecAugment, dropout) "
+        "from (seed, epoch, rank); rank 0 keeps ESPnet's seed + epoch. false: every rank "
+        "draws the same, as stock ESPnet",
+    )
+    group.add_argument(
+        "--stats_reduce",
+        choices=STATS_REDUCE,
+        default="update",
+        help="With DDP: reduce the reported statistics across ranks once per optimizer update "
+        "(update) or log interval (log_interval), in one all-reduce, and drop ESPnet's "
+        "per-micro-batch stop flag (epoch lengths are checked equal once per epoch); "
+        "micro_batch: ESPnet's per-micro-batch collectives. The update is the same",
+    )
     group = parser.add_argument_group("espnet_ext crash safety")
     group.add_argument(
         "--save_every_steps",
@@ -126,8 +167,17 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
         "--max_nonfinite_steps",
         type=_nonnegative_int_or_none,
         default=100,
-        help="Stop with an error once more than this many optimizer updates in the run "
-        "(counted across resumes) were skipped for a NaN/inf loss or gradient (none: no limit)",
+        help="Stop with an error once more than this many of the last --nonfinite_window "
+        "optimizer updates (counted across resumes) were skipped for a NaN/inf loss or "
+        "gradient (none: no limit)",
+    )
+    group.add_argument(
+        "--nonfinite_window",
+        type=_positive_int_or_none,
+        default=2000,
+        help="The window of --max_nonfinite_steps: the last N optimizer updates (none: the "
+        "whole run). The default 2000 is an fp16 GradScaler's growth interval; 100 in 2000 "
+        "is a 5%% skip rate",
     )
     group.add_argument(
         "--watchdog_minutes",

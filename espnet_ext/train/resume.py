@@ -14,9 +14,11 @@
   boundary; :meth:`RunContext.flush` (called by :meth:`RunContext.close`) waits for the
   write in flight. A crash loses at most the work since the newest committed one.
 * **non-finite updates**: ESPnet skips an update whose gradient norm is NaN/inf (which a
-  NaN/inf loss on any rank causes). Skipped updates are counted over the whole run (the
-  count survives resumes) and training stops with an error once there are more than
-  ``--max_nonfinite_steps``. The decision is all-reduced, so every rank stops together.
+  NaN/inf loss on any rank causes). Skipped updates are counted over the last
+  ``--nonfinite_window`` updates (a sliding window carried in the step checkpoints, so it
+  survives resumes; :class:`NonFiniteWindow`) and training stops with an error once more
+  than ``--max_nonfinite_steps`` of them were skipped. The decision is all-reduced, so
+  every rank stops together.
 * a **progress watchdog** (``--watchdog_minutes``) ends a rank that waits too long
   (e.g. for a dead peer) with a non-zero exit code and a message naming the rank. It
   stays armed while saving and resuming, with :data:`SAVE_WATCHDOG_FACTOR` times the
@@ -46,7 +48,8 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -111,6 +114,59 @@ def materialize_optimizer_state(optimizer: torch.optim.Optimizer, saved: Dict[st
             del value
 
 
+class NonFiniteWindow:
+    """Skipped updates among the last ``window`` optimizer updates (None: the whole run).
+
+    A lifetime count would stop a long run on a low, steady rate of skips (e.g. an fp16
+    loss scaler's one in 2,000) however healthy it is; the window bounds the *rate*
+    (default: more than 100 of the last 2,000 updates, 5%), while a divergence (every
+    update skipped) still stops the run after ``limit + 1`` updates.
+
+    State (:meth:`state`) is the update counter and the update numbers of the skips still
+    in the window; :meth:`load` also takes an old checkpoint's lifetime count alone
+    (``nonfinite_total``): those skips are taken as recent, so they age out after one
+    window (the conservative reading).
+    """
+
+    def __init__(self, window: Optional[int]):
+        self.window = window
+        self.updates = 0
+        self.total = 0
+        self._skips: Deque[int] = deque()
+
+    def add(self, skipped: bool) -> None:
+        self.updates += 1
+        if skipped:
+            self.total += 1
+            self._skips.append(self.updates)
+        self._trim()
+
+    @property
+    def recent(self) -> int:
+        return len(self._skips)
+
+    def describe(self) -> str:
+        return "in this run" if self.window is None else f"in the last {self.window} updates"
+
+    def state(self) -> Dict[str, Any]:
+        return {"updates": self.updates, "skips": list(self._skips), "window": self.window}
+
+    def load(self, state: Optional[Dict[str, Any]], total: int) -> None:
+        self.total = int(total)
+        if state is None:  # a checkpoint from before the window: its lifetime count
+            self.updates = 0
+            self._skips = deque([0] * self.total)
+            return
+        self.updates = int(state["updates"])
+        self._skips = deque(int(u) for u in state["skips"])
+        self._trim()  # the window may have been shortened since
+
+    def _trim(self) -> None:
+        if self.window is not None:
+            while self._skips and self._skips[0] <= self.updates - self.window:
+                self._skips.popleft()
+
+
 class RunContext:
     """One training run's resume state, checkpoint cadence, update counting and watchdog.
 
@@ -135,7 +191,7 @@ class RunContext:
         self.device = "cuda" if options.ngpu > 0 else "cpu"
         self.pending: Optional[Dict[str, Any]] = None
         self.finished_reporter: Optional[Dict[str, Any]] = None
-        self.nonfinite_total = 0
+        self.nonfinite = NonFiniteWindow(getattr(options, "nonfinite_window", None))
         self.epoch_valid_updates = 0
         self.windows_since_save = 0
         self.last_save = time.monotonic()
@@ -276,7 +332,7 @@ class RunContext:
                 f"{path.name} was saved by {state['world_size']} ranks, now {self.world_size}: "
                 "per-rank RNG states cannot all be matched"
             )
-        self.nonfinite_total = int(state["nonfinite_total"])
+        self.nonfinite.load(state.get("nonfinite_window"), int(state.get("nonfinite_total", 0)))
         self.finished_reporter = state["reporter"]
         self.pending = state  # what begin_epoch needs; the model and optimizers are restored
         self.newest = str(path)
@@ -404,16 +460,17 @@ class RunContext:
                                                     int(write_error is not None))
         if failed:
             raise ckpt.CheckpointWriteError(write_error or "rank 0 could not write a step checkpoint (see its log)")
+        self.nonfinite.add(bool(skipped))
         if skipped:
-            self.nonfinite_total += 1
             limit = opts.max_nonfinite_steps
+            recent, span = self.nonfinite.recent, self.nonfinite.describe()
             logging.warning(
                 f"epoch {epoch}, micro-batch {position}: update skipped (NaN/inf loss or "
-                f"gradient); {self.nonfinite_total} skipped in this run (limit {limit})"
+                f"gradient); {recent} skipped {span} (limit {limit}), {self.nonfinite.total} in this run"
             )
-            if limit is not None and self.nonfinite_total > limit:
+            if limit is not None and recent > limit:
                 raise NonFiniteLimitError(
-                    f"{self.label}: training stopped: {self.nonfinite_total} optimizer updates "
+                    f"{self.label}: training stopped: {recent} optimizer updates {span} "
                     f"were skipped for a NaN/inf loss or gradient, more than "
                     f"--max_nonfinite_steps {limit} (the last at epoch {epoch}, micro-batch "
                     f"{position}). Check the data and the learning rate; the newest step "
@@ -536,7 +593,8 @@ class RunContext:
                     "reporter": self._finished_reporter(epoch),
                     "sub_reporter": ckpt.sub_reporter_state(sub_reporter),
                     "rng": rngs,
-                    "nonfinite_total": self.nonfinite_total,
+                    "nonfinite_total": self.nonfinite.total,
+                    "nonfinite_window": self.nonfinite.state(),
                     "epoch_valid_updates": self.epoch_valid_updates,
                     "accum_grad": self.options.accum_grad,
                     "world_size": self.world_size,
