@@ -85,7 +85,7 @@ def write_template(path: Path) -> tuple:
 
 def write_dump(root: Path, n_utts: int, template: Path, offsets, frames, ark_bytes) -> None:
     """Both layouts for ``n_utts`` utterances in shards of SHARD."""
-    from espnet_ext.data import shards as S
+    from espnet_ext.shards import format as S
 
     (root / "data").mkdir(parents=True)
     pos = np.arange(SHARD) % TEMPLATE
@@ -223,7 +223,7 @@ def link_dump(root: Path, n_utts: int, source: Path) -> None:
     """A dump of ``n_utts`` for the sharded path only, without writing its indices: every
     shard's ark and index are symlinks to shard 0 of ``source`` (the same bytes, so every
     check passes; utterance ids repeat across shards, which costs nothing here)."""
-    from espnet_ext.data import shards as S
+    from espnet_ext.shards import format as S
 
     (root / "data").mkdir(parents=True)
     src = S.ShardManifest.load(str(source))
@@ -262,7 +262,7 @@ def padding_stock(shape_file: Path, batch_type: str) -> list:
 
 
 def padding_ours(frames: np.ndarray, rule=None) -> list:
-    from espnet_ext.data import shard_plan as P
+    from espnet_ext.shards import plan as P
 
     n_shards = len(frames) // SHARD
     shard_utts = np.full(n_shards, SHARD)
@@ -396,7 +396,7 @@ def main() -> None:
         shape = tmp / "padding_shape"
         with open(shape, "w") as f:
             f.writelines(f"p{i:07d} {t},{FEAT_DIM}\n" for i, t in enumerate(frames))
-        from espnet_ext.data.shard_plan import padding_fraction
+        from espnet_ext.shards.plan import padding_fraction
 
         pad = {
             "stock sorted (the configs' batch_type)": padding_stock(shape, "sorted"),
@@ -412,7 +412,7 @@ def main() -> None:
         ours_pad = padding_fraction(list(pad.values())[-1])
         stock_pad = padding_fraction(list(pad.values())[0])
         print(f"ours - stock sorted: {100 * (ours_pad - stock_pad):+.2f} points")
-        from espnet_ext.data.shard_plan import BatchRule
+        from espnet_ext.shards.plan import BatchRule
 
         budget = GLOBAL_BATCH // RANKS * int(np.mean(frames))
         batches = padding_ours(frames[:200_000], BatchRule("bins", budget))

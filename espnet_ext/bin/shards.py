@@ -6,7 +6,7 @@ Usage::
 
 Prints every problem as ``<path>: <message>`` and exits 1 if there is any, else prints
 ``<path>: ok`` per path and exits 0.  Without ``--quick`` every ark is read and its
-CRC-32 compared (:func:`espnet_ext.data.shards.verify`).
+CRC-32 compared (:func:`espnet_ext.shards.format.verify`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from espnet_ext.data.shards import verify
+from espnet_ext.shards.format import verify
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

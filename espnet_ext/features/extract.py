@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import kaldiio
 import torch
 
-from espnet_ext.data import shards as S
+from espnet_ext.shards import format as S
 from espnet_ext.features.audio import AudioError, read_audio
 from espnet_ext.features.inputs import DataDirError, UsageError, Utterance, fingerprint, read_data_dir
 from espnet_ext.features.logmel import DEFAULT_OPTIONS, LogMelOptions, compute_features
