@@ -16,9 +16,9 @@ Epochs: without ``num_iters_per_epoch`` ESPnet's epoch e is pass e. With it, epo
 the rank's batches ``[(e - 1) n, e n)`` of the endless sequence of passes 1, 2, ...
 (as ESPnet's ``SequenceIterFactory`` does), so a pass may span epochs.
 
-Open files: a loader worker keeps the arks it reads open across batches (at most
-:data:`OPEN_ARKS_PER_STREAM` per stream it reads, least recently used closed first) and
-closes them when its part of the epoch ends.
+Open files: a loader worker keeps the arks it reads open across batches (per stream it
+reads, as many as a bucketing window spans plus 2, at most :data:`MAX_OPEN_ARKS_PER_STREAM`;
+the least recently opened closed first) and closes them when its part of the epoch ends.
 
 Weighted mixing (``mix``): see :mod:`espnet_ext.shards.plan`; every pass logs the
 hours it draws from each source (frames x 10 ms).
@@ -59,7 +59,7 @@ from espnet_ext.shards.format import ShardManifest
 
 log = logging.getLogger(__name__)
 
-OPEN_ARKS_PER_STREAM = 2
+MAX_OPEN_ARKS_PER_STREAM = 64
 FRAME_SHIFT_S = 0.01  # stage 2's log-Mel features: 10 ms per frame
 
 
@@ -142,7 +142,9 @@ class _PassSegment(IterableDataset):
         streams: Dict[int, Iterator[PlannedBatch]] = {}
         position: Dict[int, int] = {}
         own = len({j % per_rank for j in range(worker, per_rank, n_workers)})
-        fds = _OpenFiles(OPEN_ARKS_PER_STREAM * max(1, own))  # open per worker, not per batch
+        span = 2 + -(-self.f.window // max(1, int(self.f.manifest.utts.min())))
+        # open per worker, not per batch: every ark of a window stays open
+        fds = _OpenFiles(min(span, MAX_OPEN_ARKS_PER_STREAM) * max(1, own))
         try:
             for j in range(self.start + worker, self.stop, n_workers):
                 local, i = j % per_rank, j // per_rank
