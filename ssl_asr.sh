@@ -59,7 +59,8 @@ datadir=data            # Kaldi-style data directories
 dumpdir=dump            # features
 expdir=exp              # models, decoding results, RESULTS.md, results.json
 pretrain_set=pretrain   # unlabeled pre-training set (built by combining pretrain_sources)
-pretrain_sources=""     # required: sets combined into pretrain_set (space-separated)
+pretrain_sources=""     # required: sets combined into pretrain_set (space-separated); "set:weight ..." mixes them by weight
+source_temperature=""   # mix pretrain_sources with shares ~ hours^(1/T) (instead of weights; empty: no mixing)
 train_set=""            # required: labeled fine-tuning set
 valid_set=""            # required: validation set
 test_sets=""            # required: evaluation sets (space-separated)
@@ -85,6 +86,7 @@ lm_tag=""               # name of the LM experiment (default: from the config)
 lm_args=""              # extra arguments for LM training
 inference_model=valid.acc.ave.pth  # checkpoint used for decoding and packing
 ablation_minutes=10     # stage 9: minutes of labeled speech in the low-resource subset of train_set
+ablation_set=""         # stage 9: a named low-resource set instead (e.g. ll_10min, ll_1h, ll_10h: Libri-Light's)
 ablation_seeds="1 2 3"  # stage 9: fine-tuning seeds, each run from scratch and from the pre-trained encoder
 ablation_config=""      # stage 9: fine-tuning config (required for stage 9)
 ablation_decode_config=""  # stage 9: decoding config, without the LM (required for stage 9)
@@ -158,6 +160,23 @@ if [ "${corpus}" = embedded ] && in_stages 1 && ! command -v espeak-ng > /dev/nu
     msg="stage 1 synthesizes the embedded corpus with espeak-ng, which is not on PATH. Install it: sudo apt-get install -y espeak-ng"
     if "${dry_run}"; then log "Note: ${msg}"; else log "Error: ${msg}"; exit 1; fi
 fi
+
+# ---- Pre-training sources: "a b" (every utterance once per pass) or "a:w b:w" (mixed by weight) ----
+pretrain_source_sets=""; source_weights=""; n_weighted=0; n_sources=0
+for src in ${pretrain_sources}; do
+    n_sources=$((n_sources + 1))
+    pretrain_source_sets+="${pretrain_source_sets:+ }${src%%:*}"
+    case "${src}" in *:*) n_weighted=$((n_weighted + 1)); source_weights+="${source_weights:+ }${src}" ;; esac
+done
+if [ "${n_weighted}" -ne 0 ] && [ "${n_weighted}" -ne "${n_sources}" ]; then
+    log "Error: --pretrain_sources: give a weight to every source or to none: '${pretrain_sources}'"; exit 1
+fi
+if [ -n "${source_weights}" ] && [ -n "${source_temperature}" ]; then
+    log "Error: --pretrain_sources with weights and --source_temperature: give one of them"; exit 1
+fi
+mix=""  # non-empty: mixed by weight (stage 1 records utt2source, stage 2 cuts shards per source)
+[ -n "${source_weights}${source_temperature}" ] && mix=true
+pretrain_sources=${pretrain_source_sets}
 
 # ---- Names of everything the stages write ----
 [ -z "${pretrain_tag}" ] && pretrain_tag=$(basename "${pretrain_config}" .yaml)
@@ -275,6 +294,8 @@ pretrain_launch() {  # stage 4's training
             --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
             --resume true \
             --output_dir "${pretrain_exp}" \
+            ${source_weights:+--shard_source_weights "${source_weights}"} \
+            ${source_temperature:+--shard_source_temperature "${source_temperature}"} \
             ${pretrain_args}
 }
 # finetune_launch <exp> <train set> <config> [args...]: a fine-tuning (stages 5 and 9); the
@@ -394,9 +415,9 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         # One array task per set (--nj audio-check workers on its node), then the combination.
         array_over "${datadir}/log/prepare" ${prep_sets} -- "${prepare[@]}" --sets ITEM
         ${train_cmd} "${datadir}/log/prepare.combine.log" "${prepare[@]}" --sets "${prep_sets}" \
-            ${combine:+--combine "${combine}"}
+            ${combine:+--combine "${combine}"} ${mix:+--utt2source}
     else
-        "${prepare[@]}" --sets "${prep_sets}" ${combine:+--combine "${combine}"}
+        "${prepare[@]}" --sets "${prep_sets}" ${combine:+--combine "${combine}"} ${mix:+--utt2source}
     fi
 fi
 
@@ -427,6 +448,9 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         python -m espnet_ext.bin.lm_text --out_dir "${lm_data}" --bpemodel "${bpemodel}" \
             --text "${datadir}/${train_set}/text" --plain "${lm_text}" "${exclude[@]}" \
             --valid_text "${datadir}/${valid_set}/text"
+        # Text-only shards of the LM text, for --iterator_type sharded (skipped when up to date)
+        python -m espnet_ext.bin.shards text --text "${lm_data}/text" \
+            --shape "${lm_data}/text_shape.bpe" --out_dir "${lm_data}"
         mkdir -p "${lm_exp}"
         lm_launch
         submitted_stop 3
@@ -505,12 +529,26 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    low_set=${train_set}_${ablation_minutes}min
-    prefix=asr_ablation_${ablation_minutes}min
+    if [ -n "${ablation_set}" ]; then
+        low_set=${ablation_set}
+        prefix=asr_ablation_${ablation_set}
+    else
+        low_set=${train_set}_${ablation_minutes}min
+        prefix=asr_ablation_${ablation_minutes}min
+    fi
     log "Stage 9: ablation on ${low_set}: scratch vs pretrained, seeds ${ablation_seeds} -> ${expdir}/${prefix}_*"
     [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first"; exit 1; }
-    python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
-        --minutes "${ablation_minutes}" --seed 0
+    if [ -n "${ablation_set}" ]; then  # a named set: stages 1-2 for it (skipped when done)
+        python -m espnet_ext.bin.prepare_data --datadir "${datadir}" --sets "${ablation_set}" \
+            --librispeech "${librispeech_root}" ${LIBRILIGHT:+--librilight "${LIBRILIGHT}"} \
+            ${COMMONVOICE:+--commonvoice "${COMMONVOICE}"} \
+            --max_utt_seconds "${max_utt_seconds}" --segment_seconds "${segment_seconds}" --nj "${nj}"
+        python -m espnet_ext.bin.extract_feats --data_dir "${datadir}/${ablation_set}" \
+            --out_dir "${dumpdir}/${ablation_set}" --nj "${nj}"
+    else
+        python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
+            --minutes "${ablation_minutes}" --seed 0
+    fi
     for seed in ${ablation_seeds}; do
         for arm in scratch pretrained; do
             run_exp=${expdir}/${prefix}_${arm}_seed${seed}

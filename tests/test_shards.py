@@ -22,9 +22,9 @@ from espnet2.train.collate_fn import CommonCollateFn
 
 from espnet_ext.bin import shards as shards_cli
 from espnet_ext.features import extract as X
-from espnet_ext.data import shard_plan as P
-from espnet_ext.data import shards as S
-from espnet_ext.iterators.sharded import ShardedIterFactory
+from espnet_ext.shards import format as S
+from espnet_ext.shards import plan as P
+from espnet_ext.shards.iterator import ShardedIterFactory
 
 REPO = Path(__file__).resolve().parents[1]
 N_UTTS = 120

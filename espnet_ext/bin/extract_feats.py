@@ -15,7 +15,7 @@ Output in ``--out_dir``:
   (``--chunk_size`` utterances in sorted order), each written to a temporary
   name and renamed; the ``.done`` marker (written last) makes a killed run
   resume with only the unfinished chunks.  Each chunk is a shard of the
-  sharded data path (:mod:`espnet_ext.data.shards`): ``.idx`` is its index
+  sharded data path (:mod:`espnet_ext.shards.format`): ``.idx`` is its index
   (``<utt>\t<offset>\t<frames>``), and the marker records the ark's size and
   CRC-32.
 * ``shards.tsv``: the shard manifest (one row per shard with utterances,

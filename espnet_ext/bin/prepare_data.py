@@ -46,6 +46,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--audio_check", choices=("full", "header"), default="full", help="decode every file (full) or read headers"
     )
+    p.add_argument(
+        "--utt2source", action="store_true",
+        help="combined sets also get utt2source (<utt> <source set>): stage 2 then cuts each "
+        "source into its own shards (needed to mix the sources by weight in pre-training)",
+    )
     p.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
@@ -58,6 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         segment_seconds=args.segment_seconds,
         nj=args.nj,
         audio_check=args.audio_check,
+        utt2source=args.utt2source,
     )
     try:
         reports, failures = prepare(

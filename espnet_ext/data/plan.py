@@ -2,8 +2,9 @@
 
 Each set name is resolved to the first of: an existing ``DATA/<set>`` holding
 ``wav.scp`` (or, when this stage prepared it from a corpus that is given again, that
-corpus); a LibriSpeech folder; a Libri-Light subset (``ll_<subset>``); a Common Voice
-split (``cv_<split>``).  See :mod:`espnet_ext.data.prepare` for the whole stage.
+corpus); a LibriSpeech folder; Libri-Light's limited-supervision sets (``ll_10min``,
+``ll_1h``, ``ll_10h``: ``librispeech_finetuning``) or a Libri-Light subset
+(``ll_<subset>``); a Common Voice split (``cv_<split>``).  See :mod:`espnet_ext.data.prepare` for the whole stage.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from espnet_ext.data import librispeech
+from espnet_ext.data import librilight, librispeech
 from espnet_ext.data.kaldi_dir import CORE_FILES
 from espnet_ext.data.rules import MIN_SEGMENT_SECONDS
 from espnet_ext.utils.stamps import DONE_FILE, read_record
 
 __all__ = ["CORPUS_KINDS", "ConfigError", "Options", "Plan", "leftovers", "make_plans", "parse_combine", "resolve_set", "root_dir"]
 
-CORPUS_KINDS = ("librispeech", "librilight", "commonvoice")
+CORPUS_KINDS = ("librispeech", "librilight", "librilight_finetuning", "commonvoice")
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -37,13 +38,14 @@ class Options:
     segment_seconds: float = 30.0
     nj: int = 1
     audio_check: str = "full"
+    utt2source: bool = False  # combined sets also record each utterance's source set
 
     def relevant(self, kind: str) -> dict:
         """The options that change the result of a set of this kind."""
         if kind == "librilight":
             return {"segment_seconds": self.segment_seconds, "audio_check": self.audio_check}
         if kind == "combine":
-            return {}
+            return {"utt2source": True} if self.utt2source else {}
         return {"max_utt_seconds": self.max_utt_seconds, "audio_check": self.audio_check}
 
 
@@ -95,6 +97,16 @@ def _corpus_source(name: str, roots: dict[str, Optional[Path]], looked: list[str
         if plan is not None:
             return plan
     ll = roots.get("librilight")
+    if name in librilight.FINETUNING_SETS:
+        if ll is None:
+            looked.append("Libri-Light limited supervision: --librilight not given")
+            return None
+        folders, missing = librilight.finetuning_folders(ll, name)
+        if not missing:
+            return Plan(name, "librilight_finetuning", ll, Path())
+        looked.append(f"Libri-Light limited supervision: {', '.join(str(m) for m in missing)} "
+                      f"(no such folder; from librispeech_finetuning.tgz)")
+        return None
     subset = _prefixed_subset(name, "ll_", "Libri-Light", "librilight", ll, looked)
     if subset is not None:
         plan = _folder_plan(name, "librilight", "Libri-Light", ll / subset, looked)

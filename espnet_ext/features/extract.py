@@ -8,6 +8,12 @@ numpy/torch/soundfile/kaldiio and runs one torch thread) is written as
 holding the chunk's summary), so a killed run resumes with the unfinished chunks.  The
 chunks are then merged into ``feats.scp``, ``feats_shape``, ``rejected`` and the shard
 manifest, and ``.done`` records the fingerprint of the inputs.
+
+Labeled sets: the shards also get their transcripts (``data/text.<k>.txt`` from the
+copied ``text``, :func:`espnet_ext.shards.format.write_transcripts`), rewritten whenever
+``text`` changes. A data dir with ``utt2source`` (a set combined with sources recorded,
+for weighted mixing) is cut into chunks per source, in the order the sources first
+appear there, and the manifest records each shard's source.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import kaldiio
 import torch
 
-from espnet_ext.data import shards as S
+from espnet_ext.shards import format as S
 from espnet_ext.features.audio import AudioError, read_audio
 from espnet_ext.features.inputs import DataDirError, UsageError, Utterance, fingerprint, read_data_dir
 from espnet_ext.features.logmel import DEFAULT_OPTIONS, LogMelOptions, compute_features
@@ -178,9 +184,11 @@ def _sync_meta(data_dir: Path, out_dir: Path, written: set, filtered: bool) -> L
     return changed
 
 
-def _write_shard_manifest(out_dir: Path, summaries: List[dict], n_mels: int) -> Path:
+def _write_shard_manifest(out_dir: Path, summaries: List[dict], n_mels: int,
+                          sources: Optional[List[str]] = None,
+                          chunk_sources: Optional[List[int]] = None) -> Path:
     """``shards.tsv`` for the chunks (in chunk order); empty chunks are left out."""
-    rows = []
+    rows, row_sources = [], []
     for s in summaries:
         frames = list(s["shapes"].values())
         if frames:
@@ -188,7 +196,40 @@ def _write_shard_manifest(out_dir: Path, summaries: List[dict], n_mels: int) -> 
                 shard=s["chunk"], utts=len(frames), frames=sum(frames), max_frames=max(frames),
                 ark_bytes=s["ark_bytes"], ark_crc32=s["ark_crc32"], index_crc32=s["index_crc32"],
             ))
-    return S.write_manifest(out_dir, rows, feat_dim=n_mels)
+            if sources is not None:
+                row_sources.append(chunk_sources[s["chunk"]])
+    path = S.write_manifest(out_dir, rows, feat_dim=n_mels, sources=sources,
+                            row_sources=row_sources if sources is not None else None)
+    if (out_dir / "text").is_file():
+        path = S.write_transcripts(str(out_dir), out_dir / "text")
+    return path
+
+
+def _read_utt2source(data: Path, utts: Sequence[Utterance]):
+    """``(sources, source index per utterance)`` from ``utt2source``, or (None, None).
+
+    Raises:
+        DataDirError: an utterance without a source (named).
+    """
+    path = data / "utt2source"
+    if not path.is_file():
+        return None, None
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if len(fields) == 2:
+            table[fields[0]] = fields[1]
+    sources: List[str] = []
+    for name in table.values():
+        if name not in sources:
+            sources.append(name)
+    index = {name: i for i, name in enumerate(sources)}
+    out = []
+    for u in utts:
+        if u.utt not in table:
+            raise DataDirError(f"{path}: utterance {u.utt!r} has no source")
+        out.append(index[table[u.utt]])
+    return sources, out
 
 
 def _merge(
@@ -241,6 +282,9 @@ def run(
     if not utts:
         raise DataDirError(f"{data}: wav.scp/segments list no utterances")
     fp = fingerprint(data, options)
+    sources, utt_sources = _read_utt2source(data, utts)
+    if sources is not None:  # the chunks depend on it
+        fp = f"{fp}+{zlib.crc32((data / 'utt2source').read_bytes()):08x}"
     t0 = time.perf_counter()
 
     done_file = out / DONE_FILE
@@ -252,6 +296,10 @@ def run(
             changed = _sync_meta(data, out, written, filtered=done.get("rejected", 0) > 0)
             if changed:
                 log.info("%s: %s changed in %s: re-copied", out, ", ".join(changed), data)
+            if (out / "text").is_file() and (
+                    "text" in changed or S.ShardManifest.load(str(out)).text_pattern is None):
+                S.write_transcripts(str(out), out / "text")
+                log.info("%s: wrote the shards' transcripts", out)
             log.info("%s: already done (%d utterances), nothing to do", out, done.get("written", 0))
             return {**done, "status": "already done", "wall": time.perf_counter() - t0}
         if done.get("fingerprint") == fp:
@@ -261,7 +309,15 @@ def run(
         done_file.unlink()
 
     (out / "data").mkdir(parents=True, exist_ok=True)
-    chunks = [utts[i : i + chunk_size] for i in range(0, len(utts), chunk_size)]
+    if sources is None:
+        chunks = [utts[i : i + chunk_size] for i in range(0, len(utts), chunk_size)]
+        chunk_sources = None
+    else:  # each chunk (shard) holds one source
+        chunks, chunk_sources = [], []
+        for i in range(len(sources)):
+            own = [u for u, j in zip(utts, utt_sources) if j == i]
+            chunks += [own[a : a + chunk_size] for a in range(0, len(own), chunk_size)]
+            chunk_sources += [i] * len(range(0, len(own), chunk_size))
     _remove_stale_chunks(out, len(chunks))
     summaries: Dict[int, dict] = {}
     for k, chunk in enumerate(chunks):
@@ -332,7 +388,7 @@ def run(
             f"rejected {n_rejected}"
         )
     _sync_meta(data, out, written, filtered)
-    _write_shard_manifest(out, ordered, options.n_mels)
+    _write_shard_manifest(out, ordered, options.n_mels, sources, chunk_sources)
     wall = time.perf_counter() - t0
     result = {
         "fingerprint": fp,

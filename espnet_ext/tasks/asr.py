@@ -6,6 +6,8 @@
   pre-trained encoder is usually fine-tuned more gently than the freshly initialized
   decoder and CTC head (e.g. wav2vec 2.0, Baevski et al. 2020, sec. 4.4 freezes it at
   first; BEST-RQ fine-tunes all with one schedule). 1.0 is ESPnet's behaviour.
+* ``--iterator_type sharded``: speech and transcripts from stage 2's shards
+  (:mod:`espnet_ext.shards.factory`; data entries as for ESPnet's iterator).
 """
 
 import argparse
@@ -15,11 +17,12 @@ import torch
 from espnet2.tasks.abs_task import optim_classes
 from espnet2.tasks.asr import ASRTask as _StockASRTask
 
+from espnet_ext.shards.factory import ShardedTaskMixin
 from espnet_ext.tasks.launcher import add_launcher_arguments
 from espnet_ext.train.trainer import Trainer
 
 
-class ASRTask(_StockASRTask):
+class ASRTask(ShardedTaskMixin, _StockASRTask):
     trainer = Trainer
 
     @classmethod

@@ -5,17 +5,20 @@ sentencepiece units as the ASR model, so ``asr_inference --lm_train_config/--lm_
 ``espnet2.bin.pack asr --lm_*`` take the result as is). Training goes through
 :mod:`espnet_ext.train.trainer`, so the LM stage gets the same step checkpoints, resume,
 accumulation and CPU bf16 behaviour as pre-training and fine-tuning.
+``--iterator_type sharded`` reads the text-only shards stage 3 writes next to the LM text
+(:mod:`espnet_ext.shards.factory`).
 """
 
 import argparse
 
 from espnet2.tasks.lm import LMTask as _StockLMTask
 
+from espnet_ext.shards.factory import ShardedTaskMixin
 from espnet_ext.tasks.launcher import add_launcher_arguments
 from espnet_ext.train.trainer import Trainer
 
 
-class LMTask(_StockLMTask):
+class LMTask(ShardedTaskMixin, _StockLMTask):
     trainer = Trainer
 
     @classmethod

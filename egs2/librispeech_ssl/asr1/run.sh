@@ -22,6 +22,7 @@ lm_config=conf/train_lm.yaml
     --corpus librispeech \
     --pretrain_set pretrain \
     --pretrain_sources "ll_small ll_medium ll_large ${train_set}" \
+    --ablation_set ll_10min \
     --train_set "${train_set}" \
     --valid_set "${valid_set}" \
     --test_sets "${test_sets}" \
