@@ -17,18 +17,13 @@ import torch
 from espnet2.tasks.abs_task import optim_classes
 from espnet2.tasks.asr import ASRTask as _StockASRTask
 
-from espnet_ext.shards.factory import ShardedTaskMixin
-from espnet_ext.tasks.launcher import add_launcher_arguments
-from espnet_ext.train.trainer import Trainer
+from espnet_ext.tasks.base import ProjectTask
 
 
-class ASRTask(ShardedTaskMixin, _StockASRTask):
-    trainer = Trainer
-
+class ASRTask(ProjectTask, _StockASRTask):
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         super().add_task_arguments(parser)
-        add_launcher_arguments(parser)
         group = parser.add_argument_group("espnet_ext fine-tuning")
         group.add_argument(
             "--encoder_lr_scale",

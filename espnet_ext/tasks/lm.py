@@ -9,19 +9,10 @@ accumulation and CPU bf16 behaviour as pre-training and fine-tuning.
 (:mod:`espnet_ext.shards.factory`).
 """
 
-import argparse
-
 from espnet2.tasks.lm import LMTask as _StockLMTask
 
-from espnet_ext.shards.factory import ShardedTaskMixin
-from espnet_ext.tasks.launcher import add_launcher_arguments
-from espnet_ext.train.trainer import Trainer
+from espnet_ext.tasks.base import ProjectTask
 
 
-class LMTask(ShardedTaskMixin, _StockLMTask):
-    trainer = Trainer
-
-    @classmethod
-    def add_task_arguments(cls, parser: argparse.ArgumentParser):
-        super().add_task_arguments(parser)
-        add_launcher_arguments(parser)
+class LMTask(ProjectTask, _StockLMTask):
+    pass

@@ -24,19 +24,10 @@ import torch
 from espnet2.tasks.ssl import SSLTask as _StockSSLTask
 from espnet2.train.collate_fn import CommonCollateFn
 
-from espnet_ext.shards.factory import ShardedTaskMixin
-from espnet_ext.tasks.launcher import add_launcher_arguments
-from espnet_ext.train.trainer import Trainer
+from espnet_ext.tasks.base import ProjectTask
 
 
-class SSLTask(ShardedTaskMixin, _StockSSLTask):
-    trainer = Trainer
-
-    @classmethod
-    def add_task_arguments(cls, parser: argparse.ArgumentParser):
-        super().add_task_arguments(parser)
-        add_launcher_arguments(parser)
-
+class SSLTask(ProjectTask, _StockSSLTask):
     @classmethod
     def build_collate_fn(
         cls, args: argparse.Namespace, train: bool
