@@ -180,6 +180,7 @@ def compare(model, path: Path):
     trained = torch.load(path, map_location="cpu", weights_only=True)
     changed = total = 0
     max_delta = 0.0
+    unchanged = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -187,6 +188,12 @@ def compare(model, path: Path):
         d = float((trained[name] - p.detach()).abs().max())
         max_delta = max(max_delta, d)
         changed += d > 0
+        if d == 0:
+            unchanged.append(f"{name} (values {float(p.min()):g}..{float(p.max()):g})")
+    if unchanged:
+        # Update 2's lr is 3e-8; a step under half an ulp of fp32 (3e-8 at 1.0) rounds away,
+        # so tensors of ones (LayerNorm weights) can stay bit-identical.
+        log(f"unchanged parameter tensors: {', '.join(unchanged)}")
     same_buffers = all(
         bool((trained[n] == b).all()) for n, b in model.named_buffers() if n in trained and b.is_floating_point()
     )
@@ -219,6 +226,8 @@ def main() -> int:
     p.add_argument("--seconds", default="2.5,3.0", help="lengths of the training utterances")
     p.add_argument("--min_free_gb", type=float, default=14.0)
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--stages", default="pretrain,finetune",
+                   help="run only some (the last line then has only their fields)")
     args = p.parse_args()
 
     import torch
@@ -236,7 +245,7 @@ def main() -> int:
     log(f"data: {len(seconds)} utterances of {', '.join(f'{s:g}' for s in seconds)} s -> {dump}")
 
     results, all_finite, all_changed = {}, True, True
-    for stage in ("pretrain", "finetune"):
+    for stage in args.stages.split(","):
         conf = yaml.safe_load(CONFIGS[stage].read_text())
         out = root / f"exp_{stage}"
         cmd = train_command(stage, root, dump, out)
@@ -253,7 +262,8 @@ def main() -> int:
         model, targs = build_initial(stage, cmd)
         params = sum(p.numel() for p in model.parameters())
         changed, total, max_delta, same_buffers = compare(model, out / "1epoch.pth")
-        ok_changed = changed == total and same_buffers and max_delta < 1e-3
+        # all but tensors whose steps round away in fp32 (listed above), update-sized
+        ok_changed = changed >= 0.99 * total and same_buffers and 0 < max_delta < 1e-3
         log(f"{stage}: {params:,} parameters; {changed}/{total} parameter tensors changed, max |delta| "
             f"{max_delta:.2e} (lr {conf['optim_conf']['lr']:g} warmed up over "
             f"{conf['scheduler_conf']['warmup_steps']:,} updates: lr 0 for update 1, "
@@ -287,6 +297,11 @@ def main() -> int:
         all_changed &= ok_changed
         shutil.rmtree(out, ignore_errors=True)  # ~10 GB of checkpoints
 
+    if set(results) != {"pretrain", "finetune"}:
+        print("full_scale_step " + " ".join(
+            f"{k}_params={r['params']} {k}_flops_per_update={r['flops']:.3e} {k}_days_at_40pct={r['days40']:.2f}"
+            for k, r in results.items()) + f" losses_finite={int(all_finite)} params_changed={int(all_changed)}")
+        return 0 if all_finite and all_changed else 1
     total40 = results["pretrain"]["days40"] + results["finetune"]["days40"]
     log(f"assumptions: every utterance 15 s (the update's 2048 x 15 s = 8.5 h of speech); model "
         f"FLOPs only (no attention recompute, no data loading, no communication stalls); peak "
