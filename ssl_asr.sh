@@ -52,8 +52,13 @@ dry_run=false           # true: print the training launches of stages 3-5 (comma
 plan_hours=""           # --dry_run true: hours for the stage-2 data plan (default: --pretrain_data_hours)
 chunk_size=200          # stage 2: utterances per feature shard (the resume unit; 1000-2000 at full scale)
 accept_global_batch=false  # launch even when the geometry or overrides change a config's global_batch_utts
-pretrain_data_hours=""  # for the printed steps per pass before stage 2 (default: count dump/<set>/feats_shape)
+pretrain_data_hours=""  # hours of pre-training data until stage 2 has written dump/<set>/feats_shape (then counted)
 finetune_data_hours=""  # same, for fine-tuning
+pretrain_mean_utt_seconds=15  # mean utterance length assumed with --pretrain_data_hours
+finetune_mean_utt_seconds=15  # same, for fine-tuning (LibriSpeech 960 h: 12.3)
+pretrain_max_passes=none  # launches stop when pre-training passes over its data more often (none: no limit)
+finetune_max_passes=20  # same, for fine-tuning (stage 5)
+accept_passes=false     # launch even past max_passes
 corpus=""               # required: embedded | librispeech: where LibriSpeech-layout subsets come from
 datadir=data            # Kaldi-style data directories
 dumpdir=dump            # features
@@ -281,10 +286,15 @@ submitted_stop() {
     fi
 }
 launch_mode=(--dry_run true)
+# data_opts <hours> <mean s> <shape file> <max passes>: the data size (hours until the shape file exists) and the passes limit
+data_opts() {
+    [ -n "$1" ] && [ ! -f "$3" ] && echo "--data_hours $1 --mean_utt_seconds $2"
+    echo "--max_passes $4 --accept_passes ${accept_passes}"
+}
 pretrain_launch() {  # stage 4's training
     # shellcheck disable=SC2086
     "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${pretrain_exp}/train.log" \
-        ${pretrain_data_hours:+--data_hours "${pretrain_data_hours}"} -- \
+        $(data_opts "${pretrain_data_hours}" "${pretrain_mean_utt_seconds}" "${dumpdir}/${pretrain_set}/feats_shape" "${pretrain_max_passes}") -- \
         python -m espnet_ext.bin.ssl_train \
             --config "${pretrain_config}" \
             --token_list "${pretrain_exp}/ssl_tokens.txt" \
@@ -304,7 +314,7 @@ finetune_launch() {
     local exp=$1 train=$2 config=$3; shift 3
     # shellcheck disable=SC2086
     "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${exp}/train.log" \
-        ${finetune_data_hours:+--data_hours "${finetune_data_hours}"} -- \
+        $(data_opts "${finetune_data_hours}" "${finetune_mean_utt_seconds}" "${dumpdir}/${train}/feats_shape" "${finetune_max_passes}") -- \
         python -m espnet_ext.bin.asr_train \
             --config "${config}" \
             --token_type bpe \
@@ -549,6 +559,8 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
             --minutes "${ablation_minutes}" --seed 0
     fi
+    finetune_max_passes=none  # the ablation trains many passes over its minutes of data by design
+    finetune_data_hours=""    # counted from the subset's feats_shape
     for seed in ${ablation_seeds}; do
         for arm in scratch pretrained; do
             run_exp=${expdir}/${prefix}_${arm}_seed${seed}

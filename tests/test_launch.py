@@ -87,7 +87,8 @@ def test_dry_run_16x8_slurm_prints_sbatch_srun_torchrun_and_arithmetic(capsys, t
     assert a.global_batch_matches and not a.stops and not a.fatal
     assert a.grad_allreduces_per_step == 1  # accum_no_sync true; ESPnet's stock trainer: 8
     # 600k h / 15 s = 144M utterances; floor(144M / 256) micro-batches; / 8 steps.
-    assert a.data == DataSize(144_000_000, "144,000,000 utterances (600000 h at an assumed mean of 15 s per utterance)")
+    assert a.data == DataSize(144_000_000, "144,000,000 utterances (600000 h at an assumed mean of 15 s per utterance)",
+                              seconds=600_000 * 3600)
     assert (a.micro_batches_per_pass, a.steps_per_pass) == (562_500, 70_312)
     assert (a.max_epoch, a.steps_per_epoch, a.total_steps) == (320, 1_250, 400_000)
     assert round(a.total_passes, 2) == 5.69
@@ -172,6 +173,10 @@ def test_dry_run_1x2(capsys, tmp_path, ngpu, cpu_procs, backend, per_proc):
     fixed = _arithmetic(geometry, "--batch_size", "4", "--accum_grad", "512")
     assert (fixed.per_rank, fixed.utts_per_step) == (2, 2048) and fixed.global_batch_matches
     rc, out, err = _launch(capsys, *argv, *_ssl_cmd(PRETRAIN, "--batch_size", "4", "--accum_grad", "512"))
+    # 64x the accumulation, same micro-batches per epoch: 1/64 of the scheduler's updates
+    assert rc == 2 and "total_steps 400,000 -> 6,250" in err
+    rc, out, err = _launch(capsys, *argv, *_ssl_cmd(PRETRAIN, "--batch_size", "4", "--accum_grad", "512",
+                                                    "--num_iters_per_epoch", "640000"))
     assert rc == 0, err
     cmd = shlex.split(out.strip().splitlines()[-1])
     assert cmd[:10] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes",
@@ -214,7 +219,8 @@ def test_global_batch_mismatch_stops_and_names_the_numbers(capsys, tmp_path):
 
 def test_accepting_in_the_config_or_command_counts(capsys, tmp_path):
     rc, out, _ = _launch(capsys, "--log", tmp_path / "l", "--dry_run", "true",
-                         *_ssl_cmd(PRETRAIN, "--accum_grad", "4", "--accept_global_batch", "true"))
+                         *_ssl_cmd(PRETRAIN, "--accum_grad", "4", "--num_iters_per_epoch", "5000",
+                                   "--accept_global_batch", "true"))
     assert rc == 0 and "accepted" in out
 
 

@@ -36,12 +36,25 @@ from espnet_ext.distributed.geometry import BACKENDS, Geometry, parse_hosts
 from espnet_ext.distributed.plan import default_job_name
 from espnet_ext.distributed.report import launch_report, refusal_messages
 from espnet_ext.distributed.runner import run_plan
+from espnet_ext.distributed.schedule import check_schedule, describe_schedule_problem
 
 
 def _bool(value: str) -> bool:
     if value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
+
+
+def _float_or_none(value: str) -> Optional[float]:
+    if value.lower() in ("none", "null", ""):
+        return None
+    try:
+        out = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or none, got '{value}'") from None
+    if out <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return out
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -88,6 +101,12 @@ def get_parser() -> argparse.ArgumentParser:
                    help="training hours, for steps per pass (with --mean_utt_seconds)")
     p.add_argument("--mean_utt_seconds", type=float, default=15.0,
                    help="assumed mean utterance length with --data_hours")
+    p.add_argument("--max_passes", type=_float_or_none, default=None,
+                   help="stop when the schedule passes over the data more often (none: no limit)")
+    p.add_argument("--accept_passes", type=_bool, default=False,
+                   help="launch even when the schedule exceeds --max_passes")
+    p.add_argument("--peak_tflops", type=float, default=312.0,
+                   help="per-GPU peak for the cost projection (A100 dense bf16: 312)")
     p.add_argument("--dry_run", type=_bool, default=False, help="print the launch, run nothing")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- <training command ...>")
     return p
@@ -113,6 +132,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = read_batch_settings(command)
         data = data_size(settings, args.data_utts, args.data_hours, args.mean_utt_seconds)
         arithmetic = batch_arithmetic(settings, geometry, data)
+        schedule = check_schedule(command, arithmetic, geometry, max_passes=args.max_passes,
+                                  mean_utt_seconds=args.mean_utt_seconds,
+                                  peak_flops=args.peak_tflops * 1e12)
         job_name = args.job_name or default_job_name(command, settings.output_dir)
         accept = args.accept_global_batch or settings.accept_global_batch
         if arithmetic.stops and accept and "accept_global_batch" not in command_options(command):
@@ -127,11 +149,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"launch: error: {e}", file=sys.stderr)
         return 2
 
-    report = dict(job_name=job_name, geometry=geometry, arithmetic=arithmetic, dry_run=args.dry_run)
-    if arithmetic.fatal or (arithmetic.stops and not accept):
+    report = dict(job_name=job_name, geometry=geometry, arithmetic=arithmetic, dry_run=args.dry_run,
+                  schedule=schedule)
+    too_many = schedule.stops and not args.accept_passes
+    if arithmetic.fatal or (arithmetic.stops and not accept) or schedule.fatal or too_many:
         print("\n".join(launch_report(**report)), flush=True)
-        for message in refusal_messages(arithmetic):
+        for message in refusal_messages(arithmetic) if arithmetic.fatal or not accept else []:
             print(message, file=sys.stderr)
+        for p in schedule.fatal:
+            print(f"launch: error: {describe_schedule_problem(p)}.", file=sys.stderr)
+        for p in schedule.stops if too_many else ():
+            print(f"launch: error: {describe_schedule_problem(p)}; or pass --accept_passes true to "
+                  "launch as it is.", file=sys.stderr)
         return 2
     text = launch_report(**report, plan=plan)
     print("\n".join(text), flush=True)

@@ -22,6 +22,7 @@ from espnet_ext.distributed.batch import (
 )
 from espnet_ext.distributed.geometry import Geometry
 from espnet_ext.distributed.plan import LaunchPlan
+from espnet_ext.distributed.schedule import Schedule, describe_schedule_problem, schedule_lines
 
 
 def _plural(n: int, word: str, suffix: str = "s") -> str:
@@ -273,13 +274,17 @@ def launch_report(
     arithmetic: BatchArithmetic,
     dry_run: bool,
     plan: Optional[LaunchPlan] = None,
+    schedule: Optional[Schedule] = None,
 ) -> List[str]:
     """What the launcher prints: the geometry, the arithmetic and, when the launch goes
     ahead (``plan`` given), the problems accepted and the commands."""
     lines = [f"launch {job_name}{' (dry run: nothing runs)' if dry_run else ''}: {describe_geometry(geometry)}"]
     lines += arithmetic_lines(arithmetic)
+    lines += schedule_lines(schedule) if schedule is not None else []
     if plan is None:
         return lines
     lines += [f"  accepted (--accept_global_batch true): {describe_problem(p)}" for p in arithmetic.stops]
+    lines += [f"  accepted (--accept_passes true): {describe_schedule_problem(p)}"
+              for p in (schedule.stops if schedule is not None else ())]
     lines.append("commands:" if plan.files or len(plan.processes) > 1 else "command:")
     return lines + plan_lines(plan)
