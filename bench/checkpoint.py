@@ -96,10 +96,20 @@ def _resume_child(args) -> None:
     if args.impl == "ours":
         from espnet_ext.train import resume as R
 
-        options = types.SimpleNamespace(output_dir=str(path.parent.parent), ngpu=0, keep_step_checkpoints=1,
-                                        watchdog_minutes=None, accum_grad=1)
-        context = R.RunContext(model, [optim], [None], options,
-                               types.SimpleNamespace(distributed=False, dist_rank=0, dist_world_size=1))
+        options = types.SimpleNamespace(
+            output_dir=str(path.parent.parent),
+            ngpu=0,
+            keep_step_checkpoints=1,
+            watchdog_minutes=None,
+            accum_grad=1,
+        )
+        context = R.RunContext(
+            model,
+            [optim],
+            [None],
+            options,
+            types.SimpleNamespace(distributed=False, dist_rank=0, dist_world_size=1),
+        )
         rest = context._restore(path)
         del rest
         context.close()
@@ -112,10 +122,23 @@ def _resume_child(args) -> None:
     gc.collect()
     seconds = time.perf_counter() - tic
     live = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    live += sum(v.numel() * v.element_size() for s in optim.state.values() for v in s.values()
-                if isinstance(v, torch.Tensor))
-    print(json.dumps({"peak_gb": _rss("VmHWM"), "after_gb": _rss("VmRSS"), "built_gb": built,
-                      "live_state_gb": live / 1e9, "seconds": seconds}))
+    live += sum(
+        v.numel() * v.element_size()
+        for s in optim.state.values()
+        for v in s.values()
+        if isinstance(v, torch.Tensor)
+    )
+    print(
+        json.dumps(
+            {
+                "peak_gb": _rss("VmHWM"),
+                "after_gb": _rss("VmRSS"),
+                "built_gb": built,
+                "live_state_gb": live / 1e9,
+                "seconds": seconds,
+            }
+        )
+    )
 
 
 def _resume(impl: str, path: Path, args) -> dict:
@@ -153,13 +176,27 @@ def main():
     state_bytes += sum(v.numel() * v.element_size() for s in optim.state.values() for v in s.values())
 
     def espnet_state():
-        return {"model": model.state_dict(), "reporter": Reporter().state_dict(),
-                "optimizers": [optim.state_dict()], "schedulers": [None], "scaler": None}
+        return {
+            "model": model.state_dict(),
+            "reporter": Reporter().state_dict(),
+            "optimizers": [optim.state_dict()],
+            "schedulers": [None],
+            "scaler": None,
+        }
 
     def our_state(position):
-        return dict(espnet_state(), format=ckpt.FORMAT, epoch=1, position=position,
-                    rng=[ckpt.capture_rng()], sub_reporter={"count": 0, "total_count": 0, "stats": {}},
-                    nonfinite_total=0, epoch_valid_updates=position, accum_grad=1, world_size=1)
+        return dict(
+            espnet_state(),
+            format=ckpt.FORMAT,
+            epoch=1,
+            position=position,
+            rng=[ckpt.capture_rng()],
+            sub_reporter={"count": 0, "total_count": 0, "stats": {}},
+            nonfinite_total=0,
+            epoch_valid_updates=position,
+            accum_grad=1,
+            world_size=1,
+        )
 
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_checkpoint.") as tmp:
         tmp = Path(tmp)
@@ -204,11 +241,15 @@ def main():
     med = statistics.median
     x, y = med(ours_blocked), med(espnet_s)
     rate_ours = nbytes / med(ours_write) / 2**20
-    print(f"model: {params / 1e6:.0f} M parameters ({params // (WIDTH * WIDTH + WIDTH)} x Linear({WIDTH}, {WIDTH}))"
-          " + AdamW moments: "
-          f"{state_bytes / 1e9:.2f} GB of state; file {nbytes / 1e9:.2f} GB ours, {stock_bytes / 1e9:.2f} GB ESPnet")
-    print(f"disk: {args.dir}; median of {args.repeats} interleaved runs; torch threads 1; "
-          f"bench peak RSS {peak_bench:.1f} GB (state + snapshot buffers)")
+    print(
+        f"model: {params / 1e6:.0f} M parameters ({params // (WIDTH * WIDTH + WIDTH)} x Linear({WIDTH}, {WIDTH}))"
+        " + AdamW moments: "
+        f"{state_bytes / 1e9:.2f} GB of state; file {nbytes / 1e9:.2f} GB ours, {stock_bytes / 1e9:.2f} GB ESPnet"
+    )
+    print(
+        f"disk: {args.dir}; median of {args.repeats} interleaved runs; torch threads 1; "
+        f"bench peak RSS {peak_bench:.1f} GB (state + snapshot buffers)"
+    )
     print()
     print(f"{'per save (s)':<46}{'median':>9}{'min':>9}{'max':>9}")
     rows = [
@@ -220,21 +261,36 @@ def main():
     ]
     for name, values in rows:
         print(f"{name:<46}{med(values):>9.3f}{min(values):>9.3f}{max(values):>9.3f}")
-    print(f"first save of a run (allocates {first['snapshot_s']:.1f} s of snapshot buffers): blocked "
-          f"{first['blocked_s']:.3f} s, write done after {first_total:.1f} s")
-    print(f"snapshot copy {state_bytes / med(ours_snapshot) / 1e9:.1f} GB/s; background write "
-          f"{rate_ours:.0f} MiB/s; ESPnet torch.save {stock_bytes / y / 2**20:.0f} MiB/s "
-          f"(+ fsync {stock_bytes / med(espnet_fsync_s) / 2**20:.0f} MiB/s)")
-    print(f"ratio blocked ours / ESPnet: {x / y:.3f} (goal <= 0.2); vs ESPnet + fsync: "
-          f"{x / med(espnet_fsync_s):.3f}")
-    print(f"at --save_every_minutes 5: training blocked {x / 300:.2%} of the time (ESPnet's way "
-          f"{y / 300:.2%}); host memory for the snapshot: {state_bytes / 1e9:.1f} GB")
+    print(
+        f"first save of a run (allocates {first['snapshot_s']:.1f} s of snapshot buffers): blocked "
+        f"{first['blocked_s']:.3f} s, write done after {first_total:.1f} s"
+    )
+    print(
+        f"snapshot copy {state_bytes / med(ours_snapshot) / 1e9:.1f} GB/s; background write "
+        f"{rate_ours:.0f} MiB/s; ESPnet torch.save {stock_bytes / y / 2**20:.0f} MiB/s "
+        f"(+ fsync {stock_bytes / med(espnet_fsync_s) / 2**20:.0f} MiB/s)"
+    )
+    print(
+        f"ratio blocked ours / ESPnet: {x / y:.3f} (goal <= 0.2); vs ESPnet + fsync: "
+        f"{x / med(espnet_fsync_s):.3f}"
+    )
+    print(
+        f"at --save_every_minutes 5: training blocked {x / 300:.2%} of the time (ESPnet's way "
+        f"{y / 300:.2%}); host memory for the snapshot: {state_bytes / 1e9:.1f} GB"
+    )
     print()
-    for name, r in (("ours (mmap, pages released)", resume_ours), ("ESPnet (torch.load + load_state_dict)", resume_espnet)):
-        print(f"resume {name:<40} peak RSS {r['peak_gb']:5.2f} GB, after {r['after_gb']:5.2f} GB, "
-              f"{r['seconds']:.1f} s (live state {r['live_state_gb']:.2f} GB, model+optimizer built "
-              f"{r['built_gb']:.2f} GB)")
-    print(f"blocking_s_ours={x:.3f} blocking_s_espnet={y:.3f} resume_peak_rss_gb={resume_ours['peak_gb']:.2f}")
+    for name, r in (
+        ("ours (mmap, pages released)", resume_ours),
+        ("ESPnet (torch.load + load_state_dict)", resume_espnet),
+    ):
+        print(
+            f"resume {name:<40} peak RSS {r['peak_gb']:5.2f} GB, after {r['after_gb']:5.2f} GB, "
+            f"{r['seconds']:.1f} s (live state {r['live_state_gb']:.2f} GB, model+optimizer built "
+            f"{r['built_gb']:.2f} GB)"
+        )
+    print(
+        f"blocking_s_ours={x:.3f} blocking_s_espnet={y:.3f} resume_peak_rss_gb={resume_ours['peak_gb']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -100,9 +100,11 @@ def write_dataset(root: Path, n_utts: int, min_frames: int, max_frames: int, see
 
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    with kaldiio.WriteHelper(f"ark,scp:{root}/feats.ark,{root}/feats.scp") as ark, open(
-        root / "feats_shape", "w"
-    ) as shape, open(root / "text", "w") as text:
+    with (
+        kaldiio.WriteHelper(f"ark,scp:{root}/feats.ark,{root}/feats.scp") as ark,
+        open(root / "feats_shape", "w") as shape,
+        open(root / "text", "w") as text,
+    ):
         for i in range(n_utts):
             utt = f"utt{i:05d}"
             frames = int(rng.integers(min_frames, max_frames + 1))
@@ -170,8 +172,9 @@ def _run_once(trainer_cls, no_sync: bool, task, args, options, dist_opt, batches
                 scaler=None,
                 reporter=sub,
                 summary_writer=None,
-                options=dataclasses.replace(options, accum_no_sync=no_sync,
-                                            stats_reduce="update" if no_sync else "micro_batch"),
+                options=dataclasses.replace(
+                    options, accum_no_sync=no_sync, stats_reduce="update" if no_sync else "micro_batch"
+                ),
                 distributed_option=dist_opt,
             )
         elapsed = time.perf_counter() - t0
@@ -255,14 +258,21 @@ def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
             for k in states["stock"]
         )
         moved = max(
-            (states["stock"][k].float() - init_state[k].float()).abs().max().item()
-            for k in states["stock"]
+            (states["stock"][k].float() - init_state[k].float()).abs().max().item() for k in states["stock"]
         )
-        skip = ("time", "total_count", "train_time", "iter_time", "forward_time", "backward_time",
-                "optim_step_time")
+        skip = (
+            "time",
+            "total_count",
+            "train_time",
+            "iter_time",
+            "forward_time",
+            "backward_time",
+            "optim_step_time",
+        )
         stat_diff = {
             k: abs(float(epoch_stats["stock"][k]) - float(epoch_stats["ours"][k]))
-            for k in epoch_stats["stock"] if k not in skip and k in epoch_stats["ours"]
+            for k in epoch_stats["stock"]
+            if k not in skip and k in epoch_stats["ours"]
         }
         result = dict(
             stat_diff=stat_diff, epoch_stats={n: {k: float(v) for k, v in d.items() if k not in skip} for n, d in epoch_stats.items()},
@@ -274,8 +284,9 @@ def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
     torch.distributed.destroy_process_group()
 
 
-def measure(world: int, accum_grad: int, steps: int, repeats: int, utts_per_rank: int,
-            frames: tuple, workdir: Path) -> dict:
+def measure(
+    world: int, accum_grad: int, steps: int, repeats: int, utts_per_rank: int, frames: tuple, workdir: Path
+) -> dict:
     import torch.multiprocessing as mp
     import yaml
 
@@ -312,8 +323,7 @@ def seed_param_counts() -> dict:
         ]  # fmt: skip
         for name, task, conf, tokens, extra in jobs:
             args = task.get_parser().parse_args(
-                ["--config", str(REPO / conf), "--token_list", str(tokens), "--output_dir", tmp]
-                + extra
+                ["--config", str(REPO / conf), "--token_list", str(tokens), "--output_dir", tmp] + extra
             )
             with torch.device("meta"):
                 model = task.build_model(args)
@@ -329,12 +339,11 @@ def paper_estimate(counts: dict, ranks: int, accum_grad: int, link_gbps) -> list
         f"  ring all-reduce: each node's inter-node links carry 2 x (N-1)/N = "
         f"{2 * (ranks - 1) / ranks:.3f} x the gradient bytes; fp32 gradients (4 B/param).",
     ]
-    header = f"  {'model':<14}{'params':>8}{'grads':>9}" + "".join(
-        f"{f'{g:g} Gb/s':>22}" for g in link_gbps
-    )
-    lines += [header, f"  {'':<14}{'':>8}{'':>9}" + "".join(
-        f"{'1 AR / saved per step':>22}" for _ in link_gbps
-    )]
+    header = f"  {'model':<14}{'params':>8}{'grads':>9}" + "".join(f"{f'{g:g} Gb/s':>22}" for g in link_gbps)
+    lines += [
+        header,
+        f"  {'':<14}{'':>8}{'':>9}" + "".join(f"{'1 AR / saved per step':>22}" for _ in link_gbps),
+    ]
     for name, (conf, n, _) in counts.items():
         nbytes = 4 * n
         row = f"  {name:<14}{n / 1e6:>7.0f}M{nbytes / 1e9:>7.2f}GB"
@@ -366,8 +375,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=4)
     p.add_argument("--utts_per_rank", type=int, default=2)
     p.add_argument("--frames", type=int, nargs=2, default=(100, 200), help="min, max frames per utterance")
-    p.add_argument("--link_gbps", type=float, nargs="+", default=(200.0, 400.0, 1600.0),
-                   help="assumed inter-node bandwidth per node (Gb/s) for the paper estimate")
+    p.add_argument(
+        "--link_gbps",
+        type=float,
+        nargs="+",
+        default=(200.0, 400.0, 1600.0),
+        help="assumed inter-node bandwidth per node (Gb/s) for the paper estimate",
+    )
     p.add_argument("--no_estimate", action="store_true", help="skip part 2")
     p.add_argument("--quick", action="store_true", help="accum_grad 4, 1 step, 1 repeat")
     p.add_argument("--json", default=None, help="also write the measured figures here")
@@ -403,23 +417,32 @@ def main() -> None:
     for name, a_, b_, fmt in rows:
         ratio = f"{a_ / b_:.2f}x" if b_ else "-"
         print(f"  {name:<38}{fmt.format(a_):>14}{fmt.format(b_):>16}{ratio:>8}")
-    print(f"  every collective per optimizer step, by kind (stock: --stats_reduce micro_batch; "
-          f"ours: update):")
+    print(
+        f"  every collective per optimizer step, by kind (stock: --stats_reduce micro_batch; ours: update):"
+    )
     for name, a_, b_, fmt in by_kind:
         print(f"  {name:<52}{fmt.format(a_):>8}{fmt.format(b_):>10}")
-    print(f"  {'  total collectives':<52}{s['grad_calls'] + s['other_calls']:>8.1f}"
-          f"{o['grad_calls'] + o['other_calls']:>10.1f}")
-    print(f"  one gloo all-reduce of the {r['grad_nbytes'] / 1e6:.1f} MB gradient here: "
-          f"{r['allreduce_s'] * 1e3:.1f} ms (saved per step: {s['grad_bytes'] / r['grad_nbytes'] - 1:.0f} of them)")
-    print(f"  time per step, all repeats (s): stock {['%.3f' % x for x in s['times']]}, "
-          f"ours {['%.3f' % x for x in o['times']]}")
+    print(
+        f"  {'  total collectives':<52}{s['grad_calls'] + s['other_calls']:>8.1f}"
+        f"{o['grad_calls'] + o['other_calls']:>10.1f}"
+    )
+    print(
+        f"  one gloo all-reduce of the {r['grad_nbytes'] / 1e6:.1f} MB gradient here: "
+        f"{r['allreduce_s'] * 1e3:.1f} ms (saved per step: {s['grad_bytes'] / r['grad_nbytes'] - 1:.0f} of them)"
+    )
+    print(
+        f"  time per step, all repeats (s): stock {['%.3f' % x for x in s['times']]}, "
+        f"ours {['%.3f' % x for x in o['times']]}"
+    )
     print(
         f"  final parameters: max |stock - ours| = {r['max_param_diff']:.2e} "
         f"(largest update from the start: {r['max_param_update']:.2e})"
     )
     worst = max(r["stat_diff"], key=r["stat_diff"].get)
-    print(f"  epoch statistics (loss, acc, ...): max |stock - ours| = {r['stat_diff'][worst]:.2e} ({worst}, "
-          f"stock {r['epoch_stats']['stock'][worst]:.6g}) over {len(r['stat_diff'])} statistics")
+    print(
+        f"  epoch statistics (loss, acc, ...): max |stock - ours| = {r['stat_diff'][worst]:.2e} ({worst}, "
+        f"stock {r['epoch_stats']['stock'][worst]:.6g}) over {len(r['stat_diff'])} statistics"
+    )
     if a.no_estimate:
         return
     counts = seed_param_counts()

@@ -88,9 +88,7 @@ def _worker(cfg: dict) -> dict:
     batch, frames = cfg["batch"], cfg["frames"]
     x = torch.randn(batch, frames, 80)
     # a realistic padded batch: lengths spread from T down to 0.85 T
-    lengths = torch.tensor(
-        [frames - (i * frames * 15) // (100 * max(1, batch - 1)) for i in range(batch)]
-    )
+    lengths = torch.tensor([frames - (i * frames * 15) // (100 * max(1, batch - 1)) for i in range(batch)])
 
     def step() -> tuple:
         model.zero_grad(set_to_none=True)

@@ -102,9 +102,22 @@ def write_data(root: Path, seconds) -> Path:
     (data / "text").write_text("\n".join(text) + "\n")
     (data / "utt2spk").write_text("\n".join(u2s) + "\n")
     (data / "spk2utt").write_text("spk1 " + " ".join(u.split()[0] for u in u2s) + "\n")
-    subprocess.run([sys.executable, "-m", "espnet_ext.bin.extract_feats", "--data_dir", str(data),
-                    "--out_dir", str(dump), "--nj", "1"], check=True, cwd=REPO,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "espnet_ext.bin.extract_feats",
+            "--data_dir",
+            str(data),
+            "--out_dir",
+            str(dump),
+            "--nj",
+            "1",
+        ],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
     (root / "ssl_tokens.txt").write_text("<blank>\n<unk>\n<sos/eos>\n")
     chars = ["<space>", *sorted(set(_TEXT) - {" "})]
     filler = [f"<bpe{i}>" for i in range(VOCAB - 3 - len(chars))]
@@ -121,11 +134,15 @@ def train_command(stage: str, root: Path, dump: Path, out: Path):
         sets += [f"--{split}_shape_file", f"{dump}/feats_shape"]
     if stage == "pretrain":
         # the sharded iterator's streams per rank are its workers (the config sets 4 = num_workers)
-        module, tokens = "espnet_ext.bin.ssl_train", ["--token_list", str(root / "ssl_tokens.txt"),
-                                                      "--shard_streams_per_rank", "1"]
+        module, tokens = (
+            "espnet_ext.bin.ssl_train",
+            ["--token_list", str(root / "ssl_tokens.txt"), "--shard_streams_per_rank", "1"],
+        )
     else:
-        module, tokens = "espnet_ext.bin.asr_train", ["--token_type", "char", "--token_list",
-                                                      str(root / "tokens.txt")]
+        module, tokens = (
+            "espnet_ext.bin.asr_train",
+            ["--token_type", "char", "--token_list", str(root / "tokens.txt")],
+        )
     return [
         sys.executable, "-m", module, "--config", str(CONFIGS[stage]), *tokens, *sets,
         "--output_dir", str(out), "--ngpu", "0", "--use_amp", "true",
@@ -195,7 +212,9 @@ def compare(model, path: Path):
         # so tensors of ones (LayerNorm weights) can stay bit-identical.
         log(f"unchanged parameter tensors: {', '.join(unchanged)}")
     same_buffers = all(
-        bool((trained[n] == b).all()) for n, b in model.named_buffers() if n in trained and b.is_floating_point()
+        bool((trained[n] == b).all())
+        for n, b in model.named_buffers()
+        if n in trained and b.is_floating_point()
     )
     return changed, total, max_delta, same_buffers
 
@@ -226,8 +245,11 @@ def main() -> int:
     p.add_argument("--seconds", default="2.5,3.0", help="lengths of the training utterances")
     p.add_argument("--min_free_gb", type=float, default=14.0)
     p.add_argument("--keep", action="store_true", help="keep the work directory")
-    p.add_argument("--stages", default="pretrain,finetune",
-                   help="run only some (the last line then has only their fields)")
+    p.add_argument(
+        "--stages",
+        default="pretrain,finetune",
+        help="run only some (the last line then has only their fields)",
+    )
     args = p.parse_args()
 
     import torch
@@ -249,65 +271,89 @@ def main() -> int:
         conf = yaml.safe_load(CONFIGS[stage].read_text())
         out = root / f"exp_{stage}"
         cmd = train_command(stage, root, dump, out)
-        log(f"{stage}: 2 updates of {CONFIGS[stage].relative_to(REPO)} through {cmd[2]} "
-            f"(--ngpu 0 --use_amp true: CPU bf16 autocast)")
+        log(
+            f"{stage}: 2 updates of {CONFIGS[stage].relative_to(REPO)} through {cmd[2]} "
+            f"(--ngpu 0 --use_amp true: CPU bf16 autocast)"
+        )
         text, wall, rss = run_training(cmd, out)
         losses = epoch_losses(text)
         bf16 = "CPU bf16 autocast" in text
         finite = len(losses) == 2 and all(math.isfinite(v) for v in losses.values())
         skipped = re.findall(r"update skipped \(NaN/inf[^\n]*", text)
-        log(f"{stage}: trained in {wall:.0f} s, peak RSS {rss:.1f} GB; losses {losses}; "
-            f"bf16 autocast logged: {bf16}; updates skipped (NaN/inf): {len(skipped)}")
+        log(
+            f"{stage}: trained in {wall:.0f} s, peak RSS {rss:.1f} GB; losses {losses}; "
+            f"bf16 autocast logged: {bf16}; updates skipped (NaN/inf): {len(skipped)}"
+        )
 
         model, targs = build_initial(stage, cmd)
         params = sum(p.numel() for p in model.parameters())
         changed, total, max_delta, same_buffers = compare(model, out / "1epoch.pth")
         # all but tensors whose steps round away in fp32 (listed above), update-sized
         ok_changed = changed >= 0.99 * total and same_buffers and 0 < max_delta < 1e-3
-        log(f"{stage}: {params:,} parameters; {changed}/{total} parameter tensors changed, max |delta| "
+        log(
+            f"{stage}: {params:,} parameters; {changed}/{total} parameter tensors changed, max |delta| "
             f"{max_delta:.2e} (lr {conf['optim_conf']['lr']:g} warmed up over "
             f"{conf['scheduler_conf']['warmup_steps']:,} updates: lr 0 for update 1, "
             f"{conf['optim_conf']['lr'] / conf['scheduler_conf']['warmup_steps']:.1e} for update 2); "
-            f"frozen buffers unchanged: {same_buffers}")
+            f"frozen buffers unchanged: {same_buffers}"
+        )
 
         frames, tokens = int(UTT_SECONDS * cost.FRAMES_PER_SECOND), FLOP_TOKENS
         counts = count_flops(stage, model, frames, tokens)
         shape = cost.model_shape(conf, "ssl" if stage == "pretrain" else "asr", vocab_size=VOCAB)
         formula = cost.flops_per_utterance(shape, UTT_SECONDS, tokens=tokens)
-        log(f"{stage}: FlopCounterMode, 1 utterance of {UTT_SECONDS:g} s ({frames} frames"
+        log(
+            f"{stage}: FlopCounterMode, 1 utterance of {UTT_SECONDS:g} s ({frames} frames"
             + (f", {tokens} tokens" if stage == "finetune" else "")
             + f"), forward + backward in {counts['seconds']:.0f} s: {cost.fmt_flops(counts['flops'])} FLOPs "
             f"(torch's raw count {cost.fmt_flops(counts['raw'])}: depthwise weight gradients x groups); "
-            f"formula {cost.fmt_flops(formula)} ({100 * (formula / counts['flops'] - 1):+.1f}%)")
+            f"formula {cost.fmt_flops(formula)} ({100 * (formula / counts['flops'] - 1):+.1f}%)"
+        )
         del model
         gc.collect()
 
         total_steps = int(conf["scheduler_conf"]["total_steps"])
-        proj = cost.project_cost(shape, total_steps=total_steps, utts_per_update=UTTS_PER_UPDATE,
-                                 utt_seconds=UTT_SECONDS, gpus=GPUS,
-                                 flops_per_update=UTTS_PER_UPDATE * counts["flops"])
+        proj = cost.project_cost(
+            shape,
+            total_steps=total_steps,
+            utts_per_update=UTTS_PER_UPDATE,
+            utt_seconds=UTT_SECONDS,
+            gpus=GPUS,
+            flops_per_update=UTTS_PER_UPDATE * counts["flops"],
+        )
         days = proj.days_by_mfu()
-        log(f"{stage}: {cost.fmt_flops(proj.flops_per_update)} FLOPs per update ({UTTS_PER_UPDATE} x "
+        log(
+            f"{stage}: {cost.fmt_flops(proj.flops_per_update)} FLOPs per update ({UTTS_PER_UPDATE} x "
             f"{UTT_SECONDS:g} s); {total_steps:,} updates = {cost.fmt_flops(proj.total_flops)} FLOPs; on "
             f"{GPUS} A100 x {cost.A100_BF16_PEAK_FLOPS / 1e12:g} TFLOP/s: "
-            + ", ".join(f"{d:.2f} days ({proj.seconds_per_update(m):.2f} s/update) at {m:.0%} MFU"
-                        for m, d in days.items()))
+            + ", ".join(
+                f"{d:.2f} days ({proj.seconds_per_update(m):.2f} s/update) at {m:.0%} MFU"
+                for m, d in days.items()
+            )
+        )
         results[stage] = dict(params=params, flops=proj.flops_per_update, days40=days[0.4])
         all_finite &= finite and not skipped
         all_changed &= ok_changed
         shutil.rmtree(out, ignore_errors=True)  # ~10 GB of checkpoints
 
     if set(results) != {"pretrain", "finetune"}:
-        print("full_scale_step " + " ".join(
-            f"{k}_params={r['params']} {k}_flops_per_update={r['flops']:.3e} {k}_days_at_40pct={r['days40']:.2f}"
-            for k, r in results.items()) + f" losses_finite={int(all_finite)} params_changed={int(all_changed)}")
+        print(
+            "full_scale_step "
+            + " ".join(
+                f"{k}_params={r['params']} {k}_flops_per_update={r['flops']:.3e} {k}_days_at_40pct={r['days40']:.2f}"
+                for k, r in results.items()
+            )
+            + f" losses_finite={int(all_finite)} params_changed={int(all_changed)}"
+        )
         return 0 if all_finite and all_changed else 1
     total40 = results["pretrain"]["days40"] + results["finetune"]["days40"]
-    log(f"assumptions: every utterance 15 s (the update's 2048 x 15 s = 8.5 h of speech); model "
+    log(
+        f"assumptions: every utterance 15 s (the update's 2048 x 15 s = 8.5 h of speech); model "
         f"FLOPs only (no attention recompute, no data loading, no communication stalls); peak "
         f"{cost.A100_BF16_PEAK_FLOPS / 1e12:g} TFLOP/s dense bf16 per A100. Both stages at 40% MFU: "
         f"{total40:.1f} days, against the seed's ~49 days (7 weeks) on the same 128 A100s, i.e. "
-        f"the seed ran at ~{40 * total40 / 49:.1f}% MFU if its 7 weeks were these two schedules")
+        f"the seed ran at ~{40 * total40 / 49:.1f}% MFU if its 7 weeks were these two schedules"
+    )
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     print(

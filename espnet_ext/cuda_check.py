@@ -64,7 +64,7 @@ TOOLKIT_DRIVER: dict[Tuple[int, int], Version] = {
 }
 
 INDEX_ENV = "TORCH_INDEX_URL"  # where a matching torch build is installed from (README)
-SKIP_ENV = "SKIP_CUDA_CHECK"   # 1: report a mismatch but do not stop (README)
+SKIP_ENV = "SKIP_CUDA_CHECK"  # 1: report a mismatch but do not stop (README)
 
 
 def fmt(v: Optional[Sequence[int]]) -> str:
@@ -140,23 +140,33 @@ class Result:
         return self.level != "error"
 
 
-def _install_hint(cuda_major: Optional[int], index_url: Optional[str],
-                  driver_needed: Optional[Version] = None) -> str:
+def _install_hint(
+    cuda_major: Optional[int], index_url: Optional[str], driver_needed: Optional[Version] = None
+) -> str:
     """How to get a torch build that runs: the index from the environment, or its pattern."""
     tag = f"cu{cuda_major}X" if cuda_major is not None else "cuXYZ"
     build = f"a torch build for CUDA {cuda_major}.x" if cuda_major is not None else "a CUDA build of torch"
     url = index_url or f"<PyTorch wheel index ending in /whl/{tag}, e.g. .../whl/cu126 for CUDA 12.6>"
     src = "from the environment" if index_url else "unset"
     driver = f"update the NVIDIA driver (>= {fmt(driver_needed)}), or " if driver_needed else ""
-    return (f"Fix: {driver}install {build} from its wheel index (TORCH_INDEX_URL, {src}):\n"
-            f"    TORCH_INDEX_URL={url} tools/setup_env.sh\n"
-            f"  which re-installs the pinned torch and torchaudio from that index "
-            f"(README \"A torch build for your driver\").")
+    return (
+        f"Fix: {driver}install {build} from its wheel index (TORCH_INDEX_URL, {src}):\n"
+        f"    TORCH_INDEX_URL={url} tools/setup_env.sh\n"
+        f"  which re-installs the pinned torch and torchaudio from that index "
+        f'(README "A torch build for your driver").'
+    )
 
 
-def check(ngpu: int, driver: Optional[Version], torch_cuda: Optional[str], torch_version: str,
-          *, index_url: Optional[str] = None, driver_here: bool = True,
-          driver_source: str = "") -> Result:
+def check(
+    ngpu: int,
+    driver: Optional[Version],
+    torch_cuda: Optional[str],
+    torch_version: str,
+    *,
+    index_url: Optional[str] = None,
+    driver_here: bool = True,
+    driver_source: str = "",
+) -> Result:
     """Compare the driver with the torch build for a run with ``ngpu`` GPUs per node.
 
     ``driver``: the driver version found (None: no driver on this machine);
@@ -167,46 +177,78 @@ def check(ngpu: int, driver: Optional[Version], torch_cuda: Optional[str], torch
     if ngpu <= 0:
         return Result("ok", "--ngpu 0: CPU run, no CUDA check")
     cuda = parse_cuda(torch_cuda)
-    build = f"torch {torch_version}" + (f" (a CUDA {cuda[0]}.{cuda[1]} build)" if cuda else
-                                       " (a CPU-only build: torch.version.cuda is None)")
+    build = f"torch {torch_version}" + (
+        f" (a CUDA {cuda[0]}.{cuda[1]} build)" if cuda else " (a CPU-only build: torch.version.cuda is None)"
+    )
     src = f" ({driver_source})" if driver_source else ""
     if driver is None and driver_here:
-        return Result("error", (
-            f"--ngpu {ngpu} but no NVIDIA driver was found on this machine{src}.\n"
-            f"  Installed: {build}.\n"
-            f"  Run on a machine with NVIDIA GPUs and their driver, or with --ngpu 0 on the CPU."))
+        return Result(
+            "error",
+            (
+                f"--ngpu {ngpu} but no NVIDIA driver was found on this machine{src}.\n"
+                f"  Installed: {build}.\n"
+                f"  Run on a machine with NVIDIA GPUs and their driver, or with --ngpu 0 on the CPU."
+            ),
+        )
     compat_major = newest_cuda_for(driver)[1] if driver is not None else None
     if cuda is None:
         seen = f"NVIDIA driver {fmt(driver)}{src}" if driver is not None else f"no driver here{src}"
-        return Result("error", (
-            f"--ngpu {ngpu} but the installed {build} cannot use GPUs ({seen}).\n  "
-            + _install_hint(compat_major, index_url)))
+        return Result(
+            "error",
+            (
+                f"--ngpu {ngpu} but the installed {build} cannot use GPUs ({seen}).\n  "
+                + _install_hint(compat_major, index_url)
+            ),
+        )
     if driver is None:
-        return Result("note", (
-            f"no NVIDIA driver on this machine{src}; the GPUs are on the job's nodes, whose "
-            f"driver must be >= {fmt(required_driver(cuda)[0])} for {build}"))
+        return Result(
+            "note",
+            (
+                f"no NVIDIA driver on this machine{src}; the GPUs are on the job's nodes, whose "
+                f"driver must be >= {fmt(required_driver(cuda)[0])} for {build}"
+            ),
+        )
     need, full = required_driver(cuda)
     if need is None:
-        return Result("note", (
-            f"NVIDIA driver {fmt(driver)}{src}, {build}: CUDA {cuda[0]}.x is not in this check's "
-            f"table of NVIDIA minimum drivers (espnet_ext/cuda_check.py); not checked"))
+        return Result(
+            "note",
+            (
+                f"NVIDIA driver {fmt(driver)}{src}, {build}: CUDA {cuda[0]}.x is not in this check's "
+                f"table of NVIDIA minimum drivers (espnet_ext/cuda_check.py); not checked"
+            ),
+        )
     if driver < need:
         full_cuda, _ = newest_cuda_for(driver)
-        runs = ("no CUDA version this check knows" if compat_major is None else
-                f"CUDA builds up to {full_cuda[0]}.{full_cuda[1]}, and any CUDA {compat_major}.x "
-                f"build through minor-version compatibility")
-        return Result("error", (
-            f"NVIDIA driver {fmt(driver)}{src} is too old for the installed {build}: CUDA "
-            f"{cuda[0]}.{cuda[1]} needs driver >= {fmt(need)}"
-            + (f" ({fmt(full)} for full support)" if full and full != need else "") + ".\n"
-            f"  This driver runs {runs}.\n  "
-            + _install_hint(compat_major, index_url, full or need)))
+        runs = (
+            "no CUDA version this check knows"
+            if compat_major is None
+            else f"CUDA builds up to {full_cuda[0]}.{full_cuda[1]}, and any CUDA {compat_major}.x "
+            f"build through minor-version compatibility"
+        )
+        return Result(
+            "error",
+            (
+                f"NVIDIA driver {fmt(driver)}{src} is too old for the installed {build}: CUDA "
+                f"{cuda[0]}.{cuda[1]} needs driver >= {fmt(need)}"
+                + (f" ({fmt(full)} for full support)" if full and full != need else "")
+                + ".\n"
+                f"  This driver runs {runs}.\n  " + _install_hint(compat_major, index_url, full or need)
+            ),
+        )
     if full is not None and driver < full:
-        return Result("note", (
-            f"NVIDIA driver {fmt(driver)}{src}, {build}: runs through CUDA minor-version "
-            f"compatibility (driver >= {fmt(need)}); full support of CUDA {cuda[0]}.{cuda[1]} "
-            f"needs >= {fmt(full)} (PTX JIT and newer-driver features are unavailable)"))
-    extra = "" if full is not None else f" (CUDA {cuda[0]}.{cuda[1]} not in the table; major {cuda[0]} needs >= {fmt(need)})"
+        return Result(
+            "note",
+            (
+                f"NVIDIA driver {fmt(driver)}{src}, {build}: runs through CUDA minor-version "
+                f"compatibility (driver >= {fmt(need)}); full support of CUDA {cuda[0]}.{cuda[1]} "
+                f"needs >= {fmt(full)} (PTX JIT and newer-driver features are unavailable)"
+            ),
+        )
+    extra = (
+        ""
+        if full is not None
+        else f" (CUDA {cuda[0]}.{cuda[1]} not in the table; major {cuda[0]} needs >= {fmt(need)})"
+    )
     return Result("ok", f"NVIDIA driver {fmt(driver)}{src} runs {build}{extra}")
 
 
@@ -215,14 +257,18 @@ def check(ngpu: int, driver: Optional[Version], torch_cuda: Optional[str], torch
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
-def read_driver_version(run: Runner = subprocess.run,
-                        proc_file: Path = Path("/proc/driver/nvidia/version")
-                        ) -> Tuple[Optional[Version], str]:
+def read_driver_version(
+    run: Runner = subprocess.run, proc_file: Path = Path("/proc/driver/nvidia/version")
+) -> Tuple[Optional[Version], str]:
     """(driver version, where it came from / why none): nvidia-smi first, then /proc."""
     why = []
     try:
-        r = run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=30)
+        r = run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         v = parse_nvidia_smi(r.stdout) if r.returncode == 0 else None
         if v is not None:
             return v, "nvidia-smi"

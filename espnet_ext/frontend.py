@@ -72,9 +72,7 @@ class LogMelFrontend(AbsFrontend):
             f"fmax={o.fmax}, utterance_norm={self.utterance_norm}"
         )
 
-    def forward(
-        self, input: torch.Tensor, input_lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Compute or pass through features.
 
         Args:

@@ -16,8 +16,14 @@ CONFIG = {
     "frontend_conf": {"fs": 16000, "n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 80},
     "normalize": None,
     "encoder": "ssl_conformer",
-    "encoder_conf": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 1,
-                     "cnn_module_kernel": 3, "subsampling_channels": 8},
+    "encoder_conf": {
+        "output_size": 32,
+        "attention_heads": 2,
+        "linear_units": 64,
+        "num_blocks": 1,
+        "cnn_module_kernel": 3,
+        "subsampling_channels": 8,
+    },
     "decoder": "transformer",
     "decoder_conf": {"attention_heads": 2, "linear_units": 64, "num_blocks": 1},
     "model_conf": {"ctc_weight": 0.3},
@@ -39,8 +45,17 @@ def build(work: Path) -> Path:
     tokens = work / "tokens.txt"
     tokens.write_text("\n".join(TOKENS) + "\n")
     args = ASRTask.get_parser().parse_args(
-        ["--config", str(work / "tiny.yaml"), "--token_list", str(tokens), "--token_type", "char",
-         "--output_dir", str(exp)])
+        [
+            "--config",
+            str(work / "tiny.yaml"),
+            "--token_list",
+            str(tokens),
+            "--token_type",
+            "char",
+            "--output_dir",
+            str(exp),
+        ]
+    )
     torch.manual_seed(0)
     model = ASRTask.build_model(args)  # turns args.token_list into the list, as training does
     torch.save(model.state_dict(), exp / "valid.acc.ave.pth")
@@ -55,9 +70,24 @@ def pack(exp: Path, extra=()) -> Path:
     """Stock ``python -m espnet2.bin.pack asr`` in a fresh process; returns the zip."""
     out = exp / "packed_model.zip"
     r = subprocess.run(
-        [sys.executable, "-m", "espnet2.bin.pack", "asr", "--asr_train_config", "exp/asr_tiny/config.yaml",
-         "--asr_model_file", "exp/asr_tiny/valid.acc.ave.pth", *extra, "--outpath", "exp/asr_tiny/packed_model.zip"],
-        cwd=exp.parent.parent, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "espnet2.bin.pack",
+            "asr",
+            "--asr_train_config",
+            "exp/asr_tiny/config.yaml",
+            "--asr_model_file",
+            "exp/asr_tiny/valid.acc.ave.pth",
+            *extra,
+            "--outpath",
+            "exp/asr_tiny/packed_model.zip",
+        ],
+        cwd=exp.parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-3000:])
     return out

@@ -41,8 +41,14 @@ def _model_and_optim(seed=0, width=16):
 
 
 def _state(model, optim, epoch=1, position=2):
-    return {"format": ckpt.FORMAT, "epoch": epoch, "position": position,
-            "model": model.state_dict(), "optimizers": [optim.state_dict()], "rng": [ckpt.capture_rng()]}
+    return {
+        "format": ckpt.FORMAT,
+        "epoch": epoch,
+        "position": position,
+        "model": model.state_dict(),
+        "optimizers": [optim.state_dict()],
+        "rng": [ckpt.capture_rng()],
+    }
 
 
 def test_copy_strategy_pins_and_overlaps_only_cuda_tensors():
@@ -148,8 +154,17 @@ def test_a_writer_error_surfaces_in_the_training_thread(tmp_path, monkeypatch):
 
 
 def _options(out: Path, **kw):
-    base = dict(output_dir=str(out), ngpu=0, keep_step_checkpoints=3, watchdog_minutes=None, accum_grad=1,
-                save_every_steps=None, save_every_minutes=None, max_nonfinite_steps=None, no_forward_run=False)
+    base = dict(
+        output_dir=str(out),
+        ngpu=0,
+        keep_step_checkpoints=3,
+        watchdog_minutes=None,
+        accum_grad=1,
+        save_every_steps=None,
+        save_every_minutes=None,
+        max_nonfinite_steps=None,
+        no_forward_run=False,
+    )
     base.update(kw)
     return types.SimpleNamespace(**base)
 
@@ -194,7 +209,7 @@ def test_resume_maps_the_file_and_releases_it_once_restored(tmp_path):
     resumed.close()
 
 
-_KILL_MID_WRITE = '''
+_KILL_MID_WRITE = """
 import os, signal, sys, time
 import torch
 from espnet_ext.train import async_writer as aw
@@ -217,7 +232,7 @@ ckpt.ChecksumWriter.write = write
 writer.submit(dict(state, epoch=1, position=4), 1, 4)
 while True:  # training goes on
     time.sleep(0.05)
-'''
+"""
 
 
 def test_sigkill_during_a_background_write_keeps_the_previous_checkpoint(tmp_path):
@@ -225,8 +240,13 @@ def test_sigkill_during_a_background_write_keeps_the_previous_checkpoint(tmp_pat
     script = tmp_path / "kill_mid_write.py"
     script.write_text(_KILL_MID_WRITE)
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([PYTHON, str(script), str(directory), str(marker)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PYTHON, str(script), str(directory), str(marker)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():
@@ -248,7 +268,7 @@ def test_sigkill_during_a_background_write_keeps_the_previous_checkpoint(tmp_pat
     assert ckpt.remove_temporaries(output / ckpt.STEP_DIR)
 
 
-_WATCHED_SAVE = '''
+_WATCHED_SAVE = """
 import sys, time, threading, types
 import torch
 from espnet_ext.train import checkpoint as ckpt
@@ -282,7 +302,7 @@ context.save(1, 2, Sub(), None, {"before_fetch": ckpt.capture_rng(), "after_fetc
 print("saved", flush=True)
 context.close()
 print("closed", flush=True)
-'''
+"""
 
 
 @pytest.mark.parametrize("mode", ["stuck", "slow"])
@@ -291,8 +311,13 @@ def test_the_watchdog_ends_a_stuck_save_but_not_a_slow_one(tmp_path, mode):
     script.write_text(_WATCHED_SAVE)
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     tic = time.monotonic()
-    proc = subprocess.run([PYTHON, str(script), mode, str(tmp_path / "out")], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [PYTHON, str(script), mode, str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.stdout.startswith("saved\n"), proc.stderr  # the save itself does not block
     if mode == "stuck":
         assert proc.returncode == 124, proc.stderr[-3000:]
@@ -320,5 +345,8 @@ def test_request_save_writes_at_the_next_update_boundary_and_waits_for_it(tmp_pa
     assert ckpt.verify_step_checkpoint(ckpt.StepCheckpoint.from_path(path)) is None
     assert context.newest == str(path)
     assert context.save_now(1, 6, _SubReporter(), None) == str(path.with_name("e00001_b000000006.pth"))
-    assert ckpt.verify_step_checkpoint(ckpt.StepCheckpoint.from_path(path.with_name("e00001_b000000006.pth"))) is None
+    assert (
+        ckpt.verify_step_checkpoint(ckpt.StepCheckpoint.from_path(path.with_name("e00001_b000000006.pth")))
+        is None
+    )
     context.close()

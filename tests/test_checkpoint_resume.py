@@ -106,7 +106,9 @@ def test_resume_point_skips_invalid_newest_with_a_warning(tmp_path, caplog):
         choice = ckpt.choose_resume_point(tmp_path)
     assert choice.checkpoint == older
     assert [c for c, _ in choice.skipped] == [newest]
-    assert any("skipping step checkpoint" in r.message and newest.path.name in r.message for r in caplog.records)
+    assert any(
+        "skipping step checkpoint" in r.message and newest.path.name in r.message for r in caplog.records
+    )
 
 
 def test_resume_point_prefers_the_later_of_epoch_and_step_checkpoints(tmp_path):
@@ -254,15 +256,29 @@ def test_bad_options_are_rejected():
     parser = argparse.ArgumentParser()
     Trainer.add_arguments(parser)
     defaults = parser.parse_args([])
-    assert (defaults.save_every_steps, defaults.save_every_minutes, defaults.keep_step_checkpoints) == (None, 5.0, 3)
+    assert (defaults.save_every_steps, defaults.save_every_minutes, defaults.keep_step_checkpoints) == (
+        None,
+        5.0,
+        3,
+    )
     assert parser.parse_args(["--save_every_steps", "none"]).save_every_steps is None
-    for bad in (["--save_every_steps", "0"], ["--save_every_minutes", "-1"], ["--keep_step_checkpoints", "0"],
-                ["--max_nonfinite_steps", "-2"], ["--watchdog_minutes", "0"]):
+    for bad in (
+        ["--save_every_steps", "0"],
+        ["--save_every_minutes", "-1"],
+        ["--keep_step_checkpoints", "0"],
+        ["--max_nonfinite_steps", "-2"],
+        ["--watchdog_minutes", "0"],
+    ):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
     # YAML values bypass argparse's types: checked when the options are built.
-    for name, value in [("save_every_steps", 0), ("save_every_minutes", "5"), ("keep_step_checkpoints", None),
-                        ("max_nonfinite_steps", -1), ("watchdog_minutes", 0.0)]:
+    for name, value in [
+        ("save_every_steps", 0),
+        ("save_every_minutes", "5"),
+        ("keep_step_checkpoints", None),
+        ("max_nonfinite_steps", -1),
+        ("watchdog_minutes", 0.0),
+    ]:
         options = argparse.Namespace(**vars(defaults), sharded_ddp=False)
         setattr(options, name, value)
         with pytest.raises(ValueError, match=f"--{name}"):
@@ -394,7 +410,10 @@ use_tensorboard: false
 use_matplotlib: false
 best_model_criterion: [[valid, loss, min]]
 """
-_SSL = _COMMON + _ENCODER + """
+_SSL = (
+    _COMMON
+    + _ENCODER
+    + """
 loss:
 -   name: best_rq
     conf: {codebook_size: 64, codebook_dim: 8, num_codebooks: 1, stack_frames: 4, seed: 0}
@@ -403,12 +422,17 @@ util:
     conf: {mask_prob: 0.05, span_ms: 40.0}
 use_preprocessor: false
 """
-_ASR = _COMMON + _ENCODER + """
+)
+_ASR = (
+    _COMMON
+    + _ENCODER
+    + """
 decoder: transformer
 decoder_conf: {attention_heads: 2, linear_units: 64, num_blocks: 1, dropout_rate: 0.1}
 model_conf: {ctc_weight: 0.3, lsm_weight: 0.1}
 token_type: char
 """
+)
 _LETTERS = "abcde"
 
 
@@ -435,7 +459,9 @@ def _make_corpus(root: Path, nan_every: int = 0) -> Path:
     _write_set(root / "train", "tr", 24, rng, nan_every)
     _write_set(root / "valid", "dv", 4, rng)
     (root / "ssl_tokens.txt").write_text("<blank>\n<unk>\n<sos/eos>\n")
-    (root / "tokens.txt").write_text("\n".join(["<blank>", "<unk>", "<space>", *_LETTERS, "<sos/eos>"]) + "\n")
+    (root / "tokens.txt").write_text(
+        "\n".join(["<blank>", "<unk>", "<space>", *_LETTERS, "<sos/eos>"]) + "\n"
+    )
     (root / "ssl.yaml").write_text(_SSL)
     (root / "asr.yaml").write_text(_ASR)
     (root / "inject.py").write_text(_INJECT)
@@ -450,9 +476,25 @@ def _args(task: str, data: Path, out: Path, *extra: str):
             sets += [f"--{split}_data_path_and_name_and_type", f"{data}/{split}/text,text,text"]
         sets += [f"--{split}_shape_file", f"{data}/{split}/feats_shape"]
     tokens = data / ("tokens.txt" if task == "asr" else "ssl_tokens.txt")
-    return [f"espnet_ext.bin.{task}_train", "--config", str(data / f"{task}.yaml"), "--token_list", str(tokens),
-            *sets, "--output_dir", str(out), "--resume", "true", "--seed", "3",
-            "--save_every_steps", "1", "--save_every_minutes", "none", *extra]
+    return [
+        f"espnet_ext.bin.{task}_train",
+        "--config",
+        str(data / f"{task}.yaml"),
+        "--token_list",
+        str(tokens),
+        *sets,
+        "--output_dir",
+        str(out),
+        "--resume",
+        "true",
+        "--seed",
+        "3",
+        "--save_every_steps",
+        "1",
+        "--save_every_minutes",
+        "none",
+        *extra,
+    ]
 
 
 def _env(**faults):
@@ -467,11 +509,23 @@ def _train(task, data, out, *extra, faults=None, ranks=1, timeout=900):
     if ranks == 1:
         cmd = [PYTHON, *wrapped, "--ngpu", "0"]
     else:
-        cmd = [TORCHRUN, "--standalone", f"--nproc_per_node={ranks}", "--max_restarts=0", *wrapped,
-               "--ngpu", "0", "--multiprocessing_distributed", "false", "--dist_backend", "gloo"]
+        cmd = [
+            TORCHRUN,
+            "--standalone",
+            f"--nproc_per_node={ranks}",
+            "--max_restarts=0",
+            *wrapped,
+            "--ngpu",
+            "0",
+            "--multiprocessing_distributed",
+            "false",
+            "--dist_backend",
+            "gloo",
+        ]
     out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(**(faults or {})), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=_env(**(faults or {})), capture_output=True, text=True, timeout=timeout
+    )
     (out.parent / f"{out.name}.{int(time.time() * 1000)}.log").write_text(proc.stdout + proc.stderr)
     return proc
 
@@ -573,8 +627,9 @@ def test_ddp_rank_death_ends_the_job_and_resume_matches(corpus, tmp_path):
     _ok(_train("ssl", corpus, straight, ranks=2))
     out = tmp_path / "ddp_killed"
     stamp = tmp_path / "killed_at"
-    proc = _train("ssl", corpus, out, ranks=2,
-                  faults={"FAULT_KILL_AFTER": 9, "FAULT_RANK": 1, "FAULT_STAMP": stamp})
+    proc = _train(
+        "ssl", corpus, out, ranks=2, faults={"FAULT_KILL_AFTER": 9, "FAULT_RANK": 1, "FAULT_STAMP": stamp}
+    )
     ended = time.time()
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -594,13 +649,22 @@ def test_ddp_hung_rank_is_ended_by_the_watchdog(corpus, tmp_path):
     ends the job with a message naming the stalled rank."""
     out = tmp_path / "ddp_hung"
     stamp = tmp_path / "hung_at"
-    proc = _train("ssl", corpus, out, "--watchdog_minutes", "0.25", ranks=2,
-                  faults={"FAULT_HANG_AFTER": 3, "FAULT_RANK": 1, "FAULT_STAMP": stamp})
+    proc = _train(
+        "ssl",
+        corpus,
+        out,
+        "--watchdog_minutes",
+        "0.25",
+        ranks=2,
+        faults={"FAULT_HANG_AFTER": 3, "FAULT_RANK": 1, "FAULT_STAMP": stamp},
+    )
     ended = time.time()
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "no progress in training for" in log, log[-3000:]
-    assert re.search(r"Root Cause.*?rank\s*: [01] \(local_rank: [01]\)\s*exitcode\s*: 124", log, re.S), log[-3000:]
+    assert re.search(r"Root Cause.*?rank\s*: [01] \(local_rank: [01]\)\s*exitcode\s*: 124", log, re.S), log[
+        -3000:
+    ]
     assert "rank 1/2: no progress" in log or "rank 0/2: no progress" in log
     assert ended - float(stamp.read_text()) < 120
 
@@ -623,15 +687,18 @@ def test_disk_full_while_checkpointing_fails_loudly_and_keeps_the_previous(corpu
     step_dir = out / ckpt.STEP_DIR
     step_dir.mkdir(parents=True)
     # A real full disk: a tmpfs with room for one checkpoint (~0.6 MiB) only.
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(step_dir)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(step_dir)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
     try:
         proc = _train("ssl", corpus, out)
         log = proc.stdout + proc.stderr
         assert proc.returncode != 0
-        assert "CheckpointWriteError" in log and "(disk full): [Errno 28] No space left on device" in log, log[-3000:]
+        assert "CheckpointWriteError" in log and "(disk full): [Errno 28] No space left on device" in log, (
+            log[-3000:]
+        )
         assert "the checkpoints written before are intact (newest step checkpoint:" in log
         assert "e00001_b000000002.pth)" in log
         kept = ckpt.list_step_checkpoints(step_dir)
@@ -670,8 +737,11 @@ def test_use_amp_on_cpu_trains_under_bf16_autocast(corpus, straight_asr, tmp_pat
     assert "CPU bf16 autocast" in log
     bf16, fp32 = _final_params(out), _final_params(straight_asr)
     assert bf16.keys() == fp32.keys()
-    assert all(v.dtype == fp32[k].dtype and bool(torch.isfinite(v).all()) for k, v in bf16.items()
-               if v.is_floating_point())
+    assert all(
+        v.dtype == fp32[k].dtype and bool(torch.isfinite(v).all())
+        for k, v in bf16.items()
+        if v.is_floating_point()
+    )
     # Same seed and data: a float32 run is bit-reproducible, so a difference is bf16 rounding.
     assert any(not torch.equal(v, fp32[k]) for k, v in bf16.items() if v.is_floating_point())
     # ... and rounding only: the two trainings stay close.
@@ -759,8 +829,15 @@ def _signalled_run(task, data, out, sig, *extra, after=9):
     out.mkdir(parents=True, exist_ok=True)
     cmd = [PYTHON, str(data / "inject.py"), *_args(task, data, out, *extra), "--ngpu", "0"]
     env = _env(FAULT_PAUSE_AFTER=after, FAULT_STAMP=stamp, FAULT_COUNT=count)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 600
     while not stamp.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -783,8 +860,9 @@ def test_sigusr1_saves_and_exits_for_requeue(corpus, straight_ssl, tmp_path, sig
     from espnet_ext.distributed.exit_codes import REQUEUE
 
     out = tmp_path / "preempted"
-    proc, seconds, finished = _signalled_run("ssl", corpus, out, sig, "--save_every_steps", "none",
-                                             "--num_workers", "1")
+    proc, seconds, finished = _signalled_run(
+        "ssl", corpus, out, sig, "--save_every_steps", "none", "--num_workers", "1"
+    )
     log = proc.stdout
     assert proc.returncode == REQUEUE, log[-6000:]
     assert f"stopping for requeue after update 2 of epoch 2 (4 micro-batches) (signal {sig.name})" in log
@@ -794,8 +872,10 @@ def test_sigusr1_saves_and_exits_for_requeue(corpus, straight_ssl, tmp_path, sig
     # No completed update lost: the process finished exactly the micro-batches it saved.
     assert finished == 6 + 4
     assert seconds < 60, seconds
-    print(f"\n{sig.name}: exit {proc.returncode} {seconds:.2f} s after the signal; "
-          f"{finished} micro-batches finished, checkpoint at {kept[0].key}, 0 updates lost")
+    print(
+        f"\n{sig.name}: exit {proc.returncode} {seconds:.2f} s after the signal; "
+        f"{finished} micro-batches finished, checkpoint at {kept[0].key}, 0 updates lost"
+    )
     resume_point = _step_model(out, 2, 4)
     log = _ok(_train("ssl", corpus, out, "--save_every_steps", "none", "--num_workers", "1"))
     assert "e00002_b000000004.pth (epoch 2, 4 micro-batches done)" in _resumed_from(log)

@@ -14,19 +14,34 @@ REPO = Path(__file__).resolve().parents[1]
 
 _ENCODER = {
     "encoder": "ssl_conformer",
-    "encoder_conf": {"output_size": 64, "attention_heads": 4, "linear_units": 256, "num_blocks": 2,
-                     "cnn_module_kernel": 15, "dropout_rate": 0.1, "attention_dropout_rate": 0.1},
+    "encoder_conf": {
+        "output_size": 64,
+        "attention_heads": 4,
+        "linear_units": 256,
+        "num_blocks": 2,
+        "cnn_module_kernel": 15,
+        "dropout_rate": 0.1,
+        "attention_dropout_rate": 0.1,
+    },
     "frontend": "logmel",
     "normalize": None,
     "preencoder": None,
     "specaug": None,
 }
-_SSL = dict(_ENCODER, loss=[{"name": "best_rq", "conf": {"codebook_size": 512, "codebook_dim": 16,
-                                                          "stack_frames": 4, "seed": 0}}],
-            util=[{"name": "block_mask", "conf": {"mask_prob": 0.01, "span_ms": 400, "noise_std": 0.1}}])
-_ASR = dict(_ENCODER, specaug=None, decoder="transformer",
-            decoder_conf={"attention_heads": 4, "linear_units": 256, "num_blocks": 2},
-            model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1})
+_SSL = dict(
+    _ENCODER,
+    loss=[
+        {"name": "best_rq", "conf": {"codebook_size": 512, "codebook_dim": 16, "stack_frames": 4, "seed": 0}}
+    ],
+    util=[{"name": "block_mask", "conf": {"mask_prob": 0.01, "span_ms": 400, "noise_std": 0.1}}],
+)
+_ASR = dict(
+    _ENCODER,
+    specaug=None,
+    decoder="transformer",
+    decoder_conf={"attention_heads": 4, "linear_units": 256, "num_blocks": 2},
+    model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1},
+)
 
 
 def build(task: str, conf: dict, tmp: Path, vocab: int = 0):
@@ -93,22 +108,50 @@ def _launch(capsys, *argv):
 
 
 def _full(tmp_path, config, *extra, module="espnet_ext.bin.ssl_train"):
-    return ["--backend", "slurm", "--ngpu", "8", "--num_nodes", "16", "--log", tmp_path / "train.log",
-            "--dry_run", "true", *extra, "--", "python", "-m", module, "--config", config,
-            "--output_dir", tmp_path / "exp"]
+    return [
+        "--backend",
+        "slurm",
+        "--ngpu",
+        "8",
+        "--num_nodes",
+        "16",
+        "--log",
+        tmp_path / "train.log",
+        "--dry_run",
+        "true",
+        *extra,
+        "--",
+        "python",
+        "-m",
+        module,
+        "--config",
+        config,
+        "--output_dir",
+        tmp_path / "exp",
+    ]
 
 
 def test_the_seed_configs_on_public_data_are_many_passes_and_fine_tuning_stops(capsys, tmp_path):
     # The seed's pre-training on ~61k h: 400k x 2048 x 15 s / 61,165 h = ~56 passes (printed).
-    rc, out, err = _launch(capsys, *_full(tmp_path, CONF / "pretrain_conformer_bestrq.yaml",
-                                          "--data_hours", "61165"))
+    rc, out, err = _launch(
+        capsys, *_full(tmp_path, CONF / "pretrain_conformer_bestrq.yaml", "--data_hours", "61165")
+    )
     assert rc == 0, err
     assert "400,000 optimizer updates over 61,165 h of data (mean 15.0 s per utterance) = 55.8 passes" in out
     assert "scheduler total_steps 400,000: matches the 400,000 updates" in out
     assert "0.803 days at 40%" in out  # 2.77e15 FLOPs x 400k / (128 x 312e12 x 0.4)
     # The seed's fine-tuning on LibriSpeech 960 h: ~730 passes, past max_passes 20: stops.
-    argv = _full(tmp_path, CONF / "finetune_conformer_transformer.yaml", "--data_hours", "961",
-                 "--mean_utt_seconds", "12.3", "--max_passes", "20", module="espnet_ext.bin.asr_train")
+    argv = _full(
+        tmp_path,
+        CONF / "finetune_conformer_transformer.yaml",
+        "--data_hours",
+        "961",
+        "--mean_utt_seconds",
+        "12.3",
+        "--max_passes",
+        "20",
+        module="espnet_ext.bin.asr_train",
+    )
     rc, out, err = _launch(capsys, *argv)
     assert rc == 2 and "= 729 passes over it (max_passes 20)" in out
     assert "Change max_epoch 80 -> 2" in err and "--accept_passes true" in err
@@ -119,11 +162,22 @@ def test_the_seed_configs_on_public_data_are_many_passes_and_fine_tuning_stops(c
 
 
 def test_the_public_configs_fit_their_hours(capsys, tmp_path):
-    rc, out, err = _launch(capsys, *_full(tmp_path, CONF / "tuning/pretrain_conformer_bestrq_public.yaml",
-                                          "--data_hours", "61165"))
+    rc, out, err = _launch(
+        capsys,
+        *_full(tmp_path, CONF / "tuning/pretrain_conformer_bestrq_public.yaml", "--data_hours", "61165"),
+    )
     assert rc == 0 and "80,000 optimizer updates over 61,165 h" in out and "= 11.2 passes" in out
-    argv = _full(tmp_path, CONF / "tuning/finetune_conformer_transformer_public.yaml", "--data_hours", "961",
-                 "--mean_utt_seconds", "12.3", "--max_passes", "20", module="espnet_ext.bin.asr_train")
+    argv = _full(
+        tmp_path,
+        CONF / "tuning/finetune_conformer_transformer_public.yaml",
+        "--data_hours",
+        "961",
+        "--mean_utt_seconds",
+        "12.3",
+        "--max_passes",
+        "20",
+        module="espnet_ext.bin.asr_train",
+    )
     rc, out, err = _launch(capsys, *argv)
     assert rc == 0, err
     assert "10,000 optimizer updates over 961 h of data (mean 12.3 s per utterance) = 18.2 passes" in out
@@ -133,8 +187,10 @@ def test_total_steps_that_the_run_does_not_make_stop_the_launch(capsys, tmp_path
     argv = _full(tmp_path, CONF / "pretrain_conformer_bestrq.yaml")
     rc, out, err = _launch(capsys, *argv, "--max_epoch", "100")
     assert rc == 2
-    assert ("total_steps in the config is 400,000, but the run makes max_epoch 100 x num_iters_per_epoch "
-            "10,000 / accum_grad 8 = 125,000 optimizer updates") in err
+    assert (
+        "total_steps in the config is 400,000, but the run makes max_epoch 100 x num_iters_per_epoch "
+        "10,000 / accum_grad 8 = 125,000 optimizer updates"
+    ) in err
     assert "Change total_steps 400,000 -> 125,000" in err
     # ESPnet's --scheduler_conf key=value updates the config's: consistent again
     rc, out, err = _launch(capsys, *argv, "--max_epoch", "100", "--scheduler_conf", "total_steps=125000")
@@ -149,8 +205,15 @@ def test_hours_come_from_the_shape_file(tmp_path):
 
     shape = tmp_path / "feats_shape"
     shape.write_text("".join(f"u{i} {1200 + 600 * (i % 2)},80\n" for i in range(1000)))  # 12 s, 18 s
-    cmd = ["python", "-m", "espnet_ext.bin.ssl_train", "--config", str(CONF / "pretrain_conformer_bestrq.yaml"),
-           "--train_shape_file", str(shape)]
+    cmd = [
+        "python",
+        "-m",
+        "espnet_ext.bin.ssl_train",
+        "--config",
+        str(CONF / "pretrain_conformer_bestrq.yaml"),
+        "--train_shape_file",
+        str(shape),
+    ]
     settings = read_batch_settings(cmd)
     geometry = Geometry("slurm", 8, 16)
     a = batch_arithmetic(settings, geometry, data_size(settings))
@@ -162,8 +225,9 @@ def test_hours_come_from_the_shape_file(tmp_path):
 
 def test_projection_arithmetic():
     shape = cost.model_shape(yaml.safe_load((CONF / "pretrain_conformer_bestrq.yaml").read_text()), "ssl")
-    p = cost.project_cost(shape, total_steps=1000, utts_per_update=2048, utt_seconds=15, gpus=128,
-                          flops_per_update=1e15)
+    p = cost.project_cost(
+        shape, total_steps=1000, utts_per_update=2048, utt_seconds=15, gpus=128, flops_per_update=1e15
+    )
     assert p.seconds_per_update(0.4) == pytest.approx(1e15 / (128 * 312e12 * 0.4))
     assert p.days(0.5) == pytest.approx(1000 * 1e15 / (128 * 312e12 * 0.5) / 86400)
     # ~6 x 0.59e9 parameters x 768k encoder frames, plus attention and subsampling

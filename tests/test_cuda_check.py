@@ -13,10 +13,14 @@ from espnet_ext.bin import check_cuda
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PROC_PROPRIETARY = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 "
-                    "01:15:15 UTC 2023\nGCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
-PROC_OPEN = ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build  "
-             "(dvs-builder@U16-I3-B03-4-3)  Sun Jul 27 07:09:19 UTC 2025\nGCC version:  gcc 13\n")
+PROC_PROPRIETARY = (
+    "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 "
+    "01:15:15 UTC 2023\nGCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"
+)
+PROC_OPEN = (
+    "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build  "
+    "(dvs-builder@U16-I3-B03-4-3)  Sun Jul 27 07:09:19 UTC 2025\nGCC version:  gcc 13\n"
+)
 
 
 def test_parsers():
@@ -81,7 +85,9 @@ def test_too_old_driver_names_both_versions_and_the_install_command():
 
 
 def test_no_driver_found():
-    r = C.check(2, None, "13.0", "2.14.1+cu130", driver_source="no nvidia-smi; no /proc/driver/nvidia/version")
+    r = C.check(
+        2, None, "13.0", "2.14.1+cu130", driver_source="no nvidia-smi; no /proc/driver/nvidia/version"
+    )
     assert not r.ok and "no NVIDIA driver" in r.message and "--ngpu 0" in r.message
     # Slurm from a login node: the GPUs (and the driver) are on the job's nodes.
     r = C.check(8, None, "13.0", "2.14.1+cu130", driver_here=False)
@@ -90,7 +96,9 @@ def test_no_driver_found():
 
 def test_cpu_only_torch_with_gpus():
     r = C.check(4, (580, 65, 6), None, "2.14.1+cpu")
-    assert not r.ok and "CPU-only" in r.message and "TORCH_INDEX_URL" in r.message and "/whl/cu13" in r.message
+    assert (
+        not r.ok and "CPU-only" in r.message and "TORCH_INDEX_URL" in r.message and "/whl/cu13" in r.message
+    )
     assert not C.check(4, None, None, "2.14.1+cpu", driver_here=False).ok  # no node can help
     assert C.check(0, None, None, "2.14.1+cpu").ok
 
@@ -106,6 +114,7 @@ def _runner(returncode, stdout="", stderr="", missing=False):
         if missing:
             raise FileNotFoundError(cmd[0])
         return subprocess.CompletedProcess(cmd, returncode, stdout, stderr)
+
     return run
 
 
@@ -113,8 +122,10 @@ def test_read_driver_version(tmp_path):
     proc = tmp_path / "version"
     assert C.read_driver_version(_runner(0, "580.65.06\n"), proc) == ((580, 65, 6), "nvidia-smi")
     proc.write_text(PROC_OPEN)
-    v, src = C.read_driver_version(_runner(9, stderr="NVIDIA-SMI has failed because it couldn't "
-                                                     "communicate with the NVIDIA driver.\n"), proc)
+    v, src = C.read_driver_version(
+        _runner(9, stderr="NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n"),
+        proc,
+    )
     assert v == (580, 65, 6) and src == str(proc)
     v, src = C.read_driver_version(_runner(0, missing=True), tmp_path / "absent")
     assert v is None and "no nvidia-smi" in src and "absent" in src
@@ -123,6 +134,7 @@ def test_read_driver_version(tmp_path):
 def test_entry_point(monkeypatch, capsys):
     def no_driver_lookup(*a, **k):
         raise AssertionError("--ngpu 0 must not look for a driver")
+
     monkeypatch.setattr(C, "read_driver_version", no_driver_lookup)
     assert check_cuda.main(["--ngpu", "0"]) == 0
 
@@ -160,8 +172,13 @@ def test_recipe_calls_the_check_only_with_gpus(tmp_path):
     dirs = [f"--{d}dir" for d in ("data", "dump", "exp")]
     args = [x for d in dirs for x in (d, str(tmp_path / d))]
     run = lambda *extra: subprocess.run(  # noqa: E731
-        ["./run.sh", "--dry_run", "true", *args, *extra], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=300)
+        ["./run.sh", "--dry_run", "true", *args, *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     r = run()
     assert r.returncode == 0, r.stdout + r.stderr
     assert not calls.exists() and "check_cuda" not in r.stdout + r.stderr

@@ -80,9 +80,11 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp_data")
     rng = np.random.default_rng(0)
     letters = list("abcdefgh")
-    with kaldiio.WriteHelper(f"ark,scp:{root}/feats.ark,{root}/feats.scp") as ark, open(
-        root / "feats_shape", "w"
-    ) as shape, open(root / "text", "w") as text:
+    with (
+        kaldiio.WriteHelper(f"ark,scp:{root}/feats.ark,{root}/feats.scp") as ark,
+        open(root / "feats_shape", "w") as shape,
+        open(root / "text", "w") as text,
+    ):
         for i in range(16):
             frames = int(rng.integers(60, 120))
             ark(f"utt{i:03d}", rng.standard_normal((frames, 80)).astype(np.float32))
@@ -281,9 +283,10 @@ def _identical_corpus(root: Path) -> Path:
 
     root.mkdir(parents=True)
     feats = np.random.default_rng(1).standard_normal((96, 80)).astype(np.float32)
-    with kaldiio.WriteHelper(f"ark,scp:{root}/feats.ark,{root}/feats.scp") as ark, open(
-        root / "feats_shape", "w"
-    ) as shape:
+    with (
+        kaldiio.WriteHelper(f"ark,scp:{root}/feats.ark,{root}/feats.scp") as ark,
+        open(root / "feats_shape", "w") as shape,
+    ):
         for i in range(8):
             ark(f"utt{i:03d}", feats)
             shape.write(f"utt{i:03d} 96,80\n")
@@ -351,7 +354,7 @@ def test_ranks_draw_different_masks(tmp_path):
     assert "resuming from step checkpoint" in log, log[-3000:]
     assert len(k1) >= 1
     for straight, resumed in ((r0, k0), (r1, k1)):
-        for a, b in zip(straight[-len(resumed):], resumed):
+        for a, b in zip(straight[-len(resumed) :], resumed):
             assert torch.equal(a, b)
     a = torch.load(tmp_path / "straight" / "2epoch.pth", map_location="cpu")
     b = torch.load(tmp_path / "resumed" / "2epoch.pth", map_location="cpu")

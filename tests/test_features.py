@@ -94,9 +94,7 @@ def _data_dir(path: Path, entries: dict, segments=None) -> Path:
 def _default_frontend():
     from espnet2.asr.frontend.default import DefaultFrontend
 
-    return DefaultFrontend(
-        fs=16000, n_fft=512, win_length=400, hop_length=160, n_mels=80
-    ).eval()
+    return DefaultFrontend(fs=16000, n_fft=512, win_length=400, hop_length=160, n_mels=80).eval()
 
 
 def _mtimes(root: Path) -> dict:
@@ -452,9 +450,19 @@ def test_parallel_workers_match_serial(corpus, tmp_path):
 def test_cli_errors(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_ext.bin.extract_feats",
-         "--data_dir", str(tmp_path / "missing"), "--out_dir", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "espnet_ext.bin.extract_feats",
+            "--data_dir",
+            str(tmp_path / "missing"),
+            "--out_dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     assert proc.returncode == 2
     assert "missing" in proc.stderr and "does not exist" in proc.stderr
@@ -475,7 +483,5 @@ def test_stage_does_not_import_espnet2():
         "import sys, espnet_ext.bin.extract_feats; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'espnet2'))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert proc.stdout.strip() == "[]"

@@ -64,16 +64,19 @@ def test_output_dir_lock_names_the_holder_and_is_released(tmp_path):
     first = OutputDirLock(tmp_path / "exp").acquire()
     with pytest.raises(OutputDirInUse) as e:
         OutputDirLock(tmp_path / "exp").acquire()
-    assert (f"output dir {tmp_path / 'exp'} is in use by pid {os.getpid()} on host "
-            f"{socket.gethostname()} since ") in str(e.value)
+    assert (
+        f"output dir {tmp_path / 'exp'} is in use by pid {os.getpid()} on host {socket.gethostname()} since "
+    ) in str(e.value)
     first.release()
     with OutputDirLock(tmp_path / "exp"):  # free again
         pass
 
 
 def test_stale_lock_of_a_killed_holder_blocks_nothing(tmp_path):
-    code = ("import sys, time; from espnet_ext.train.lock import OutputDirLock\n"
-            f"OutputDirLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)\n")
+    code = (
+        "import sys, time; from espnet_ext.train.lock import OutputDirLock\n"
+        f"OutputDirLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)\n"
+    )
     holder = subprocess.Popen([PYTHON, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert holder.stdout.readline() == "locked\n"
     with pytest.raises(OutputDirInUse, match=f"in use by pid {holder.pid} "):
@@ -92,11 +95,15 @@ def _run(tmp_path, code: str) -> int:
 def test_launcher_returns_the_requeue_status(tmp_path):
     assert _run(tmp_path, "import sys; sys.exit(75)") == REQUEUE
     # torchrun exits 1 after a forwarded signal: the ranks' mark says requeue.
-    mark = f"import os, sys; open(os.environ[{runner.REQUEUE_MARK_ENV!r}], 'a').write('rank 0\\n'); sys.exit(1)"
+    mark = (
+        f"import os, sys; open(os.environ[{runner.REQUEUE_MARK_ENV!r}], 'a').write('rank 0\\n'); sys.exit(1)"
+    )
     assert _run(tmp_path, mark) == REQUEUE
     # torchrun's failure report, root cause exit code 75 (a remote host's torchrun).
-    summary = ("Root Cause (first observed failure):\n[0]:\n  rank      : 1 (local_rank: 1)\n"
-               "  exitcode  : 75 (pid: 123)\n")
+    summary = (
+        "Root Cause (first observed failure):\n[0]:\n  rank      : 1 (local_rank: 1)\n"
+        "  exitcode  : 75 (pid: 123)\n"
+    )
     assert _run(tmp_path, f"import sys; print({summary!r}); sys.exit(1)") == REQUEUE
     assert _run(tmp_path, f"import sys; print({summary.replace('75', '1')!r}); sys.exit(1)") == 1
     assert _run(tmp_path, "import sys; sys.exit(3)") == 3
@@ -106,13 +113,17 @@ def test_launcher_returns_the_requeue_status(tmp_path):
 def test_launcher_children_get_sigterm_when_it_is_killed(tmp_path):
     """Not a training: a child that records SIGTERM. The launcher is killed with SIGKILL."""
     got = tmp_path / "got_sigterm"
-    child = (f"import signal, sys, time, pathlib\n"
-             f"def h(s, f): pathlib.Path({str(got)!r}).write_text('x'); sys.exit(0)\n"
-             f"signal.signal(signal.SIGTERM, h); print('ready', flush=True); time.sleep(60)\n")
-    launcher = (f"import sys; from espnet_ext.distributed import runner; "
-                f"from espnet_ext.distributed.plan import LaunchPlan, Process\n"
-                f"runner.run_plan(LaunchPlan([Process([sys.executable, '-c', {child!r}], "
-                f"{str(tmp_path / 'log')!r})], {{}}), [], {str(tmp_path / 'log')!r})\n")
+    child = (
+        f"import signal, sys, time, pathlib\n"
+        f"def h(s, f): pathlib.Path({str(got)!r}).write_text('x'); sys.exit(0)\n"
+        f"signal.signal(signal.SIGTERM, h); print('ready', flush=True); time.sleep(60)\n"
+    )
+    launcher = (
+        f"import sys; from espnet_ext.distributed import runner; "
+        f"from espnet_ext.distributed.plan import LaunchPlan, Process\n"
+        f"runner.run_plan(LaunchPlan([Process([sys.executable, '-c', {child!r}], "
+        f"{str(tmp_path / 'log')!r})], {{}}), [], {str(tmp_path / 'log')!r})\n"
+    )
     proc = subprocess.Popen([PYTHON, "-c", launcher], cwd=REPO, stderr=subprocess.PIPE, text=True)
     assert proc.stderr.readline() == "ready\n"
     proc.kill()
@@ -128,12 +139,27 @@ def test_launcher_children_get_sigterm_when_it_is_killed(tmp_path):
 
 
 def _launch(corpus: Path, out: Path, procs: int, *extra: str, **faults) -> subprocess.Popen:
-    cmd = [PYTHON, "-m", "espnet_ext.bin.launch", "--backend", "local", "--cpu_procs", str(procs),
-           "--log", str(out / "train.log"), "--accept_global_batch", "true", "--",
-           PYTHON, str(corpus / "inject.py"), *_args("ssl", corpus, out, *extra)]
+    cmd = [
+        PYTHON,
+        "-m",
+        "espnet_ext.bin.launch",
+        "--backend",
+        "local",
+        "--cpu_procs",
+        str(procs),
+        "--log",
+        str(out / "train.log"),
+        "--accept_global_batch",
+        "true",
+        "--",
+        PYTHON,
+        str(corpus / "inject.py"),
+        *_args("ssl", corpus, out, *extra),
+    ]
     out.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(cmd, cwd=REPO, env=_env(**faults), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=_env(**faults), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 @pytest.mark.slow
@@ -145,8 +171,9 @@ def test_no_training_process_outlives_a_killed_launcher(corpus, tmp_path, procs)
     next update boundary with a step checkpoint and are all gone within seconds."""
     out = tmp_path / f"orphan{procs}"
     stamp = tmp_path / f"stamp{procs}"
-    launcher = _launch(corpus, out, procs, "--save_every_steps", "none",
-                       FAULT_PAUSE_AFTER=9, FAULT_STAMP=stamp, FAULT_RANK=0)
+    launcher = _launch(
+        corpus, out, procs, "--save_every_steps", "none", FAULT_PAUSE_AFTER=9, FAULT_STAMP=stamp, FAULT_RANK=0
+    )
     _wait_for(stamp, launcher)
     trainers = _processes_of(str(out))
     assert len(trainers) >= 1 + procs - (procs == 1), trainers  # (torchrun +) the ranks
@@ -157,8 +184,10 @@ def test_no_training_process_outlives_a_killed_launcher(corpus, tmp_path, procs)
         time.sleep(0.05)
     gone_after = time.monotonic() - killed
     left = _processes_of(str(out))
-    print(f"\n{procs} proc(s): {len(trainers)} training processes, all gone {gone_after:.2f} s after "
-          f"the launcher's SIGKILL; left: {left}")
+    print(
+        f"\n{procs} proc(s): {len(trainers)} training processes, all gone {gone_after:.2f} s after "
+        f"the launcher's SIGKILL; left: {left}"
+    )
     assert not left, left
     assert gone_after < 15, gone_after
     # They stopped on the SIGTERM: the step checkpoint of the update in flight was written.
@@ -169,9 +198,13 @@ def test_no_training_process_outlives_a_killed_launcher(corpus, tmp_path, procs)
 def test_second_trainer_on_a_locked_output_dir_stops_at_once(corpus, tmp_path):
     out = tmp_path / "locked"
     stamp = tmp_path / "stamp"
-    first = subprocess.Popen([PYTHON, str(corpus / "inject.py"), *_args("ssl", corpus, out), "--ngpu", "0"],
-                             cwd=REPO, env=_env(FAULT_PAUSE_AFTER=3, FAULT_STAMP=stamp, FAULT_PAUSE_SECONDS=900),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [PYTHON, str(corpus / "inject.py"), *_args("ssl", corpus, out), "--ngpu", "0"],
+        cwd=REPO,
+        env=_env(FAULT_PAUSE_AFTER=3, FAULT_STAMP=stamp, FAULT_PAUSE_SECONDS=900),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for(stamp, first)
         tic = time.monotonic()
@@ -179,8 +212,9 @@ def test_second_trainer_on_a_locked_output_dir_stops_at_once(corpus, tmp_path):
         took = time.monotonic() - tic
         log = second.stdout + second.stderr
         assert second.returncode not in (0, REQUEUE), log[-3000:]
-        assert (f"output dir {out} is in use by pid {first.pid} on host {socket.gethostname()} "
-                f"since ") in log, log[-3000:]
+        assert (
+            f"output dir {out} is in use by pid {first.pid} on host {socket.gethostname()} since "
+        ) in log, log[-3000:]
         assert "epoch started" not in log  # no training
         print(f"\nthe second trainer stopped {took:.1f} s after its start (imports and model build included)")
         assert first.poll() is None  # the first one runs on

@@ -96,15 +96,27 @@ def test_results_one_entry_and_table_per_model_decoding_and_set(tmp_path):
         for test_set in ("test_clean", "test_other"):
             d = model / decode / test_set / "score"
             d.mkdir(parents=True)
-            (d / "result.json").write_text(json.dumps({
-                "wer": wer, "cer": wer / 3, "n_utts": 10, "n_words": 40, "word_substitutions": 3,
-                "word_deletions": 0, "word_insertions": 0}))
+            (d / "result.json").write_text(
+                json.dumps(
+                    {
+                        "wer": wer,
+                        "cer": wer / 3,
+                        "n_utts": 10,
+                        "n_words": 40,
+                        "word_substitutions": 3,
+                        "word_deletions": 0,
+                        "word_insertions": 0,
+                    }
+                )
+            )
     (model / "config.yaml").write_text("config: conf/x.yaml\ninit_param: [ssl.pth:encoder:encoder]\n")
     entries = collect(tmp_path)
     assert sorted((e["decode"], e["test_set"], e["wer"]) for e in entries) == [
-        ("decode_asr", "test_clean", 30.0), ("decode_asr", "test_other", 30.0),
+        ("decode_asr", "test_clean", 30.0),
+        ("decode_asr", "test_other", 30.0),
         ("decode_asr_lm_lm_x_valid.loss.best", "test_clean", 7.5),
-        ("decode_asr_lm_lm_x_valid.loss.best", "test_other", 7.5)]
+        ("decode_asr_lm_lm_x_valid.loss.best", "test_other", 7.5),
+    ]
     assert all(e["model"] == "asr_x_pretrained" and e["n_utts"] == 10 for e in entries)
     md = render(tmp_path, entries)
     tables = md.split("## asr_x_pretrained")[1:]
@@ -130,10 +142,14 @@ def test_ablation_report_mean_spread_verdict_and_decode_filter(tmp_path):
                 (s / "result.json").write_text(json.dumps({"wer": w, "cer": w / 2}))
             (d / "config.yaml").write_text(
                 "config: conf/lowres.yaml\nnum_iters_per_epoch: 100\naccum_grad: 1\n"
-                "train_data_path_and_name_and_type: [[dump/low/feats.scp, speech, kaldi_ark]]\n")
-            (d / "train.log").write_text("".join(
-                f"x {e}epoch results: [train] loss=1 [valid] cer_ctc={0.9 - 0.1 * e:.2f}, acc=0.{e}\n"
-                for e in (1, 2)))
+                "train_data_path_and_name_and_type: [[dump/low/feats.scp, speech, kaldi_ark]]\n"
+            )
+            (d / "train.log").write_text(
+                "".join(
+                    f"x {e}epoch results: [train] loss=1 [valid] cer_ctc={0.9 - 0.1 * e:.2f}, acc=0.{e}\n"
+                    for e in (1, 2)
+                )
+            )
     md = report(tmp_path, "asr_abl", "decode_ablation")
     sd_s = statistics.stdev(wers["scratch"])
     assert f"|test_clean|scratch|104.00 ± {sd_s:.2f}|52.00 ± {sd_s / 2:.2f}|3|" in md
@@ -216,9 +232,19 @@ def test_results_ci_and_paired_lm_comparison(tmp_path):
         d = model / decode / "test_clean" / "score"
         _utt_errors(d, errs, words)
         wer = 100 * errs.sum() / words.sum()
-        (d / "result.json").write_text(json.dumps({
-            "wer": wer, "cer": wer / 3, "n_utts": 100, "n_words": int(words.sum()),
-            "word_substitutions": int(errs.sum()), "word_deletions": 0, "word_insertions": 0}))
+        (d / "result.json").write_text(
+            json.dumps(
+                {
+                    "wer": wer,
+                    "cer": wer / 3,
+                    "n_utts": 100,
+                    "n_words": int(words.sum()),
+                    "word_substitutions": int(errs.sum()),
+                    "word_deletions": 0,
+                    "word_insertions": 0,
+                }
+            )
+        )
     (model / "config.yaml").write_text("config: conf/x.yaml\n")
     entries = collect(tmp_path)
     for e in entries:
@@ -249,7 +275,8 @@ def test_ablation_report_paired_probability(tmp_path):
             (s / "result.json").write_text(json.dumps({"wer": 100 * errs.sum() / words.sum(), "cer": 1.0}))
             (d / "config.yaml").write_text(
                 "config: c.yaml\nnum_iters_per_epoch: 10\n"
-                "train_data_path_and_name_and_type: [[dump/low/feats.scp, speech, kaldi_ark]]\n")
+                "train_data_path_and_name_and_type: [[dump/low/feats.scp, speech, kaldi_ark]]\n"
+            )
             (d / "train.log").write_text("x 1epoch results: [train] loss=1 [valid] cer_ctc=0.5, acc=0.5\n")
     md = report(tmp_path, "asr_abl", "decode_ablation")
     line = next(x for x in md.splitlines() if "P(pretrained better than scratch)" in x)

@@ -37,10 +37,12 @@ def dump(tmp_path_factory):
         pytest.skip("needs espeak-ng (the audio is synthesized)")
     root = tmp_path_factory.mktemp("shards")
     waves = []
-    for i, text in enumerate([
-        "The quick brown fox jumps over the lazy dog near the river bank today.",
-        "Speech recognition turns sound into words, one frame at a time.",
-    ]):
+    for i, text in enumerate(
+        [
+            "The quick brown fox jumps over the lazy dog near the river bank today.",
+            "Speech recognition turns sound into words, one frame at a time.",
+        ]
+    ):
         raw = root / f"raw{i}.wav"
         subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True)
         wave, rate = soundfile.read(raw, dtype="float32")
@@ -133,8 +135,7 @@ def test_chunks_without_utterances_are_not_shards(dump, tmp_path):
     manifest = S.ShardManifest.load(str(out))
     assert manifest.table[:, 0].tolist() == [0, 2] and manifest.n_utts == 2
     assert manifest.ark_path(1).name == "feats.2.ark"
-    factory = ShardedIterFactory(str(out), rule=P.BatchRule("count", 1),
-                                 collate_fn=CommonCollateFn())
+    factory = ShardedIterFactory(str(out), rule=P.BatchRule("count", 1), collate_fn=CommonCollateFn())
     assert sorted(u for ids in _ids(factory.build_iter(1)) for u in ids) == ["a", "c"]
 
 
@@ -149,8 +150,7 @@ def test_every_utterance_once_per_pass_and_equal_steps(dump, reference, rule, wo
     seen = collections.Counter()
     steps = []
     for rank in range(world):
-        factory = _factory(dump, rule=rule, rank=rank, world_size=world,
-                           streams_per_rank=streams)
+        factory = _factory(dump, rule=rule, rank=rank, world_size=world, streams_per_rank=streams)
         n = 0
         for ids, batch in factory.build_iter(1):
             n += 1
@@ -230,8 +230,7 @@ def _best_minmax(lengths, k):
     best = {(0, 0): 0}
     for g in range(1, k + 1):
         for j in range(1, n + 1):
-            cands = [max(best[(i, g - 1)], (j - i) * lengths[j - 1])
-                     for i in range(j) if (i, g - 1) in best]
+            cands = [max(best[(i, g - 1)], (j - i) * lengths[j - 1]) for i in range(j) if (i, g - 1) in best]
             if cands:
                 best[(j, g)] = min(cands)
     return best[(n, k)]
@@ -253,8 +252,7 @@ def test_frame_partition_is_optimal_and_exact():
 def test_bucketing_keeps_padding_low(dump):
     manifest = S.ShardManifest.load(str(dump))
     frames = np.concatenate([manifest.read_index(r).frames for r in range(manifest.n_shards)])
-    ours = [b["speech_lengths"].numpy()
-            for _, b in _factory(dump, window=64).build_iter(1)]
+    ours = [b["speech_lengths"].numpy() for _, b in _factory(dump, window=64).build_iter(1)]
     shuffled = np.random.default_rng(0).permutation(frames)
     random_batches = [shuffled[i : i + 4] for i in range(0, len(frames), 4)]
     assert P.padding_fraction(ours) < 0.1 < P.padding_fraction(random_batches)
@@ -274,8 +272,9 @@ def broken(dump, tmp_path):
 
 
 def _first_batch(path, **kw):
-    factory = ShardedIterFactory(str(path), rule=P.BatchRule("count", 4), window=20,
-                                 collate_fn=CommonCollateFn(), **kw)
+    factory = ShardedIterFactory(
+        str(path), rule=P.BatchRule("count", 4), window=20, collate_fn=CommonCollateFn(), **kw
+    )
     return next(iter(factory.build_iter(1)))
 
 
@@ -304,8 +303,9 @@ def test_missing_or_truncated_ark_is_named_before_training(broken):
 def test_altered_index_and_corrupt_ark_are_named(broken):
     idx = broken / "data" / "feats.2.idx"
     idx.write_text(idx.read_text().replace("\t1", "\t2", 1))
-    factory = ShardedIterFactory(str(broken), rule=P.BatchRule("count", 4), window=20,
-                                 collate_fn=CommonCollateFn(), num_workers=1)
+    factory = ShardedIterFactory(
+        str(broken), rule=P.BatchRule("count", 4), window=20, collate_fn=CommonCollateFn(), num_workers=1
+    )
     with pytest.raises(S.ShardError, match=r"shard 2 .*CRC-32"):
         list(factory.build_iter(1))  # raised in a DataLoader worker, re-raised here
     # same size, garbage inside: found when read, and by verify
@@ -339,8 +339,7 @@ def test_bad_manifest_is_named(dump, broken, tmp_path):
         S.ShardManifest.load(str(broken))
     # a hand-edited manifest (spaces, blank lines) reads the same as the written one
     path.write_text("\n".join(lines[:2] + [" ".join(x.split()) for x in lines[2:]] + [""]) + "\n\n")
-    assert np.array_equal(S.ShardManifest.load(str(broken)).table,
-                          S.ShardManifest.load(str(dump)).table)
+    assert np.array_equal(S.ShardManifest.load(str(broken)).table, S.ShardManifest.load(str(dump)).table)
 
 
 def test_bad_configuration_fails_before_reading(dump):
@@ -406,15 +405,25 @@ def test_espnet_ssl_trainer_runs_through_the_sharded_path(dump, tmp_path):
     (tmp_path / "tokens.txt").write_text("<blank>\n<unk>\n<sos/eos>\n")
     # stage 4's arguments; the shape files are passed as the recipe does but not read
     cmd = [
-        sys.executable, "-m", "espnet_ext.bin.ssl_train",
-        "--config", str(tmp_path / "conf.yaml"),
-        "--ngpu", "0",
-        "--token_list", str(tmp_path / "tokens.txt"),
-        "--train_data_path_and_name_and_type", f"{dump}/feats.scp,speech,kaldi_ark",
-        "--train_shape_file", str(tmp_path / "absent_shape"),
-        "--valid_data_path_and_name_and_type", f"{dump}/feats.scp,speech,kaldi_ark",
-        "--valid_shape_file", str(tmp_path / "absent_shape"),
-        "--output_dir", str(tmp_path / "exp"),
+        sys.executable,
+        "-m",
+        "espnet_ext.bin.ssl_train",
+        "--config",
+        str(tmp_path / "conf.yaml"),
+        "--ngpu",
+        "0",
+        "--token_list",
+        str(tmp_path / "tokens.txt"),
+        "--train_data_path_and_name_and_type",
+        f"{dump}/feats.scp,speech,kaldi_ark",
+        "--train_shape_file",
+        str(tmp_path / "absent_shape"),
+        "--valid_data_path_and_name_and_type",
+        f"{dump}/feats.scp,speech,kaldi_ark",
+        "--valid_shape_file",
+        str(tmp_path / "absent_shape"),
+        "--output_dir",
+        str(tmp_path / "exp"),
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)

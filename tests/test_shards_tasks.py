@@ -33,8 +33,11 @@ def labeled(tmp_path_factory):
         pytest.skip("needs espeak-ng")
     root = tmp_path_factory.mktemp("labeled")
     raw = root / "raw.wav"
-    subprocess.run(["espeak-ng", "-w", str(raw), "one two three four five six seven eight nine ten"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["espeak-ng", "-w", str(raw), "one two three four five six seven eight nine ten"],
+        check=True,
+        capture_output=True,
+    )
     wave, rate = soundfile.read(raw, dtype="float32")
     soundfile.write(root / "rec.wav", wave, rate)
     seconds = wave.size / rate
@@ -58,7 +61,9 @@ def labeled(tmp_path_factory):
 
 
 def _texts(dump):
-    return {u: t.strip() for u, t in (line.split(" ", 1) for line in (dump / "text").read_text().splitlines())}
+    return {
+        u: t.strip() for u, t in (line.split(" ", 1) for line in (dump / "text").read_text().splitlines())
+    }
 
 
 def test_stage2_keeps_transcripts_and_cuts_shards_per_source(labeled):
@@ -92,7 +97,9 @@ def test_bad_transcripts_are_named(labeled, tmp_path):
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[1:]) + "\n")
     m = S.ShardManifest.load(str(copy))
-    with pytest.raises(S.ShardError, match=r"shard 2 .*text.2.txt:1: transcript of 'u017', the index has 'u016'"):
+    with pytest.raises(
+        S.ShardError, match=r"shard 2 .*text.2.txt:1: transcript of 'u017', the index has 'u016'"
+    ):
         m.read_index(2, with_text=True)
     (copy / "text").write_text("u000 A\n")
     with pytest.raises(S.ShardError, match=r"utterance 'u001' has no transcript in"):
@@ -102,8 +109,13 @@ def test_bad_transcripts_are_named(labeled, tmp_path):
 def _asr_factory(dump, **kw):
     kw.setdefault("rule", P.BatchRule("count", 3))
     kw.setdefault("window", 16)
-    return ShardedIterFactory(str(dump / "feats.scp"), collate_fn=CommonCollateFn(int_pad_value=-1),
-                              text_name="text", preprocess_fn=_tokenize, **kw)
+    return ShardedIterFactory(
+        str(dump / "feats.scp"),
+        collate_fn=CommonCollateFn(int_pad_value=-1),
+        text_name="text",
+        preprocess_fn=_tokenize,
+        **kw,
+    )
 
 
 def _tokenize(utt, data):
@@ -117,8 +129,9 @@ def test_asr_every_utterance_once_with_its_transcript(labeled, world, streams):
     steps = set()
     for rank in range(world):
         n = 0
-        for ids, batch in _asr_factory(labeled, rank=rank, world_size=world,
-                                       streams_per_rank=streams).build_iter(1):
+        for ids, batch in _asr_factory(
+            labeled, rank=rank, world_size=world, streams_per_rank=streams
+        ).build_iter(1):
             n += 1
             seen.update(ids)
             assert set(batch) == {"speech", "speech_lengths", "text", "text_lengths"}
@@ -175,8 +188,9 @@ def lm_dir(tmp_path):
     lines = [f"s{i:04d} " + " ".join(["w"] * (1 + i % 9)) for i in range(250)]
     (tmp_path / "text").write_text("\n".join(lines) + "\n")
     (tmp_path / "text_shape.bpe").write_text("".join(f"s{i:04d} {1 + i % 9}\n" for i in range(250)))
-    path, written = S.write_text_shards(str(tmp_path / "text"), str(tmp_path / "text_shape.bpe"),
-                                        str(tmp_path), shard_size=40)
+    path, written = S.write_text_shards(
+        str(tmp_path / "text"), str(tmp_path / "text_shape.bpe"), str(tmp_path), shard_size=40
+    )
     assert written
     return tmp_path
 
@@ -184,15 +198,25 @@ def lm_dir(tmp_path):
 def test_lm_text_shards_once_per_pass_and_resume(lm_dir):
     m = S.ShardManifest.load(str(lm_dir / "text"))
     assert m.kind == "text" and m.n_shards == 7 and m.n_utts == 250 and m.feat_dim == 0
-    assert S.write_text_shards(str(lm_dir / "text"), str(lm_dir / "text_shape.bpe"), str(lm_dir),
-                               shard_size=40)[1] is False  # up to date
+    assert (
+        S.write_text_shards(str(lm_dir / "text"), str(lm_dir / "text_shape.bpe"), str(lm_dir), shard_size=40)[
+            1
+        ]
+        is False
+    )  # up to date
     assert S.verify(str(lm_dir)) == []
 
     def factory(**kw):
-        return ShardedIterFactory(str(lm_dir / "text"), rule=P.BatchRule("count", 8), window=64,
-                                  name=None, text_name="text", collate_fn=CommonCollateFn(int_pad_value=0),
-                                  preprocess_fn=lambda u, d: {"text": np.ones(len(d["text"].split()), dtype=np.int64)},
-                                  **kw)
+        return ShardedIterFactory(
+            str(lm_dir / "text"),
+            rule=P.BatchRule("count", 8),
+            window=64,
+            name=None,
+            text_name="text",
+            collate_fn=CommonCollateFn(int_pad_value=0),
+            preprocess_fn=lambda u, d: {"text": np.ones(len(d["text"].split()), dtype=np.int64)},
+            **kw,
+        )
 
     seen = collections.Counter()
     for rank in range(2):
@@ -218,8 +242,9 @@ def test_lm_text_shards_bad_input_is_named(lm_dir):
 
 
 def _mix_factory(dump, mix, **kw):
-    return ShardedIterFactory(str(dump), rule=P.BatchRule("count", 3), window=16,
-                              collate_fn=CommonCollateFn(), mix=mix, **kw)
+    return ShardedIterFactory(
+        str(dump), rule=P.BatchRule("count", 3), window=16, collate_fn=CommonCollateFn(), mix=mix, **kw
+    )
 
 
 def test_weighted_mixing_draws_by_weight_deterministic_and_resumable(labeled):

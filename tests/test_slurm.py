@@ -24,10 +24,14 @@ PRETRAIN = str(ROOT / "conf" / "pretrain_conformer_bestrq.yaml")
 def test_node_resources():
     g = Geometry("slurm", 8, 16)
     assert slurm.node_resources(g, 4) == slurm.NodeResources(8 * 5 + 2, "200G", False, "2-00:00:00")
-    assert slurm.node_resources(g, 4, exclusive=True, time="1:00:00") == slurm.NodeResources(42, None, True, "1:00:00")
+    assert slurm.node_resources(g, 4, exclusive=True, time="1:00:00") == slurm.NodeResources(
+        42, None, True, "1:00:00"
+    )
     assert slurm.node_resources(g, 0, mem="500G").mem == "500G"
     cpu = Geometry("slurm", 0, 2, cpu_procs=4)
-    assert slurm.node_resources(cpu, 1) == slurm.NodeResources(4 * 2 + 2, f"{4 * 6 + 8}G", False, "2-00:00:00")
+    assert slurm.node_resources(cpu, 1) == slurm.NodeResources(
+        4 * 2 + 2, f"{4 * 6 + 8}G", False, "2-00:00:00"
+    )
     with pytest.raises(LaunchError):
         slurm.node_resources(g, -1)
 
@@ -81,9 +85,7 @@ def _fake_bin(tmp_path):
         "while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || exit $rc; done\n"
     )
     (bindir / "scontrol").write_text(
-        "#!/usr/bin/env bash\n"
-        'echo "scontrol $*" >> "$RECORD"\n'
-        '[ "$1" = show ] && echo localhost\nexit 0\n'
+        '#!/usr/bin/env bash\necho "scontrol $*" >> "$RECORD"\n[ "$1" = show ] && echo localhost\nexit 0\n'
     )
     for f in bindir.iterdir():
         f.chmod(0o755)
@@ -114,11 +116,17 @@ def _run_job(tmp_path, mode, send=None):
     geometry = Geometry("slurm", 0, 1, cpu_procs=2)
     plan = build_plan(geometry, [sys.executable, "worker.py", mode], log=str(tmp_path / "train.log"),
                       job_name="j", workdir=str(tmp_path), num_workers=0)  # fmt: skip
-    (path, script), = plan.files.items()
+    ((path, script),) = plan.files.items()
     Path(path).write_text(script)
     record = tmp_path / "record"
-    env = dict(os.environ, PATH=f"{_fake_bin(tmp_path)}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-               RECORD=str(record), SLURM_JOB_ID="4242", SLURM_JOB_NODELIST="localhost", OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        PATH=f"{_fake_bin(tmp_path)}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        RECORD=str(record),
+        SLURM_JOB_ID="4242",
+        SLURM_JOB_NODELIST="localhost",
+        OMP_NUM_THREADS="1",
+    )
     with open(tmp_path / "train.log", "w") as log:
         proc = subprocess.Popen(["bash", path], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
         if send is not None:
@@ -164,8 +172,28 @@ def test_launch_without_wait_submits_and_says_how_to_follow(tmp_path, capsys):
     old = dict(os.environ)
     os.environ.update(PATH=f"{bindir}:{os.environ['PATH']}", RECORD=str(tmp_path / "record"))
     try:
-        rc = launch(["--backend", "slurm", "--ngpu", "8", "--num_nodes", "16", "--log", str(log), "--wait", "false",
-                     "--", "python", "-m", "espnet_ext.bin.ssl_train", "--config", PRETRAIN, "--output_dir", "exp/x"])
+        rc = launch(
+            [
+                "--backend",
+                "slurm",
+                "--ngpu",
+                "8",
+                "--num_nodes",
+                "16",
+                "--log",
+                str(log),
+                "--wait",
+                "false",
+                "--",
+                "python",
+                "-m",
+                "espnet_ext.bin.ssl_train",
+                "--config",
+                PRETRAIN,
+                "--output_dir",
+                "exp/x",
+            ]
+        )
     finally:
         os.environ.clear()
         os.environ.update(old)
@@ -199,7 +227,15 @@ def test_decoding_commands_for_0_1_and_8_gpus():
         assert argv[5] == f"JOB=1:{n}" and "--ngpu 1" in lines[0] and f"split{n}/keys.JOB" in lines[0]
     lines = _decode_dry_run("--inference_ngpu", "8", "--cmd_backend", "slurm", "--use_lm", "false",
                             "--slurm_opts", "--partition=gpu")  # fmt: skip
-    assert lines[0].split()[:7] == ["utils/run_slurm.sh", "--partition=gpu", "--gpu", "1", "--num_threads", "2", "JOB=1:8"]
+    assert lines[0].split()[:7] == [
+        "utils/run_slurm.sh",
+        "--partition=gpu",
+        "--gpu",
+        "1",
+        "--num_threads",
+        "2",
+        "JOB=1:8",
+    ]
 
 
 @pytest.mark.slow
@@ -220,7 +256,9 @@ def test_stage_2_with_slurm_is_one_job_array_over_the_sets(tmp_path):
     assert (tmp_path / "record").read_text().split() == ["--wait", str(script)]
     text = script.read_text()
     assert "#SBATCH --array=1-5" in text and "#SBATCH --cpus-per-task=2" in text
-    assert "--data_dir {0}/data/ITEM --out_dir {1}/ITEM --nj 2 --chunk_size 1000".format(tmp_path, dump) in text
+    assert (
+        "--data_dir {0}/data/ITEM --out_dir {1}/ITEM --nj 2 --chunk_size 1000".format(tmp_path, dump) in text
+    )
     items = (dump / "log" / "extract_feats.items").read_text().split()
     assert items == ["pretrain", "train_clean", "dev_clean", "test_clean", "test_other"]
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0

@@ -13,7 +13,9 @@ import pytest
 
 import _tiny_asr
 
-REINSTALL = "espnet_ext.pth is not installed in this environment: re-run tools/setup_env.sh (pip install -e .)"
+REINSTALL = (
+    "espnet_ext.pth is not installed in this environment: re-run tools/setup_env.sh (pip install -e .)"
+)
 
 
 def _run(code_or_args, cwd=None, env_home=None, timeout=600):
@@ -23,13 +25,16 @@ def _run(code_or_args, cwd=None, env_home=None, timeout=600):
         import os
 
         env = {**os.environ, "HOME": str(env_home), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
+    )
 
 
 def test_startup_hook_is_installed_and_cheap():
-    r = _run("import sys; print('espnet_ext.register' in sys.modules, "
-             "'torch' in sys.modules, 'espnet2' in sys.modules, 'importlib.abc' in sys.modules)")
+    r = _run(
+        "import sys; print('espnet_ext.register' in sys.modules, "
+        "'torch' in sys.modules, 'espnet2' in sys.modules, 'importlib.abc' in sys.modules)"
+    )
     assert r.returncode == 0, r.stderr
     installed, torch, espnet, abc = r.stdout.split()
     assert installed == "True", REINSTALL
@@ -67,10 +72,28 @@ def packed(tmp_path_factory):
 def test_stock_asr_inference_decodes_with_the_packed_model(packed, tmp_path):
     work, zip_path, wav = packed
     (tmp_path / "wav.scp").write_text(f"utt1 {wav}\n")
-    r = _run(["-m", "espnet2.bin.asr_inference", "--model_tag", str(zip_path), "--ngpu", "0",
-              "--beam_size", "2", "--batch_size", "1", "--maxlenratio", "0.3",
-              "--data_path_and_name_and_type", "wav.scp,speech,sound", "--output_dir", "out"],
-             cwd=tmp_path, env_home=tmp_path / "home")
+    r = _run(
+        [
+            "-m",
+            "espnet2.bin.asr_inference",
+            "--model_tag",
+            str(zip_path),
+            "--ngpu",
+            "0",
+            "--beam_size",
+            "2",
+            "--batch_size",
+            "1",
+            "--maxlenratio",
+            "0.3",
+            "--data_path_and_name_and_type",
+            "wav.scp,speech,sound",
+            "--output_dir",
+            "out",
+        ],
+        cwd=tmp_path,
+        env_home=tmp_path / "home",
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     text = (tmp_path / "out" / "1best_recog" / "text").read_text()
     assert text.startswith("utt1"), text

@@ -103,8 +103,17 @@ def test_nonfinite_limit_counts_a_window_on_cpu(tmp_path):
     data = t._make_corpus(tmp_path / "corpus", nan_every=12)
     runs = {}
     for window in ("none", "5", "3"):
-        proc = t._train("ssl", data, tmp_path / f"w{window}", "--max_nonfinite_steps", "1",
-                        "--nonfinite_window", window, "--use_amp", "true")
+        proc = t._train(
+            "ssl",
+            data,
+            tmp_path / f"w{window}",
+            "--max_nonfinite_steps",
+            "1",
+            "--nonfinite_window",
+            window,
+            "--use_amp",
+            "true",
+        )
         runs[window] = (proc.returncode, proc.stdout + proc.stderr)
     code, log = runs["none"]
     assert code != 0 and "2 optimizer updates in this run were skipped" in log, log[-3000:]
@@ -114,4 +123,7 @@ def test_nonfinite_limit_counts_a_window_on_cpu(tmp_path):
     code, log = runs["3"]
     assert code == 0, log[-3000:]
     assert "epoch 1, micro-batch 4: update skipped" in log
-    assert "epoch 2, micro-batch 6: update skipped (NaN/inf loss or gradient); 1 skipped in the last 3 updates" in log
+    assert (
+        "epoch 2, micro-batch 6: update skipped (NaN/inf loss or gradient); 1 skipped in the last 3 updates"
+        in log
+    )

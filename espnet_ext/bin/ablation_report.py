@@ -95,8 +95,9 @@ def report(expdir: Path, prefix: str, decode: str = "*") -> str:
             for res in sorted(d.glob(f"{decode}/*/score/result.json")):
                 r = json.loads(res.read_text())
                 try:
-                    per_utt.setdefault(res.parent.parent.name, {}).setdefault(arm, {})[seed] = \
+                    per_utt.setdefault(res.parent.parent.name, {}).setdefault(arm, {})[seed] = (
                         bootstrap.read_utt_errors(res.parent)
+                    )
                 except FileNotFoundError:
                     pass
                 s = scores.setdefault(res.parent.parent.name, {}).setdefault(arm, {"wer": [], "cer": []})
@@ -128,9 +129,16 @@ def report(expdir: Path, prefix: str, decode: str = "*") -> str:
                 f"standard deviation is {spread:.2f}: "
                 + ("**gain exceeds the seed spread**" if gain > spread else "gain within the seed spread")
             )
-    lines += [""] + verdicts + _paired(per_utt) + ["", "Dev-set curve (ESPnet's validation after each epoch; mean ± sd over seeds):", ""]
-    lines += ["|update|scratch CTC CER %|pretrained CTC CER %|scratch att. acc %|pretrained att. acc %|",
-              "|---|---|---|---|---|"]
+    lines += (
+        [""]
+        + verdicts
+        + _paired(per_utt)
+        + ["", "Dev-set curve (ESPnet's validation after each epoch; mean ± sd over seeds):", ""]
+    )
+    lines += [
+        "|update|scratch CTC CER %|pretrained CTC CER %|scratch att. acc %|pretrained att. acc %|",
+        "|---|---|---|---|---|",
+    ]
     curves = {arm: [_valid_curve(d / "train.log") for d in seeds.values()] for arm, seeds in runs.items()}
     n_points = min(len(c) for cs in curves.values() for c in cs)
     for i in range(n_points):
@@ -146,8 +154,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--expdir", type=Path, required=True)
     p.add_argument("--prefix", required=True)
-    p.add_argument("--decode", default="*",
-                   help="the decoding folder to report (default: every one; a run decoded twice counts twice)")
+    p.add_argument(
+        "--decode",
+        default="*",
+        help="the decoding folder to report (default: every one; a run decoded twice counts twice)",
+    )
     args = p.parse_args(argv)
     try:
         text = report(args.expdir, args.prefix, args.decode)

@@ -36,9 +36,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     driver, source = C.read_driver_version()
     torch_cuda, torch_version = C.installed_torch()
-    r = C.check(a.ngpu, driver, torch_cuda, torch_version,
-                index_url=os.environ.get(C.INDEX_ENV) or None,
-                driver_here=a.cmd_backend in ("", "local"), driver_source=source)
+    r = C.check(
+        a.ngpu,
+        driver,
+        torch_cuda,
+        torch_version,
+        index_url=os.environ.get(C.INDEX_ENV) or None,
+        driver_here=a.cmd_backend in ("", "local"),
+        driver_source=source,
+    )
     skip = os.environ.get(C.SKIP_ENV, "") not in ("", "0")
     if r.ok:
         print(f"check_cuda: {r.message}")
@@ -47,8 +53,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         why = "dry run" if a.dry_run else f"{C.SKIP_ENV}={os.environ[C.SKIP_ENV]}"
         print(f"check_cuda: would stop the run ({why}, not stopping):\n  {r.message}")
         return 0
-    print(f"check_cuda: Error: {r.message}\n  ({C.SKIP_ENV}=1 reports this without stopping.)",
-          file=sys.stderr)
+    print(
+        f"check_cuda: Error: {r.message}\n  ({C.SKIP_ENV}=1 reports this without stopping.)", file=sys.stderr
+    )
     return 1
 
 

@@ -1,6 +1,6 @@
 """Print the stage-2 data plan for a number of hours (:mod:`espnet_ext.distributed.data_plan`).
 
-    python -m espnet_ext.bin.data_plan --hours 600000 --chunk_size 1000
+python -m espnet_ext.bin.data_plan --hours 600000 --chunk_size 1000
 """
 
 import argparse

@@ -60,9 +60,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", required=True, help="Kaldi data dir with wav.scp")
     parser.add_argument("--out_dir", required=True, help="output dir (e.g. dump/<set>)")
     parser.add_argument("--nj", type=int, default=4, help="parallel worker processes")
-    parser.add_argument(
-        "--chunk_size", type=int, default=200, help="utterances per chunk (resume unit)"
-    )
+    parser.add_argument("--chunk_size", type=int, default=200, help="utterances per chunk (resume unit)")
     return parser
 
 

@@ -30,8 +30,17 @@ from typing import Dict, List, Optional
 import yaml
 
 # Decoding options of espnet2.bin.asr_inference.Speech2Text that a decode config may set.
-_S2T_KEYS = ("beam_size", "ctc_weight", "lm_weight", "ngram_weight", "penalty", "nbest",
-             "maxlenratio", "minlenratio", "normalize_length")
+_S2T_KEYS = (
+    "beam_size",
+    "ctc_weight",
+    "lm_weight",
+    "ngram_weight",
+    "penalty",
+    "nbest",
+    "maxlenratio",
+    "minlenratio",
+    "normalize_length",
+)
 _DATASETS = {"librispeech": ["openslr/librispeech_asr"]}
 CITATIONS = """\
 @inproceedings{watanabe2018espnet,
@@ -73,18 +82,33 @@ def decode_kwargs(decode_config: Optional[Path]) -> Dict:
 def _model_index(name: str, rows: List[Dict], dataset: str) -> List[Dict]:
     results = []
     for r in rows:
-        metrics = [{"type": "wer", "value": r["wer"], "name": f"WER ({r['decode']})"},
-                   {"type": "cer", "value": r["cer"], "name": f"CER ({r['decode']})"}]
-        results.append({
-            "task": {"type": "automatic-speech-recognition", "name": "Automatic Speech Recognition"},
-            "dataset": {"type": dataset, "name": r["test_set"], "split": r["test_set"]},
-            "metrics": metrics,
-        })
+        metrics = [
+            {"type": "wer", "value": r["wer"], "name": f"WER ({r['decode']})"},
+            {"type": "cer", "value": r["cer"], "name": f"CER ({r['decode']})"},
+        ]
+        results.append(
+            {
+                "task": {"type": "automatic-speech-recognition", "name": "Automatic Speech Recognition"},
+                "dataset": {"type": dataset, "name": r["test_set"], "split": r["test_set"]},
+                "metrics": metrics,
+            }
+        )
     return [{"name": name, "results": results}]
 
 
-def render_card(repo_id: str, meta: dict, train_cfg: dict, rows: List[Dict], *, license: str,
-                language: str, datasets: List[str], corpus: str, decode: Dict, has_lm: bool) -> str:
+def render_card(
+    repo_id: str,
+    meta: dict,
+    train_cfg: dict,
+    rows: List[Dict],
+    *,
+    license: str,
+    language: str,
+    datasets: List[str],
+    corpus: str,
+    decode: Dict,
+    has_lm: bool,
+) -> str:
     enc, dec = train_cfg.get("encoder_conf", {}), train_cfg.get("decoder_conf", {})
     init = train_cfg.get("init_param") or []
     token_list = train_cfg.get("token_list") or []
@@ -113,8 +137,11 @@ def render_card(repo_id: str, meta: dict, train_cfg: dict, rows: List[Dict], *, 
         f"An ESPnet2 (`{meta.get('espnet', '?')}`, torch `{meta.get('torch', '?')}`) speech recognizer: a "
         f"Conformer encoder (`{train_cfg.get('encoder', '?')}`, {enc.get('num_blocks', '?')} blocks, "
         f"dimension {enc.get('output_size', '?')}, {enc.get('attention_heads', '?')} heads) "
-        + ("initialized from BEST-RQ self-supervised pre-training (Chiu et al., 2022) on unlabeled speech, "
-           if init else "trained from scratch, ")
+        + (
+            "initialized from BEST-RQ self-supervised pre-training (Chiu et al., 2022) on unlabeled speech, "
+            if init
+            else "trained from scratch, "
+        )
         + f"and a `{train_cfg.get('decoder', '?')}` decoder ({dec.get('num_blocks', '?')} blocks), trained "
         f"jointly with CTC (weight {train_cfg.get('model_conf', {}).get('ctc_weight', '?')}). Input: 16 kHz "
         f"mono speech (frontend `{train_cfg.get('frontend', '?')}`); output: {train_cfg.get('token_type', '?')} "
@@ -143,11 +170,17 @@ def render_card(repo_id: str, meta: dict, train_cfg: dict, rows: List[Dict], *, 
         "WER with its 95% bootstrap confidence interval over utterances; `RESULTS.md` has every "
         "table, the environment and the paired comparisons.",
         "",
-        *(["|test set|decoding|utts|WER|WER 95% CI|CER|", "|---|---|---|---|---|---|"] if rows
-          else ["(results.json has no entry for this model: run stage 7 first.)"]),
-        *[f"|{r['test_set']}|`{r['decode']}`|{r['n_utts']}|{r['wer']:.2f}|"
-          + (f"[{r['wer_ci_low']:.2f}, {r['wer_ci_high']:.2f}]" if r.get("wer_ci_low") is not None else "-")
-          + f"|{r['cer']:.2f}|" for r in rows],
+        *(
+            ["|test set|decoding|utts|WER|WER 95% CI|CER|", "|---|---|---|---|---|---|"]
+            if rows
+            else ["(results.json has no entry for this model: run stage 7 first.)"]
+        ),
+        *[
+            f"|{r['test_set']}|`{r['decode']}`|{r['n_utts']}|{r['wer']:.2f}|"
+            + (f"[{r['wer_ci_low']:.2f}, {r['wer_ci_high']:.2f}]" if r.get("wer_ci_low") is not None else "-")
+            + f"|{r['cer']:.2f}|"
+            for r in rows
+        ],
         "",
         "## Usage",
         "",
@@ -161,7 +194,7 @@ def render_card(repo_id: str, meta: dict, train_cfg: dict, rows: List[Dict], *, 
         "from espnet2.bin.asr_inference import Speech2Text",
         "",
         f"speech2text = Speech2Text.from_pretrained({repo_id!r}{kw})",
-        "speech, rate = soundfile.read(\"speech.wav\", dtype=\"float32\")  # 16 kHz mono",
+        'speech, rate = soundfile.read("speech.wav", dtype="float32")  # 16 kHz mono',
         "text, tokens, token_ids, hyp = speech2text(speech)[0]",
         "print(text)",
         "```",
@@ -170,7 +203,8 @@ def render_card(repo_id: str, meta: dict, train_cfg: dict, rows: List[Dict], *, 
         "",
         "```sh",
         f"python -m espnet2.bin.asr_inference --model_tag {repo_id} --ngpu 0 \\",
-        "    " + "".join(f"--{k} {v} " for k, v in decode.items())
+        "    "
+        + "".join(f"--{k} {v} " for k, v in decode.items())
         + "--data_path_and_name_and_type wav.scp,speech,sound --output_dir decoded",
         "```",
         "",
@@ -188,9 +222,19 @@ def render_card(repo_id: str, meta: dict, train_cfg: dict, rows: List[Dict], *, 
     return "\n".join(lines)
 
 
-def build(packed_model: Path, out_dir: Path, results_md: Optional[Path], results_json: Optional[Path],
-          repo_id: str, *, decode_config: Optional[Path] = None, license: str = "cc-by-4.0",
-          language: str = "en", datasets: Optional[List[str]] = None, corpus: str = "?") -> List[Path]:
+def build(
+    packed_model: Path,
+    out_dir: Path,
+    results_md: Optional[Path],
+    results_json: Optional[Path],
+    repo_id: str,
+    *,
+    decode_config: Optional[Path] = None,
+    license: str = "cc-by-4.0",
+    language: str = "en",
+    datasets: Optional[List[str]] = None,
+    corpus: str = "?",
+) -> List[Path]:
     """Rebuild ``out_dir``; returns its files (relative paths), sorted."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -214,9 +258,21 @@ def build(packed_model: Path, out_dir: Path, results_md: Optional[Path], results
     if datasets is None:
         datasets = _DATASETS.get(corpus, [])
     has_lm = "lm_train_config" in meta.get("yaml_files", {})
-    (out_dir / "README.md").write_text(render_card(
-        repo_id, meta, train_cfg, rows, license=license, language=language, datasets=datasets,
-        corpus=corpus, decode=decode, has_lm=has_lm), encoding="utf-8")
+    (out_dir / "README.md").write_text(
+        render_card(
+            repo_id,
+            meta,
+            train_cfg,
+            rows,
+            license=license,
+            language=language,
+            datasets=datasets,
+            corpus=corpus,
+            decode=decode,
+            has_lm=has_lm,
+        ),
+        encoding="utf-8",
+    )
     return sorted(p.relative_to(out_dir) for p in out_dir.rglob("*") if p.is_file())
 
 
@@ -226,8 +282,12 @@ def upload(out_dir: Path, repo_id: str, api=None, private: bool = False) -> None
 
         api = HfApi()
     api.create_repo(repo_id=repo_id, repo_type="model", exist_ok=True, private=private)
-    api.upload_folder(folder_path=str(out_dir), repo_id=repo_id, repo_type="model",
-                      commit_message="Upload the ESPnet model (espnet_ext stage 10)")
+    api.upload_folder(
+        folder_path=str(out_dir),
+        repo_id=repo_id,
+        repo_type="model",
+        commit_message="Upload the ESPnet model (espnet_ext stage 10)",
+    )
 
 
 def _bool(v: str) -> bool:
@@ -250,21 +310,37 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--private", type=_bool, default=False, help="create the Hub repository private")
     p.add_argument("--license", default="cc-by-4.0")
     p.add_argument("--language", default="en")
-    p.add_argument("--datasets", default=None, help="Hub data set ids, space-separated (default: from --corpus)")
+    p.add_argument(
+        "--datasets", default=None, help="Hub data set ids, space-separated (default: from --corpus)"
+    )
     p.add_argument("--corpus", default="?")
     args = p.parse_args(argv)
     repo_id = args.hf_repo or f"<ORG>/{args.out_dir.parent.name}"
     if not args.packed_model.is_file():
         if args.dry_run:
-            print(f"model_card (dry run): would build {args.out_dir} from {args.packed_model} "
-                  f"(not there yet: stage 8 writes it) and "
-                  + (f"upload it to the Hugging Face Hub model repository {args.hf_repo}"
-                     if args.hf_repo else "upload nothing (no --hf_repo)"))
+            print(
+                f"model_card (dry run): would build {args.out_dir} from {args.packed_model} "
+                f"(not there yet: stage 8 writes it) and "
+                + (
+                    f"upload it to the Hugging Face Hub model repository {args.hf_repo}"
+                    if args.hf_repo
+                    else "upload nothing (no --hf_repo)"
+                )
+            )
             return
         p.error(f"--packed_model {args.packed_model}: no such file (run stage 8 first)")
-    files = build(args.packed_model, args.out_dir, args.results_md, args.results_json, repo_id,
-                  decode_config=args.decode_config, license=args.license, language=args.language,
-                  datasets=None if args.datasets is None else args.datasets.split(), corpus=args.corpus)
+    files = build(
+        args.packed_model,
+        args.out_dir,
+        args.results_md,
+        args.results_json,
+        repo_id,
+        decode_config=args.decode_config,
+        license=args.license,
+        language=args.language,
+        datasets=None if args.datasets is None else args.datasets.split(),
+        corpus=args.corpus,
+    )
     total = sum((args.out_dir / f).stat().st_size for f in files)
     print(f"{args.out_dir}: {len(files)} files, {total / 1e6:.1f} MB")
     for f in files:
@@ -272,8 +348,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     if not args.hf_repo:
         print("no --hf_repo: nothing uploaded")
     elif args.dry_run:
-        print(f"dry run: would create (if absent) the Hugging Face Hub model repository {args.hf_repo} "
-              f"and upload these {len(files)} files to it")
+        print(
+            f"dry run: would create (if absent) the Hugging Face Hub model repository {args.hf_repo} "
+            f"and upload these {len(files)} files to it"
+        )
     else:
         upload(args.out_dir, args.hf_repo, private=args.private)
         print(f"uploaded to the Hugging Face Hub model repository {args.hf_repo}")

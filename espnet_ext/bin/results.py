@@ -100,11 +100,15 @@ def paired_section(expdir: Path, entries: List[Dict]) -> List[str]:
         decs = sorted(decs, key=lambda e: ("_lm_" not in e["decode"], e["decode"]))
         decs = [e for e in decs if e.get("wer_ci_low") is not None]  # has per-utterance errors
         for i, a in enumerate(decs):
-            for b in decs[i + 1:]:
-                p, n = bootstrap.paired_from_tables(bootstrap.read_utt_errors(_score_dir(expdir, a)),
-                                                    bootstrap.read_utt_errors(_score_dir(expdir, b)))
-                rows.append(f"|{model}|{test_set}|`{a['decode']}` ({a['wer']:.2f})"
-                            f"|`{b['decode']}` ({b['wer']:.2f})|{p:.3f}|{n}|")
+            for b in decs[i + 1 :]:
+                p, n = bootstrap.paired_from_tables(
+                    bootstrap.read_utt_errors(_score_dir(expdir, a)),
+                    bootstrap.read_utt_errors(_score_dir(expdir, b)),
+                )
+                rows.append(
+                    f"|{model}|{test_set}|`{a['decode']}` ({a['wer']:.2f})"
+                    f"|`{b['decode']}` ({b['wer']:.2f})|{p:.3f}|{n}|"
+                )
     if not rows:
         return []
     return [
@@ -137,8 +141,10 @@ def render(expdir: Path, entries: List[Dict]) -> str:
         by_model.setdefault((e["model"], e["decode"]), []).append(e)
     for (model, decode), rows in by_model.items():
         cfg = _train_config(expdir / model)
-        train_data = [t[0] if isinstance(t, (list, tuple)) else t.split(",")[0]
-                      for t in cfg.get("train_data_path_and_name_and_type", [])]
+        train_data = [
+            t[0] if isinstance(t, (list, tuple)) else t.split(",")[0]
+            for t in cfg.get("train_data_path_and_name_and_type", [])
+        ]
         init = cfg.get("init_param") or ["none (from scratch)"]
         lines += [
             f"## {model}",

@@ -66,18 +66,26 @@ def _align_lines(ref: str, hyp: str) -> List[str]:
             for i in range(chunk.ref_end_idx - chunk.ref_start_idx):
                 w1, w2 = rw[chunk.ref_start_idx + i], hw[chunk.hyp_start_idx + i]
                 n = max(len(w1), len(w2))
-                r.append(w1.ljust(n)); h.append(w2.ljust(n)); m.append(" " * n)
+                r.append(w1.ljust(n))
+                h.append(w2.ljust(n))
+                m.append(" " * n)
         elif chunk.type == "substitute":
             for i in range(chunk.ref_end_idx - chunk.ref_start_idx):
                 w1, w2 = rw[chunk.ref_start_idx + i], hw[chunk.hyp_start_idx + i]
                 n = max(len(w1), len(w2))
-                r.append(w1.ljust(n)); h.append(w2.ljust(n)); m.append("S".ljust(n))
+                r.append(w1.ljust(n))
+                h.append(w2.ljust(n))
+                m.append("S".ljust(n))
         elif chunk.type == "delete":
             for w1 in rw[chunk.ref_start_idx : chunk.ref_end_idx]:
-                r.append(w1); h.append("*" * len(w1)); m.append("D".ljust(len(w1)))
+                r.append(w1)
+                h.append("*" * len(w1))
+                m.append("D".ljust(len(w1)))
         elif chunk.type == "insert":
             for w2 in hw[chunk.hyp_start_idx : chunk.hyp_end_idx]:
-                r.append("*" * len(w2)); h.append(w2); m.append("I".ljust(len(w2)))
+                r.append("*" * len(w2))
+                h.append(w2)
+                m.append("I".ljust(len(w2)))
     return ["REF: " + " ".join(r), "HYP: " + " ".join(h), "     " + " ".join(m).rstrip()]
 
 
@@ -91,7 +99,9 @@ def score(ref_path: Path, hyp_path: Path, out_dir: Path) -> dict:
         )
     missing = sorted(set(refs) - set(hyps))
     if missing:
-        logging.warning(f"{len(missing)} of {len(refs)} utterances have no hypothesis (scored as empty): {missing[:5]}")
+        logging.warning(
+            f"{len(missing)} of {len(refs)} utterances have no hypothesis (scored as empty): {missing[:5]}"
+        )
     utts = sorted(refs)
     ref_list = [refs[u] for u in utts]
     hyp_list = [hyps.get(u, "") for u in utts]
@@ -118,8 +128,10 @@ def score(ref_path: Path, hyp_path: Path, out_dir: Path) -> dict:
         "hyp": str(hyp_path),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "alignment.txt", "w", encoding="utf-8") as f, \
-            open(out_dir / "utt_errors.txt", "w", encoding="utf-8") as per_utt:
+    with (
+        open(out_dir / "alignment.txt", "w", encoding="utf-8") as f,
+        open(out_dir / "utt_errors.txt", "w", encoding="utf-8") as per_utt,
+    ):
         for u, r, h in zip(utts, ref_list, hyp_list):
             one = jiwer.process_words(r, h)
             per_utt.write(f"{u} {one.substitutions + one.deletions + one.insertions} {len(r.split())}\n")

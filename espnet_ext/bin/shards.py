@@ -26,8 +26,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Check the feature shards of dump dirs.")
     parser.add_argument("command", choices=["verify", "text"])
     parser.add_argument("paths", nargs="*", help="verify: dump dirs or their shards.tsv")
-    parser.add_argument("--quick", action="store_true",
-                        help="sizes and indices only (do not read the arks)")
+    parser.add_argument("--quick", action="store_true", help="sizes and indices only (do not read the arks)")
     parser.add_argument("--text", help="text: Kaldi text file (<utt> <sentence>)")
     parser.add_argument("--shape", help="text: token counts (<utt> <n>), same order")
     parser.add_argument("--out_dir", help="text: where shards.tsv and data/ go")
@@ -37,8 +36,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not (args.text and args.shape and args.out_dir) or args.paths:
             parser.error("text needs --text, --shape and --out_dir (and no paths)")
         try:
-            path, written = write_text_shards(args.text, args.shape, args.out_dir,
-                                              shard_size=args.shard_size)
+            path, written = write_text_shards(args.text, args.shape, args.out_dir, shard_size=args.shard_size)
         except (ShardError, OSError) as exc:
             print(f"shards text: error: {exc}", file=sys.stderr)
             return 1

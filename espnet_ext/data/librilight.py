@@ -174,13 +174,17 @@ def scan_librilight(subset_dir: Path, *, segment_seconds: float) -> Scan:
             stem = name[: -len(".flac")]
             if len(parts) != 3:
                 candidates.append(
-                    Candidate(safe_id(rel), problem=("bad_id", f"{path} is not at <speaker>/<book>/<file>.flac"))
+                    Candidate(
+                        safe_id(rel), problem=("bad_id", f"{path} is not at <speaker>/<book>/<file>.flac")
+                    )
                 )
                 continue
             spk, book = safe_id(parts[0]), safe_id(parts[1])
             rec = f"{spk}-{book}-{safe_id(stem)}"
             if rec in seen:
-                candidates.append(Candidate(rec, spk, problem=("duplicate_id", f"{path} and {seen[rec]} map to '{rec}'")))
+                candidates.append(
+                    Candidate(rec, spk, problem=("duplicate_id", f"{path} and {seen[rec]} map to '{rec}'"))
+                )
                 continue
             seen[rec] = path
             meta = load_voice_activity(os.path.join(root, stem + ".json"))
@@ -223,8 +227,15 @@ def scan_finetuning(root: Path, set_name: str) -> Scan:
     for rel in FINETUNING_SETS[set_name]:
         scan = scan_librispeech(base / rel)
         if not scan.labeled:
-            candidates.append(Candidate(safe_id(rel), problem=(
-                "no_transcript", f"{base / rel} has no *.trans.txt (not a librispeech_finetuning folder?)")))
+            candidates.append(
+                Candidate(
+                    safe_id(rel),
+                    problem=(
+                        "no_transcript",
+                        f"{base / rel} has no *.trans.txt (not a librispeech_finetuning folder?)",
+                    ),
+                )
+            )
         listing += [(f"{rel}/{p}", size, mtime) for p, size, mtime in scan.listing]
         for c in scan.candidates:
             if c.problem is None and c.id in where:

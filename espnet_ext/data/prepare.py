@@ -76,7 +76,6 @@ class SetError(RuntimeError):
     """One set could not be prepared (the others still are)."""
 
 
-
 @dataclass
 class SetReport:
     name: str
@@ -88,7 +87,6 @@ class SetReport:
     repaired: dict = field(default_factory=dict)
     utterances: int = 0
     segments_dropped: int = 0
-
 
 
 def _fingerprint(inputs: dict, out: Path) -> str:
@@ -141,8 +139,15 @@ def _swap(staging: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
-def _publish(plan: Plan, data: DataDir, label: str, source: str, counts: dict, inputs: dict,
-             extra: Optional[dict] = None) -> None:
+def _publish(
+    plan: Plan,
+    data: DataDir,
+    label: str,
+    source: str,
+    counts: dict,
+    inputs: dict,
+    extra: Optional[dict] = None,
+) -> None:
     """Write ``data`` (and the ``extra`` files, name -> content) into a staging dir,
     validate it, mark it done and swap it into place."""
     staging = plan.out.parent / f".{plan.name}.staging"
@@ -219,7 +224,6 @@ def _validate(d: Path, label: str) -> None:
     )
 
 
-
 def _run_corpus(plan: Plan, options: Options) -> SetReport:
     label = f"{plan.name} ({plan.kind}: {plan.source})"
     scan = _scan(plan, options)
@@ -283,7 +287,9 @@ def _run_combine(plan: Plan, options: Options) -> SetReport:
     srcs = [(s, plan.source / s) for s in plan.sources]
     inputs = {
         "kind": "combine",
-        "sources": [(s, (read_record(p / DONE_FILE) or {}).get("fingerprint") or files_digest(p)) for s, p in srcs],
+        "sources": [
+            (s, (read_record(p / DONE_FILE) or {}).get("fingerprint") or files_digest(p)) for s, p in srcs
+        ],
         "rules_version": RULES_VERSION,
     }
     if options.utt2source:  # (absent otherwise: earlier fingerprints stay valid)
@@ -306,8 +312,13 @@ def _run_combine(plan: Plan, options: Options) -> SetReport:
         if sum(by_source.values()) != n:
             raise SetError(f"{label}: utt2source lists {sum(by_source.values())} utterances, the set {n}")
     _publish(plan, data, label, ",".join(plan.sources), counts, inputs, extra)
-    logger.info("%s: %d utterances%s%s", label, n, "" if data.text is not None else ", no text",
-                f", by source {counts['sources']}" if "sources" in counts else "")
+    logger.info(
+        "%s: %d utterances%s%s",
+        label,
+        n,
+        "" if data.text is not None else ", no text",
+        f", by source {counts['sources']}" if "sources" in counts else "",
+    )
     return SetReport(plan.name, plan.kind, **{k: counts[k] for k in _COUNT_KEYS})
 
 
@@ -317,7 +328,6 @@ def run_plan(plan: Plan, options: Options) -> SetReport:
     if plan.kind == "kaldi_dir":
         return _run_existing(plan, options)
     return _run_corpus(plan, options)
-
 
 
 def prepare(

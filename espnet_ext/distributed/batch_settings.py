@@ -249,4 +249,3 @@ def data_size(
     if shape and os.path.isfile(shape):
         return _count_shape_file(shape)
     return None
-

@@ -151,7 +151,13 @@ def flops_per_utterance(shape: ModelShape, seconds: float, tokens: Optional[int]
     if s.task == "ssl":
         trained += s.num_codebooks * 2.0 * (s.mask_fraction * Tp) * D * s.codebook_size
         groups = -(-T // s.stack_frames)
-        frozen = s.num_codebooks * 2.0 * groups * (s.stack_frames * s.input_size + s.codebook_size) * s.codebook_dim
+        frozen = (
+            s.num_codebooks
+            * 2.0
+            * groups
+            * (s.stack_frames * s.input_size + s.codebook_size)
+            * s.codebook_dim
+        )
     else:
         V = s.vocab_size
         if s.ctc:
@@ -159,8 +165,11 @@ def flops_per_utterance(shape: ModelShape, seconds: float, tokens: Optional[int]
         if s.decoder:
             L = (tokens if tokens is not None else max(1, round(seconds * TOKENS_PER_SECOND))) + 1  # <sos>
             layer = (
-                8.0 * L * D * D + 4.0 * L * L * D  # self-attention
-                + 4.0 * L * D * D + 4.0 * Tp * D * D + 4.0 * L * Tp * D  # source attention
+                8.0 * L * D * D
+                + 4.0 * L * L * D  # self-attention
+                + 4.0 * L * D * D
+                + 4.0 * Tp * D * D
+                + 4.0 * L * Tp * D  # source attention
                 + 4.0 * L * D * s.decoder_units  # FFN
             )
             trained += s.decoder_blocks * layer + 2.0 * L * D * V
@@ -235,8 +244,21 @@ def count_training_flops(step) -> Dict[str, int]:
     def t(shape):
         return [shape[1], shape[0], *shape[2:]]
 
-    def conv_backward(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation,
-                      transposed, output_padding, groups, output_mask, out_shape=None, **kwargs):
+    def conv_backward(
+        grad_out_shape,
+        x_shape,
+        w_shape,
+        bias,
+        stride,
+        padding,
+        dilation,
+        transposed,
+        output_padding,
+        groups,
+        output_mask,
+        out_shape=None,
+        **kwargs,
+    ):
         # torch's conv_backward_flop, with the weight gradient divided by groups
         flops = 0
         if output_mask[0]:
@@ -250,11 +272,13 @@ def count_training_flops(step) -> Dict[str, int]:
             flops += weight // groups
         return flops
 
-    with fc.FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward}) as counter:
+    with fc.FlopCounterMode(
+        display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward}
+    ) as counter:
         step()
     return {"raw": counter.get_total_flops() + excess[0], "flops": counter.get_total_flops()}
 
 
 def fmt_flops(x: float) -> str:
     exp = int(math.floor(math.log10(abs(x)))) if x else 0
-    return f"{x / 10 ** exp:.2f}e{exp:+03d}" if x else "0"
+    return f"{x / 10**exp:.2f}e{exp:+03d}" if x else "0"

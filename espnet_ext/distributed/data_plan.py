@@ -38,7 +38,9 @@ class DataPlan:
 
 def data_plan(hours: float, chunk_size: int, mean_utt_seconds: float = 15.0) -> DataPlan:
     if hours <= 0 or chunk_size < 1 or mean_utt_seconds <= 0:
-        raise ValueError(f"need hours > 0, chunk_size >= 1, mean_utt_seconds > 0; got {hours}, {chunk_size}, {mean_utt_seconds}")
+        raise ValueError(
+            f"need hours > 0, chunk_size >= 1, mean_utt_seconds > 0; got {hours}, {chunk_size}, {mean_utt_seconds}"
+        )
     utts = int(hours * 3600 / mean_utt_seconds)
     frames = int(hours * 3600 * FRAMES_PER_SECOND)
     shards = math.ceil(utts / chunk_size)

@@ -226,10 +226,14 @@ def run_plan(plan: LaunchPlan, header: List[str], main_log: str) -> int:
     for path in dict.fromkeys(logs):
         _footer(path, status)
     if status == REQUEUE:
-        print(f"launch: training stopped for requeue (status {REQUEUE}) after a step checkpoint; "
-              "run it again with --resume true to continue", file=sys.stderr)
+        print(
+            f"launch: training stopped for requeue (status {REQUEUE}) after a step checkpoint; "
+            "run it again with --resume true to continue",
+            file=sys.stderr,
+        )
     elif status != 0:
         failed = [p for p, proc in zip(logs, procs) if proc.returncode not in (0, None)]
-        print(f"launch: training failed (status {status}); see {' '.join(failed) or main_log}",
-              file=sys.stderr)
+        print(
+            f"launch: training failed (status {status}); see {' '.join(failed) or main_log}", file=sys.stderr
+        )
     return status

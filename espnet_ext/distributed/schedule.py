@@ -160,12 +160,25 @@ def check_schedule(
     fatal = []
     if total is not None and a.num_iters_per_epoch is not None and updates is not None:
         if int(total) != updates:
-            fatal.append(ScheduleMismatch(a.config, str(conf.get("scheduler")), int(total), sched_source,
-                                          updates, a.max_epoch, a.num_iters_per_epoch, a.accum_grad))
+            fatal.append(
+                ScheduleMismatch(
+                    a.config,
+                    str(conf.get("scheduler")),
+                    int(total),
+                    sched_source,
+                    updates,
+                    a.max_epoch,
+                    a.num_iters_per_epoch,
+                    a.accum_grad,
+                )
+            )
     stops = []
     if max_passes is not None and passes is not None and passes > max_passes and updates is not None:
-        stops.append(TooManyPasses(a.config, passes, max_passes, updates, a.max_epoch,
-                                   a.num_iters_per_epoch, a.accum_grad))
+        stops.append(
+            TooManyPasses(
+                a.config, passes, max_passes, updates, a.max_epoch, a.num_iters_per_epoch, a.accum_grad
+            )
+        )
 
     projection, note = None, ""
     if task and geometry.ngpu > 0 and updates is not None and a.by_utterances:
@@ -173,9 +186,14 @@ def check_schedule(
         if shape is None:
             note = "no FLOP formula for this model (ssl_conformer encoder only)"
         else:
-            projection = cost.project_cost(shape, total_steps=updates, utts_per_update=a.utts_per_step,
-                                           utt_seconds=utt_seconds, gpus=geometry.world_size,
-                                           peak_flops=peak_flops)
+            projection = cost.project_cost(
+                shape,
+                total_steps=updates,
+                utts_per_update=a.utts_per_step,
+                utt_seconds=utt_seconds,
+                gpus=geometry.world_size,
+                peak_flops=peak_flops,
+            )
             if shape.task == "asr" and shape.vocab_assumed:
                 note = "output layers at an assumed 5,000 tokens (no token list yet)"
     return Schedule(
@@ -233,7 +251,9 @@ def schedule_lines(s: Schedule) -> list:
             f"{passes}{limit}"
         )
     if s.scheduler_total_steps is not None and s.updates is not None and not s.fatal:
-        lines.append(f"  scheduler total_steps {s.scheduler_total_steps:,}: matches the {s.updates:,} updates")
+        lines.append(
+            f"  scheduler total_steps {s.scheduler_total_steps:,}: matches the {s.updates:,} updates"
+        )
     if s.cost is not None:
         c = s.cost
         days = ", ".join(f"{d:.3g} days at {m:.0%}" for m, d in c.days_by_mfu().items())

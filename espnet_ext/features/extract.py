@@ -62,8 +62,7 @@ def _load_utterance(u: Utterance, options: LogMelOptions):
     wave = read_audio(u.path, u.start, u.end, sample_rate=options.sample_rate)
     if wave.size < options.win_length:
         raise AudioError(
-            f"{u.path}: too short: {wave.size} samples, fewer than one "
-            f"{options.win_length}-sample window"
+            f"{u.path}: too short: {wave.size} samples, fewer than one {options.win_length}-sample window"
         )
     return wave
 
@@ -184,22 +183,38 @@ def _sync_meta(data_dir: Path, out_dir: Path, written: set, filtered: bool) -> L
     return changed
 
 
-def _write_shard_manifest(out_dir: Path, summaries: List[dict], n_mels: int,
-                          sources: Optional[List[str]] = None,
-                          chunk_sources: Optional[List[int]] = None) -> Path:
+def _write_shard_manifest(
+    out_dir: Path,
+    summaries: List[dict],
+    n_mels: int,
+    sources: Optional[List[str]] = None,
+    chunk_sources: Optional[List[int]] = None,
+) -> Path:
     """``shards.tsv`` for the chunks (in chunk order); empty chunks are left out."""
     rows, row_sources = [], []
     for s in summaries:
         frames = list(s["shapes"].values())
         if frames:
-            rows.append(S.ShardRow(
-                shard=s["chunk"], utts=len(frames), frames=sum(frames), max_frames=max(frames),
-                ark_bytes=s["ark_bytes"], ark_crc32=s["ark_crc32"], index_crc32=s["index_crc32"],
-            ))
+            rows.append(
+                S.ShardRow(
+                    shard=s["chunk"],
+                    utts=len(frames),
+                    frames=sum(frames),
+                    max_frames=max(frames),
+                    ark_bytes=s["ark_bytes"],
+                    ark_crc32=s["ark_crc32"],
+                    index_crc32=s["index_crc32"],
+                )
+            )
             if sources is not None:
                 row_sources.append(chunk_sources[s["chunk"]])
-    path = S.write_manifest(out_dir, rows, feat_dim=n_mels, sources=sources,
-                            row_sources=row_sources if sources is not None else None)
+    path = S.write_manifest(
+        out_dir,
+        rows,
+        feat_dim=n_mels,
+        sources=sources,
+        row_sources=row_sources if sources is not None else None,
+    )
     if (out_dir / "text").is_file():
         path = S.write_transcripts(str(out_dir), out_dir / "text")
     return path
@@ -232,9 +247,7 @@ def _read_utt2source(data: Path, utts: Sequence[Utterance]):
     return sources, out
 
 
-def _merge(
-    out_dir: Path, summaries: List[dict], n_mels: int
-) -> Tuple[int, int, float, set, bool]:
+def _merge(out_dir: Path, summaries: List[dict], n_mels: int) -> Tuple[int, int, float, set, bool]:
     scp_lines, shape_lines, rejected = [], [], []
     seconds = 0.0
     for s in summaries:
@@ -297,7 +310,8 @@ def run(
             if changed:
                 log.info("%s: %s changed in %s: re-copied", out, ", ".join(changed), data)
             if (out / "text").is_file() and (
-                    "text" in changed or S.ShardManifest.load(str(out)).text_pattern is None):
+                "text" in changed or S.ShardManifest.load(str(out)).text_pattern is None
+            ):
                 S.write_transcripts(str(out), out / "text")
                 log.info("%s: wrote the shards' transcripts", out)
             log.info("%s: already done (%d utterances), nothing to do", out, done.get("written", 0))
@@ -327,7 +341,12 @@ def run(
     pending = [k for k in range(len(chunks)) if k not in summaries]
     log.info(
         "%s: %d utterances in %d chunks; %d chunks already done, %d to do (nj=%d)",
-        data, len(utts), len(chunks), len(summaries), len(pending), nj,
+        data,
+        len(utts),
+        len(chunks),
+        len(summaries),
+        len(pending),
+        nj,
     )
 
     bar = None
@@ -361,10 +380,7 @@ def run(
             with concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(nj, len(pending)), mp_context=ctx, initializer=_init_worker
             ) as pool:
-                futures = [
-                    pool.submit(process_chunk, k, chunks[k], str(out), fp, options)
-                    for k in pending
-                ]
+                futures = [pool.submit(process_chunk, k, chunks[k], str(out), fp, options) for k in pending]
                 try:
                     for fut in concurrent.futures.as_completed(futures):
                         _finished(fut.result())
@@ -384,8 +400,7 @@ def run(
     n_written, n_rejected, seconds, written, filtered = _merge(out, ordered, options.n_mels)
     if n_written + n_rejected != len(utts):
         raise RuntimeError(
-            f"{out}: found {len(utts)} utterances but wrote {n_written} and "
-            f"rejected {n_rejected}"
+            f"{out}: found {len(utts)} utterances but wrote {n_written} and rejected {n_rejected}"
         )
     _sync_meta(data, out, written, filtered)
     _write_shard_manifest(out, ordered, options.n_mels, sources, chunk_sources)
@@ -401,12 +416,19 @@ def run(
     write_record(done_file, result)
     log.info(
         "%s: found %d = written %d + rejected %d%s",
-        out, len(utts), n_written, n_rejected,
+        out,
+        len(utts),
+        n_written,
+        n_rejected,
         f" (see {out / 'rejected'})" if n_rejected else "",
     )
     log.info(
-        "%s: %.2f h of audio in %.1f s wall, %.0fx real time with nj=%d "
-        "(%d chunks extracted in this run)",
-        out, seconds / 3600, wall, seconds / max(wall, 1e-9), nj, len(pending),
+        "%s: %.2f h of audio in %.1f s wall, %.0fx real time with nj=%d (%d chunks extracted in this run)",
+        out,
+        seconds / 3600,
+        wall,
+        seconds / max(wall, 1e-9),
+        nj,
+        len(pending),
     )
     return {**result, "status": "done", "wall": wall}

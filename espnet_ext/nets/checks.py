@@ -73,18 +73,12 @@ def check_config(
         if not 0.0 <= value < 1.0:
             raise ValueError(f"ssl_conformer: {name} must be in [0, 1), got {value}")
     if input_layer != "conv2d":
-        raise ValueError(
-            f"ssl_conformer: input_layer must be 'conv2d' (4x subsampling), "
-            f"got {input_layer!r}"
-        )
+        raise ValueError(f"ssl_conformer: input_layer must be 'conv2d' (4x subsampling), got {input_layer!r}")
     if not normalize_before:
-        raise ValueError(
-            "ssl_conformer: normalize_before must be true (pre-LN residual units)"
-        )
+        raise ValueError("ssl_conformer: normalize_before must be true (pre-LN residual units)")
     if activation_type not in _ACTIVATIONS:
         raise ValueError(
-            f"ssl_conformer: activation_type must be one of {sorted(_ACTIVATIONS)}, "
-            f"got {activation_type!r}"
+            f"ssl_conformer: activation_type must be one of {sorted(_ACTIVATIONS)}, got {activation_type!r}"
         )
     if cnn_module_kernel < 1 or cnn_module_kernel % 2 == 0:
         raise ValueError(
@@ -93,8 +87,7 @@ def check_config(
         )
     if cnn_module_norm not in ("layer_norm", "batch_norm"):
         raise ValueError(
-            f"ssl_conformer: cnn_module_norm must be 'layer_norm' or 'batch_norm', "
-            f"got {cnn_module_norm!r}"
+            f"ssl_conformer: cnn_module_norm must be 'layer_norm' or 'batch_norm', got {cnn_module_norm!r}"
         )
     if not (rotary_base > 1.0 and math.isfinite(rotary_base)):
         raise ValueError(f"ssl_conformer: rotary_base must be > 1, got {rotary_base}")
@@ -128,29 +121,18 @@ def input_lengths(
             ``masks`` that are not right padding, or the two disagreeing.
     """
     if xs_pad.dim() != 3 or xs_pad.size(-1) != input_size:
-        raise ValueError(
-            f"xs_pad must be (batch, frames, {input_size}), "
-            f"got shape {tuple(xs_pad.shape)}"
-        )
+        raise ValueError(f"xs_pad must be (batch, frames, {input_size}), got shape {tuple(xs_pad.shape)}")
     batch, frames = xs_pad.shape[:2]
     if ilens is None and masks is None:
         raise ValueError("give ilens or masks: neither was given")
     if ilens is not None and (
-        ilens.shape != (batch,)
-        or ilens.dtype.is_floating_point
-        or ilens.dtype == torch.bool
+        ilens.shape != (batch,) or ilens.dtype.is_floating_point or ilens.dtype == torch.bool
     ):
         raise ValueError(
-            f"ilens must be an integer tensor of shape ({batch},), "
-            f"got {ilens.dtype} {tuple(ilens.shape)}"
+            f"ilens must be an integer tensor of shape ({batch},), got {ilens.dtype} {tuple(ilens.shape)}"
         )
     if masks is not None:
-        if (
-            masks.dim() != 2
-            or masks.size(0) != batch
-            or masks.size(1) > frames
-            or masks.dtype != torch.bool
-        ):
+        if masks.dim() != 2 or masks.size(0) != batch or masks.size(1) > frames or masks.dtype != torch.bool:
             raise ValueError(
                 f"masks must be bool of shape ({batch}, <= {frames}) with True "
                 f"at padding, got {masks.dtype} {tuple(masks.shape)}"
@@ -158,12 +140,9 @@ def input_lengths(
         mask_lengths = (~masks).sum(-1)
         if not torch.equal(masks, ~valid_mask(mask_lengths, masks.size(1))):
             raise ValueError(
-                "masks must mark padding only at the end of each utterance "
-                "(like make_pad_mask(ilens))"
+                "masks must mark padding only at the end of each utterance (like make_pad_mask(ilens))"
             )
-        if ilens is not None and not torch.equal(
-            mask_lengths, ilens.to(mask_lengths)
-        ):
+        if ilens is not None and not torch.equal(mask_lengths, ilens.to(mask_lengths)):
             raise ValueError(
                 f"masks and ilens disagree: masks give lengths "
                 f"{mask_lengths.tolist()}, ilens {ilens.tolist()}"
@@ -173,8 +152,5 @@ def input_lengths(
         lengths = ilens
     lengths = lengths.to(device=xs_pad.device, dtype=torch.long)
     if bool(((lengths < 1) | (lengths > frames)).any()):
-        raise ValueError(
-            f"every length must be in [1, {frames}] (frames in xs_pad), "
-            f"got {lengths.tolist()}"
-        )
+        raise ValueError(f"every length must be in [1, {frames}] (frames in xs_pad), got {lengths.tolist()}")
     return lengths

@@ -122,15 +122,15 @@ def build_sharded_iter_factory(
             f"{_COUNT_BATCH_TYPES + _BINS_BATCH_TYPES}, got {iter_options.batch_type!r}"
         )
     if total < world:
-        raise ValueError(f"{where}: {what}={total} is global over "
-                         f"ranks and smaller than the {world} ranks")
+        raise ValueError(f"{where}: {what}={total} is global over ranks and smaller than the {world} ranks")
     if total % world:
-        logging.warning(f"{what}={total} is not divisible by {world} ranks: each rank uses "
-                        f"{total // world}")
+        logging.warning(f"{what}={total} is not divisible by {world} ranks: each rank uses {total // world}")
     path = (feat or text)[0]
     if feat is not None and text is not None and find_manifest(text[0]) != find_manifest(feat[0]):
-        raise ValueError(f"{where}: the transcripts {text[0]} are not those of the feature "
-                         f"shards {find_manifest(feat[0])} (give <dump>/<set>/text of the same set)")
+        raise ValueError(
+            f"{where}: the transcripts {text[0]} are not those of the feature "
+            f"shards {find_manifest(feat[0])} (give <dump>/<set>/text of the same set)"
+        )
     manifest = ShardManifest.load(path)
     if iter_options.batch_type in _COUNT_BATCH_TYPES:
         rule = BatchRule("count", total // world)
@@ -145,15 +145,21 @@ def build_sharded_iter_factory(
             raise ValueError(
                 f"{where}: source weights or temperature need a set combined per source "
                 f"(utt2source in stage 1, shards per source in stage 2); {manifest.path} has "
-                "no source column: re-run stages 1-2 with weighted --pretrain_sources")
+                "no source column: re-run stages 1-2 with weighted --pretrain_sources"
+            )
         hours = [h for h in _source_hours(manifest)]
-        mix = source_mix(manifest.sources, hours,
-                         weights=parse_source_weights(weights) if weights else None,
-                         temperature=temperature if not weights else None)
+        mix = source_mix(
+            manifest.sources,
+            hours,
+            weights=parse_source_weights(weights) if weights else None,
+            temperature=temperature if not weights else None,
+        )
         if weights and temperature is not None:
             raise ValueError(f"{where}: give source weights or a source temperature, not both")
-        logging.info("sharded iterator: source shares %s", ", ".join(
-            f"{n} {p:.3f}" for n, p in zip(mix.names, mix.probs)))
+        logging.info(
+            "sharded iterator: source shares %s",
+            ", ".join(f"{n} {p:.3f}" for n, p in zip(mix.names, mix.probs)),
+        )
     streams = args.shard_streams_per_rank or max(1, args.num_workers)
     return ShardedIterFactory(
         manifest,
@@ -210,8 +216,10 @@ class ShardedTaskMixin:
             iterator_type = args.iterator_type
         if iterator_type != SHARDED or mode == "plot_att":
             if SHARDED in (args.iterator_type, args.valid_iterator_type):
-                stock = {k: ("sequence" if getattr(args, k) == SHARDED else getattr(args, k))
-                         for k in ("iterator_type", "valid_iterator_type")}
+                stock = {
+                    k: ("sequence" if getattr(args, k) == SHARDED else getattr(args, k))
+                    for k in ("iterator_type", "valid_iterator_type")
+                }
                 args = argparse.Namespace(**{**vars(args), **stock})
             return super().build_iter_factory(args, distributed_option, mode, kwargs)
         iter_options = cls.build_iter_options(args, distributed_option, mode)

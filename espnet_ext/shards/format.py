@@ -117,10 +117,17 @@ def format_index(entries: Iterable[Tuple[str, int, int]]) -> bytes:
     return "".join(f"{u}\t{o}\t{t}\n" for u, o, t in entries).encode("utf-8")
 
 
-def write_manifest(out_dir: Path, rows: Sequence[ShardRow], *, feat_dim: int,
-                   text: Optional[str] = None, sources: Optional[Sequence[str]] = None,
-                   row_sources: Optional[Sequence[int]] = None, kind: str = "feats",
-                   extra: Optional[dict] = None) -> Path:
+def write_manifest(
+    out_dir: Path,
+    rows: Sequence[ShardRow],
+    *,
+    feat_dim: int,
+    text: Optional[str] = None,
+    sources: Optional[Sequence[str]] = None,
+    row_sources: Optional[Sequence[int]] = None,
+    kind: str = "feats",
+    extra: Optional[dict] = None,
+) -> Path:
     """Write ``<out_dir>/shards.tsv`` atomically; returns its path.
 
     ``text``: the transcripts' path pattern (labeled feature shards); ``sources`` and
@@ -218,10 +225,20 @@ class ShardManifest:
         sources: source set names, or None; ``source``: ``(n_shards,)`` their index.
     """
 
-    def __init__(self, path: Path, *, feat_dim: int, ark_pattern: str, index_pattern: str,
-                 table: np.ndarray, kind: str = "feats", text_pattern: Optional[str] = None,
-                 sources: Optional[List[str]] = None, source: Optional[np.ndarray] = None,
-                 header: Optional[dict] = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        feat_dim: int,
+        ark_pattern: str,
+        index_pattern: str,
+        table: np.ndarray,
+        kind: str = "feats",
+        text_pattern: Optional[str] = None,
+        sources: Optional[List[str]] = None,
+        source: Optional[np.ndarray] = None,
+        header: Optional[dict] = None,
+    ):
         self.path = Path(path)
         self.root = self.path.parent
         self.feat_dim = feat_dim
@@ -260,8 +277,7 @@ class ShardManifest:
                 raise ManifestError(f"{mpath}:1: bad header: {exc}") from None
             if header.get("format") != FORMAT:
                 raise ManifestError(
-                    f"{mpath}: format {header.get('format')!r}, expected {FORMAT!r}: "
-                    "re-run stage 2"
+                    f"{mpath}: format {header.get('format')!r}, expected {FORMAT!r}: re-run stage 2"
                 )
             sources = header.get("sources")
             columns = list(COLUMNS) + ([SOURCE_COLUMN] if sources is not None else [])
@@ -289,12 +305,22 @@ class ShardManifest:
             table = np.ascontiguousarray(table[:, : len(COLUMNS)])
             bad = np.flatnonzero((source < 0) | (source >= len(sources)))
             if bad.size:
-                raise ManifestError(f"{mpath}:{int(bad[0]) + 3}: source {int(source[bad[0]])} is "
-                                    f"not one of the {len(sources)} sources in the header")
-        return cls(mpath, feat_dim=int(header["feat_dim"]), ark_pattern=header["ark"],
-                   index_pattern=header["index"], table=table, kind=kind,
-                   text_pattern=header.get("text"), sources=sources, source=source,
-                   header=header)
+                raise ManifestError(
+                    f"{mpath}:{int(bad[0]) + 3}: source {int(source[bad[0]])} is "
+                    f"not one of the {len(sources)} sources in the header"
+                )
+        return cls(
+            mpath,
+            feat_dim=int(header["feat_dim"]),
+            ark_pattern=header["ark"],
+            index_pattern=header["index"],
+            table=table,
+            kind=kind,
+            text_pattern=header.get("text"),
+            sources=sources,
+            source=source,
+            header=header,
+        )
 
     # -- table -----------------------------------------------------------------
 
@@ -406,8 +432,13 @@ class ShardManifest:
             )
         if with_text and texts is None:
             texts = self.read_texts(row, utts)
-        return ShardIndex(row=row, utts=utts, offsets=np.array(offsets, dtype=np.int64), frames=fr,
-                          texts=texts if with_text else None)
+        return ShardIndex(
+            row=row,
+            utts=utts,
+            offsets=np.array(offsets, dtype=np.int64),
+            frames=fr,
+            texts=texts if with_text else None,
+        )
 
     def read_texts(self, row: int, utts: Sequence[str]) -> List[str]:
         """The transcripts of shard row ``row``, checked against its index's ``utts``."""
@@ -415,24 +446,30 @@ class ShardManifest:
         try:
             lines = path.read_text(encoding="utf-8").split("\n")
         except OSError as exc:
-            raise ShardError(f"{self.name(row)}: cannot read transcripts {path}: {exc}; "
-                             "re-run stage 2 for this set") from None
+            raise ShardError(
+                f"{self.name(row)}: cannot read transcripts {path}: {exc}; re-run stage 2 for this set"
+            ) from None
         if lines and lines[-1] == "":
             lines.pop()
         texts = []
         for lineno, (line, utt) in enumerate(zip(lines, utts), 1):
             key, _, text = line.partition("\t")
             if key != utt:
-                raise ShardError(f"{self.name(row)}: {path}:{lineno}: transcript of {key!r}, the "
-                                 f"index has {utt!r} there: re-run stage 2 for this set")
+                raise ShardError(
+                    f"{self.name(row)}: {path}:{lineno}: transcript of {key!r}, the "
+                    f"index has {utt!r} there: re-run stage 2 for this set"
+                )
             texts.append(text)
         if len(lines) != len(utts):
-            raise ShardError(f"{self.name(row)}: {path} has {len(lines)} transcripts, the index "
-                             f"{len(utts)} utterances: re-run stage 2 for this set")
+            raise ShardError(
+                f"{self.name(row)}: {path} has {len(lines)} transcripts, the index "
+                f"{len(utts)} utterances: re-run stage 2 for this set"
+            )
         return texts
 
-    def load_matrix(self, row: int, utt: str, offset: int, frames: int,
-                    fd_dict: Dict[str, object]) -> np.ndarray:
+    def load_matrix(
+        self, row: int, utt: str, offset: int, frames: int, fd_dict: Dict[str, object]
+    ) -> np.ndarray:
         """Utterance ``utt`` of shard row ``row``, ``(frames, feat_dim)``.
 
         ``fd_dict`` caches open arks (the caller closes them).
@@ -447,8 +484,7 @@ class ShardManifest:
             mat = kaldiio.load_mat(f"{ark}:{int(offset)}", fd_dict=fd_dict)
         except Exception as exc:  # kaldiio raises ValueError/OSError/struct.error/...
             raise ShardError(
-                f"{self.name(row)}: cannot read {utt!r} at offset {int(offset)}: "
-                f"{type(exc).__name__}: {exc}"
+                f"{self.name(row)}: cannot read {utt!r} at offset {int(offset)}: {type(exc).__name__}: {exc}"
             ) from None
         if mat.shape != (int(frames), self.feat_dim):
             raise ShardError(
@@ -521,17 +557,26 @@ def write_transcripts(path: str, text_file: Path) -> Path:
         lines = []
         for utt in index.utts:
             if utt not in texts:
-                raise ShardError(f"{manifest.name(row)}: utterance {utt!r} has no transcript in "
-                                 f"{text_file}")
+                raise ShardError(f"{manifest.name(row)}: utterance {utt!r} has no transcript in {text_file}")
             lines.append(f"{utt}\t{texts[utt]}\n")
         out = manifest._path(TEXT_PATTERN, row)
         write_bytes_atomic(out, "".join(lines).encode("utf-8"))
     rows = [manifest.row(r) for r in range(manifest.n_shards)]
-    extra = {k: v for k, v in manifest.header.items()
-             if k not in ("format", "feat_dim", "ark", "index", "shards", "utts", "frames",
-                          "kind", "text", "sources")}
-    return write_manifest(manifest.root, rows, feat_dim=manifest.feat_dim, text=TEXT_PATTERN,
-                          sources=manifest.sources, row_sources=manifest.source, extra=extra)
+    extra = {
+        k: v
+        for k, v in manifest.header.items()
+        if k
+        not in ("format", "feat_dim", "ark", "index", "shards", "utts", "frames", "kind", "text", "sources")
+    }
+    return write_manifest(
+        manifest.root,
+        rows,
+        feat_dim=manifest.feat_dim,
+        text=TEXT_PATTERN,
+        sources=manifest.sources,
+        row_sources=manifest.source,
+        extra=extra,
+    )
 
 
 def _stat(path: Path) -> List[int]:
@@ -539,8 +584,9 @@ def _stat(path: Path) -> List[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def write_text_shards(text_file: str, shape_file: str, out_dir: str, *,
-                      shard_size: int = 10000) -> Tuple[Path, bool]:
+def write_text_shards(
+    text_file: str, shape_file: str, out_dir: str, *, shard_size: int = 10000
+) -> Tuple[Path, bool]:
     """Text-only shards of a Kaldi ``text`` file and its token counts (``<utt> <n>``
     lines in the same order: stage 3's ``text`` and ``text_shape.bpe``).
 
@@ -556,9 +602,11 @@ def write_text_shards(text_file: str, shape_file: str, out_dir: str, *,
     if shard_size < 1:
         raise ShardError(f"--shard_size must be >= 1, got {shard_size}")
     out = Path(out_dir)
-    inputs = {"text": [str(Path(text_file).resolve())] + _stat(Path(text_file)),
-              "shape": [str(Path(shape_file).resolve())] + _stat(Path(shape_file)),
-              "shard_size": shard_size}
+    inputs = {
+        "text": [str(Path(text_file).resolve())] + _stat(Path(text_file)),
+        "shape": [str(Path(shape_file).resolve())] + _stat(Path(shape_file)),
+        "shard_size": shard_size,
+    }
     try:
         old = ShardManifest.load(str(out))
         if old.kind == "text" and old.header.get("inputs") == inputs:
@@ -573,9 +621,17 @@ def write_text_shards(text_file: str, shape_file: str, out_dir: str, *,
         data = "".join(lines).encode("utf-8")
         write_bytes_atomic(out / TEXT_INDEX_PATTERN.format(shard=k), data)
         crc = zlib.crc32(data)
-        rows.append(ShardRow(shard=k, utts=len(lines), frames=sum(counts),
-                             max_frames=max(counts), ark_bytes=len(data), ark_crc32=crc,
-                             index_crc32=crc))
+        rows.append(
+            ShardRow(
+                shard=k,
+                utts=len(lines),
+                frames=sum(counts),
+                max_frames=max(counts),
+                ark_bytes=len(data),
+                ark_crc32=crc,
+                index_crc32=crc,
+            )
+        )
 
     lines: List[str] = []
     counts: List[int] = []
@@ -586,8 +642,10 @@ def write_text_shards(text_file: str, shape_file: str, out_dir: str, *,
             sfields = sline.split()
             where = f"{text_file}:{lineno} / {shape_file}:{lineno}"
             if len(sfields) != 2 or sfields[0] != utt:
-                raise ShardError(f"{where}: {utt!r} against {sline.strip()!r}: the text and "
-                                 "its shape file must list the same ids in the same order")
+                raise ShardError(
+                    f"{where}: {utt!r} against {sline.strip()!r}: the text and "
+                    "its shape file must list the same ids in the same order"
+                )
             try:
                 n = int(sfields[1].split(",")[0])
             except ValueError:
@@ -603,8 +661,10 @@ def write_text_shards(text_file: str, shape_file: str, out_dir: str, *,
                 lines, counts = [], []
         extra_t, extra_s = ft.readline(), fs.readline()
         if extra_t or extra_s:
-            raise ShardError(f"{text_file} and {shape_file} have different numbers of lines "
-                             f"(they agree up to line {lineno})")
+            raise ShardError(
+                f"{text_file} and {shape_file} have different numbers of lines "
+                f"(they agree up to line {lineno})"
+            )
     if lines:
         flush(lines, counts)
     if not rows:

@@ -94,8 +94,7 @@ class _PassSegment(IterableDataset):
     ``streams_per_rank``, so a stream is read by one worker only.
     """
 
-    def __init__(self, factory: "ShardedIterFactory", pass_index: int, start: int, stop: int,
-                 shuffle: bool):
+    def __init__(self, factory: "ShardedIterFactory", pass_index: int, start: int, stop: int, shuffle: bool):
         self.f = factory
         self.pass_index = pass_index
         self.start = start
@@ -114,8 +113,14 @@ class _PassSegment(IterableDataset):
             return index.utts, index.offsets, index.frames, index.texts
 
         rng = np.random.default_rng([f.seed, self.pass_index, stream]) if self.shuffle else None
-        return stream_batches(pieces, batches=layout.batches_per_stream, read_index=read_index,
-                              rule=f.rule, window=f.window, rng=rng)
+        return stream_batches(
+            pieces,
+            batches=layout.batches_per_stream,
+            read_index=read_index,
+            rule=f.rule,
+            window=f.window,
+            rng=rng,
+        )
 
     def _load(self, batch: PlannedBatch, fds: Dict[str, Any]):
         f = self.f
@@ -265,23 +270,24 @@ class ShardedIterFactory(AbsIterFactory):
             problems.append(f"--num_iters_per_epoch must be >= 1, got {num_iters_per_epoch}")
         if problems:
             raise PlanError("sharded iterator: " + "; ".join(problems))
-        self.manifest = (
-            manifest if isinstance(manifest, ShardManifest) else ShardManifest.load(manifest)
-        )
+        self.manifest = manifest if isinstance(manifest, ShardManifest) else ShardManifest.load(manifest)
         m = self.manifest
         if m.kind == "text" and name is not None:
             problems.append(f"{m.path} holds text-only shards: no {name!r} features")
         if m.kind == "feats" and name is None:
             problems.append(f"{m.path} holds feature shards: give the features' name")
         if text_name is not None and not m.has_text:
-            problems.append(f"{m.path}: the shards have no transcripts ({text_name!r}): an "
-                            "unlabeled set, or written before stage 2 kept them; re-run stage 2")
+            problems.append(
+                f"{m.path}: the shards have no transcripts ({text_name!r}): an "
+                "unlabeled set, or written before stage 2 kept them; re-run stage 2"
+            )
         if mix is not None and (m.sources is None or tuple(m.sources) != tuple(mix.names)):
             problems.append(
                 f"{m.path}: weighted mixing needs shards cut per source "
                 f"({' '.join(mix.names)}), the manifest has "
                 f"{'no source column' if m.sources is None else 'sources ' + ' '.join(m.sources)}"
-                ": re-run stage 1 (combine with utt2source) and stage 2")
+                ": re-run stage 1 (combine with utt2source) and stage 2"
+            )
         if problems:
             raise PlanError("sharded iterator: " + "; ".join(problems))
         self.text_name = text_name
@@ -304,8 +310,9 @@ class ShardedIterFactory(AbsIterFactory):
         else:
             src = self.manifest.source
             n_src = len(mix.names)
-            per_utt = (np.bincount(src, weights=self.manifest.frames, minlength=n_src)
-                       / np.maximum(1, np.bincount(src, weights=self.manifest.utts, minlength=n_src)))
+            per_utt = np.bincount(src, weights=self.manifest.frames, minlength=n_src) / np.maximum(
+                1, np.bincount(src, weights=self.manifest.utts, minlength=n_src)
+            )
             self._targets = utts = mix_targets(mix, self.manifest.n_utts)
             frames = np.round(utts * per_utt).astype(np.int64)
         self.layout: PassLayout = plan_layout(
@@ -319,9 +326,16 @@ class ShardedIterFactory(AbsIterFactory):
         log.info(
             "sharded iterator: %s: %d utterances in %d shards; rank %d/%d reads %d streams "
             "x %d batches = %d batches per pass (%s %d per rank)%s",
-            self.manifest.path, self.manifest.n_utts, self.manifest.n_shards, rank, world_size,
-            streams_per_rank, self.layout.batches_per_stream, self.layout.batches_per_rank,
-            rule.kind, rule.size,
+            self.manifest.path,
+            self.manifest.n_utts,
+            self.manifest.n_shards,
+            rank,
+            world_size,
+            streams_per_rank,
+            self.layout.batches_per_stream,
+            self.layout.batches_per_rank,
+            rule.kind,
+            rule.size,
             f", {num_iters_per_epoch} per epoch" if num_iters_per_epoch else "",
         )
 
@@ -346,15 +360,21 @@ class ShardedIterFactory(AbsIterFactory):
             g += b - a
         return out
 
-    def pass_order(self, pass_index: int, shuffle: bool
-                   ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def pass_order(self, pass_index: int, shuffle: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """The pass's manifest rows in reading order and, with mixing, the utterances
         taken from each (None: whole shards)."""
         if self.mix is None:
-            return shard_order(self.manifest.n_shards, seed=self.seed, pass_index=pass_index,
-                               shuffle=shuffle), None
-        return mixed_order(self.manifest.utts, self.manifest.source, self._targets,
-                           seed=self.seed, pass_index=pass_index, shuffle=shuffle)
+            return shard_order(
+                self.manifest.n_shards, seed=self.seed, pass_index=pass_index, shuffle=shuffle
+            ), None
+        return mixed_order(
+            self.manifest.utts,
+            self.manifest.source,
+            self._targets,
+            seed=self.seed,
+            pass_index=pass_index,
+            shuffle=shuffle,
+        )
 
     def rank_rows(self, pass_index: int, shuffle: bool) -> List[int]:
         """Manifest rows this rank reads in a pass."""
@@ -363,8 +383,9 @@ class ShardedIterFactory(AbsIterFactory):
         rows = []
         for local in range(layout.streams_per_rank):
             stream = self.rank * layout.streams_per_rank + local
-            rows += [p.row for p in stream_pieces(self.manifest.utts, order, layout.n_streams,
-                                                  stream, counts)]
+            rows += [
+                p.row for p in stream_pieces(self.manifest.utts, order, layout.n_streams, stream, counts)
+            ]
         return rows
 
     def hours_drawn(self, pass_index: int, shuffle: bool = True) -> Dict[str, float]:
@@ -388,8 +409,11 @@ class ShardedIterFactory(AbsIterFactory):
             if self.manifest.sources is not None and self.manifest.kind == "feats":
                 hours = self.hours_drawn(pass_index, shuffle)
                 total = sum(hours.values()) or 1.0
-                log.info("sharded iterator: pass %d draws %s", pass_index, ", ".join(
-                    f"{n} {h:.2f} h ({100 * h / total:.1f} %)" for n, h in hours.items()))
+                log.info(
+                    "sharded iterator: pass %d draws %s",
+                    pass_index,
+                    ", ".join(f"{n} {h:.2f} h ({100 * h / total:.1f} %)" for n, h in hours.items()),
+                )
 
     def build_iter(self, epoch: int, shuffle: Optional[bool] = None) -> ShardedEpoch:
         return ShardedEpoch(self, epoch, self.shuffle if shuffle is None else shuffle)

@@ -142,8 +142,9 @@ def plan_layout(
     n_utts = int(shard_utts.sum())
     n_streams = world_size * streams_per_rank
     if world_size < 1 or streams_per_rank < 1:
-        raise PlanError(f"need world_size >= 1 and streams_per_rank >= 1, got "
-                        f"{world_size}, {streams_per_rank}")
+        raise PlanError(
+            f"need world_size >= 1 and streams_per_rank >= 1, got {world_size}, {streams_per_rank}"
+        )
     q = n_utts // n_streams
     if q < 1:
         raise PlanError(
@@ -155,8 +156,12 @@ def plan_layout(
     else:
         bins = int(shard_frames.sum()) * rule.bins_per_frame
         k = math.ceil(bins / n_streams / rule.size)
-    return PassLayout(n_utts=n_utts, world_size=world_size, streams_per_rank=streams_per_rank,
-                      batches_per_stream=max(1, min(k, q)))
+    return PassLayout(
+        n_utts=n_utts,
+        world_size=world_size,
+        streams_per_rank=streams_per_rank,
+        batches_per_stream=max(1, min(k, q)),
+    )
 
 
 def shard_order(n_shards: int, *, seed: int, pass_index: int, shuffle: bool) -> np.ndarray:
@@ -171,8 +176,13 @@ def stream_span(n_utts: int, n_streams: int, stream: int) -> Tuple[int, int]:
     return stream * n_utts // n_streams, (stream + 1) * n_utts // n_streams
 
 
-def stream_pieces(shard_utts: np.ndarray, order: np.ndarray, n_streams: int,
-                  stream: int, counts: Optional[np.ndarray] = None) -> List[Piece]:
+def stream_pieces(
+    shard_utts: np.ndarray,
+    order: np.ndarray,
+    n_streams: int,
+    stream: int,
+    counts: Optional[np.ndarray] = None,
+) -> List[Piece]:
     """The (partial) shards that stream ``stream`` reads, in reading order.
 
     ``counts``: utterances taken from the start of each position's shard (weighted
@@ -248,8 +258,9 @@ def _split_frames(lengths: np.ndarray, k: int) -> List[Tuple[int, int]]:
     return sorted((a, b) for _, a, b in heap)
 
 
-def bucket(frames: np.ndarray, k: int, rule: BatchRule, rng: Optional[np.random.Generator]
-           ) -> List[np.ndarray]:
+def bucket(
+    frames: np.ndarray, k: int, rule: BatchRule, rng: Optional[np.random.Generator]
+) -> List[np.ndarray]:
     """Cut a pool into ``k`` batches by length.
 
     Args:
@@ -299,10 +310,8 @@ def stream_batches(
                 (piece.row, utts[i], int(offsets[i]), extra[i]) for i in range(piece.lo, piece.hi)
             )
         else:
-            pool_items.extend(
-                (piece.row, utts[i], int(offsets[i])) for i in range(piece.lo, piece.hi)
-            )
-        pool_frames.append(np.asarray(frames[piece.lo:piece.hi], dtype=np.int64))
+            pool_items.extend((piece.row, utts[i], int(offsets[i])) for i in range(piece.lo, piece.hi))
+        pool_frames.append(np.asarray(frames[piece.lo : piece.hi], dtype=np.int64))
         seen += piece.hi - piece.lo
         if len(pool_items) < window and n < len(pieces) - 1:
             continue
@@ -364,9 +373,13 @@ def parse_source_weights(spec: str) -> List[Tuple[str, float]]:
     return out
 
 
-def source_mix(sources: Sequence[str], source_hours: np.ndarray, *,
-               weights: Optional[Sequence[Tuple[str, float]]] = None,
-               temperature: Optional[float] = None) -> SourceMix:
+def source_mix(
+    sources: Sequence[str],
+    source_hours: np.ndarray,
+    *,
+    weights: Optional[Sequence[Tuple[str, float]]] = None,
+    temperature: Optional[float] = None,
+) -> SourceMix:
     """The shares from given weights (every source named exactly once) or from a
     temperature T (``p_i ~ hours_i^(1/T)``: T=1 proportional to size, larger T flatter).
 
@@ -383,9 +396,15 @@ def source_mix(sources: Sequence[str], source_hours: np.ndarray, *,
         if unknown or missing:
             raise PlanError(
                 "source weights must name each source of the shards exactly once: "
-                + "; ".join(filter(None, [
-                    f"not a source of the shards: {' '.join(unknown)}" if unknown else "",
-                    f"no weight for: {' '.join(missing)}" if missing else ""]))
+                + "; ".join(
+                    filter(
+                        None,
+                        [
+                            f"not a source of the shards: {' '.join(unknown)}" if unknown else "",
+                            f"no weight for: {' '.join(missing)}" if missing else "",
+                        ],
+                    )
+                )
                 + f" (the shards' sources: {' '.join(names)})"
             )
         w = np.array([given[n] for n in names], dtype=np.float64)
@@ -407,9 +426,15 @@ def mix_targets(mix: SourceMix, n_utts: int) -> np.ndarray:
     return out
 
 
-def mixed_order(shard_utts: np.ndarray, shard_source: np.ndarray, targets: np.ndarray, *,
-                seed: int, pass_index: int, shuffle: bool = True
-                ) -> Tuple[np.ndarray, np.ndarray]:
+def mixed_order(
+    shard_utts: np.ndarray,
+    shard_source: np.ndarray,
+    targets: np.ndarray,
+    *,
+    seed: int,
+    pass_index: int,
+    shuffle: bool = True,
+) -> Tuple[np.ndarray, np.ndarray]:
     """The pass's positions: ``(rows, counts)``, counts utterances from each row's start.
 
     Raises:
@@ -424,7 +449,7 @@ def mixed_order(shard_utts: np.ndarray, shard_source: np.ndarray, targets: np.nd
         rng = np.random.default_rng([seed, pass_index, 1 + i])
         left = int(target)
         while left > 0:
-            for row in (rng.permutation(own) if shuffle else own):
+            for row in rng.permutation(own) if shuffle else own:
                 take = min(left, int(shard_utts[row]))
                 rows.append(int(row))
                 counts.append(take)

@@ -141,8 +141,7 @@ class BestRQLoss(AbsSSLLoss):
         self.register_buffer("projection", projection)  # (N, stack*F, dim)
         self.register_buffer("codebooks", codebooks)  # (N, K, dim), unit rows
         self.heads = torch.nn.ModuleList(
-            torch.nn.Linear(encoder_output_size, codebook_size)
-            for _ in range(num_codebooks)
+            torch.nn.Linear(encoder_output_size, codebook_size) for _ in range(num_codebooks)
         )
 
     def _draw_quantizer(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -153,15 +152,11 @@ class BestRQLoss(AbsSSLLoss):
         projection = torch.empty(self.num_codebooks, in_dim, self.codebook_dim)
         for proj in projection:
             torch.nn.init.xavier_uniform_(proj, generator=gen)
-        codebooks = torch.randn(
-            self.num_codebooks, self.codebook_size, self.codebook_dim, generator=gen
-        )
+        codebooks = torch.randn(self.num_codebooks, self.codebook_size, self.codebook_dim, generator=gen)
         return projection, F.normalize(codebooks, dim=-1)
 
     @torch.no_grad()
-    def compute_targets(
-        self, feats: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
+    def compute_targets(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Code ids of every stacked frame.
 
         Args:
@@ -255,9 +250,7 @@ class BestRQLoss(AbsSSLLoss):
         masked = encoder_mask[:, :frames].to(hidden.device) & valid
         targets = targets[..., :frames]
 
-        ppls, codes = zip(
-            *(_codebook_perplexity(t[valid], self.codebook_size) for t in targets)
-        )
+        ppls, codes = zip(*(_codebook_perplexity(t[valid], self.codebook_size) for t in targets))
         stats = {
             "bestrq_mask_frac": float(masked.sum()) / max(1, int(valid.sum())),
             "bestrq_ppl": sum(ppls) / len(ppls),

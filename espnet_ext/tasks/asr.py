@@ -33,7 +33,9 @@ class ASRTask(ProjectTask, _StockASRTask):
         )
 
     @classmethod
-    def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> List[torch.optim.Optimizer]:
+    def build_optimizers(
+        cls, args: argparse.Namespace, model: torch.nn.Module
+    ) -> List[torch.optim.Optimizer]:
         scale = getattr(args, "encoder_lr_scale", 1.0)
         if scale == 1.0:
             return super().build_optimizers(args, model)

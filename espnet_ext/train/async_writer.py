@@ -86,10 +86,13 @@ class HostSnapshot:
 
     def _buffer(self, name: str, src: torch.Tensor, strategy: str) -> torch.Tensor:
         buf = self._buffers.get(name)
-        if buf is None or buf.shape != src.shape or buf.dtype != src.dtype or (
-                strategy == PINNED_ASYNC and not buf.is_pinned()):
-            buf = torch.empty(src.shape, dtype=src.dtype, device="cpu",
-                              pin_memory=strategy == PINNED_ASYNC)
+        if (
+            buf is None
+            or buf.shape != src.shape
+            or buf.dtype != src.dtype
+            or (strategy == PINNED_ASYNC and not buf.is_pinned())
+        ):
+            buf = torch.empty(src.shape, dtype=src.dtype, device="cpu", pin_memory=strategy == PINNED_ASYNC)
             self.allocated += buf.numel() * buf.element_size()
         return buf
 
@@ -159,8 +162,9 @@ class AsyncCheckpointWriter:
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def submit(self, state: Dict[str, Any], epoch: int, position: int,
-               pet: Optional[Callable[[], None]] = None) -> Dict[str, float]:
+    def submit(
+        self, state: Dict[str, Any], epoch: int, position: int, pet: Optional[Callable[[], None]] = None
+    ) -> Dict[str, float]:
         """Snapshot ``state`` and start writing it as checkpoint (epoch, position). Waits
         for a write still in flight first; raises the error of a failed earlier write
         (then nothing new is written). Returns the training thread's timings (s) and the
@@ -182,12 +186,18 @@ class AsyncCheckpointWriter:
         snapshot_s = time.perf_counter() - t_snap
         self._progress = _Progress()
         self._thread = threading.Thread(
-            target=self._write, args=(snap, epoch, position, self._progress),
-            name="espnet_ext-checkpoint-writer", daemon=True,
+            target=self._write,
+            args=(snap, epoch, position, self._progress),
+            name="espnet_ext-checkpoint-writer",
+            daemon=True,
         )
         self._thread.start()
-        return {"blocked_s": time.perf_counter() - tic, "waited_s": waited, "snapshot_s": snapshot_s,
-                "previous": previous}
+        return {
+            "blocked_s": time.perf_counter() - tic,
+            "waited_s": waited,
+            "snapshot_s": snapshot_s,
+            "previous": previous,
+        }
 
     def poll(self) -> Optional[Dict[str, Any]]:
         """The result of a write finished since the last call (or None); raises its error."""

@@ -138,8 +138,9 @@ class ChecksumWriter:
         self.raw.flush()
 
 
-def _write_durably(path: Path, produce: Callable[[ChecksumWriter], None],
-                   progress: Optional[Callable[[int], None]] = None) -> ChecksumWriter:
+def _write_durably(
+    path: Path, produce: Callable[[ChecksumWriter], None], progress: Optional[Callable[[int], None]] = None
+) -> ChecksumWriter:
     """``produce(writer)`` into a temporary file, fsync, rename to ``path``."""
     tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
     writer = None
@@ -154,8 +155,13 @@ def _write_durably(path: Path, produce: Callable[[ChecksumWriter], None],
     return writer
 
 
-def save_step_checkpoint(state: Dict[str, Any], directory: Path, epoch: int, position: int,
-                         progress: Optional[Callable[[int], None]] = None) -> StepCheckpoint:
+def save_step_checkpoint(
+    state: Dict[str, Any],
+    directory: Path,
+    epoch: int,
+    position: int,
+    progress: Optional[Callable[[int], None]] = None,
+) -> StepCheckpoint:
     """Atomically write ``state`` as the step checkpoint (epoch, position) and commit it
     with its manifest. Raises :class:`CheckpointWriteError` (partial files removed).
     ``progress(bytes_so_far)`` is called as the file is written (a watchdog's pet)."""
@@ -181,14 +187,13 @@ def save_step_checkpoint(state: Dict[str, Any], directory: Path, epoch: int, pos
         # The .pth may already be in place without its manifest: remove it too.
         checkpoint.path.unlink(missing_ok=True)
         hint = " (disk full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-        raise CheckpointWriteError(
-            f"could not write step checkpoint {checkpoint.path}{hint}: {e}"
-        ) from e
+        raise CheckpointWriteError(f"could not write step checkpoint {checkpoint.path}{hint}: {e}") from e
     return checkpoint
 
 
-def verify_step_checkpoint(checkpoint: StepCheckpoint,
-                           progress: Optional[Callable[[], None]] = None) -> Optional[str]:
+def verify_step_checkpoint(
+    checkpoint: StepCheckpoint, progress: Optional[Callable[[], None]] = None
+) -> Optional[str]:
     """``None`` if the checkpoint is complete and intact, else the reason it is not.
     ``progress()`` is called after each chunk of the CRC re-read (a watchdog's pet)."""
     try:

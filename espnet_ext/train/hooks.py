@@ -68,8 +68,9 @@ class NoSyncHook(IterationHook):
         self.model.require_backward_grad_sync = True
 
 
-def build_hooks(model: torch.nn.Module, *, accum_no_sync: bool, accum_grad: int,
-                distributed: bool) -> List[IterationHook]:
+def build_hooks(
+    model: torch.nn.Module, *, accum_no_sync: bool, accum_grad: int, distributed: bool
+) -> List[IterationHook]:
     """The hooks the options ask for (the resilience hook is added by the trainer)."""
     hooks: List[IterationHook] = []
     if accum_no_sync and distributed and accum_grad > 1:
@@ -91,9 +92,15 @@ class HookedIterator:
         on_first: called after the first fetch, before the hooks see that batch.
     """
 
-    def __init__(self, iterator: Iterable, hooks: Sequence[IterationHook], *, start: int = 0,
-                 on_start: Optional[Callable[[], None]] = None,
-                 on_first: Optional[Callable[[], None]] = None):
+    def __init__(
+        self,
+        iterator: Iterable,
+        hooks: Sequence[IterationHook],
+        *,
+        start: int = 0,
+        on_start: Optional[Callable[[], None]] = None,
+        on_first: Optional[Callable[[], None]] = None,
+    ):
         self._iterator = iterator
         self._hooks = hooks
         self._start = start

@@ -52,8 +52,11 @@ class OutputDirLock:
         except BaseException:
             os.close(fd)
             raise
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         self._fd = fd

@@ -56,7 +56,10 @@ def check_options(options) -> None:
         bad("save_every_steps", options.save_every_steps, "must be >= 1 (or null: off)")
     if number("save_every_minutes", options.save_every_minutes, float) and not options.save_every_minutes > 0:
         bad("save_every_minutes", options.save_every_minutes, "must be > 0 (or null: off)")
-    if not number("keep_step_checkpoints", options.keep_step_checkpoints, int) or options.keep_step_checkpoints < 1:
+    if (
+        not number("keep_step_checkpoints", options.keep_step_checkpoints, int)
+        or options.keep_step_checkpoints < 1
+    ):
         bad("keep_step_checkpoints", options.keep_step_checkpoints, "must be an integer >= 1")
     if number("max_nonfinite_steps", options.max_nonfinite_steps, int) and options.max_nonfinite_steps < 0:
         bad("max_nonfinite_steps", options.max_nonfinite_steps, "must be >= 0 (or null: no limit)")

@@ -88,8 +88,9 @@ def _owned(obj: Any) -> Any:
     return obj
 
 
-def materialize_optimizer_state(optimizer: torch.optim.Optimizer, saved: Dict[str, Any],
-                                path: Optional[Path] = None) -> None:
+def materialize_optimizer_state(
+    optimizer: torch.optim.Optimizer, saved: Dict[str, Any], path: Optional[Path] = None
+) -> None:
     """Replace the tensors of a loaded optimizer ``saved`` state dict by copies on their
     parameter's device and dtype (what ``Optimizer.load_state_dict`` would make; it then
     keeps them as they are), one at a time, releasing each memory-mapped source's pages
@@ -204,14 +205,20 @@ class RunContext:
         self._handles = [o.register_step_post_hook(self._on_step) for o in self.optimizers]
         self.watchdog = (
             ProgressWatchdog(options.watchdog_minutes * 60, self.label)
-            if options.watchdog_minutes is not None else None
+            if options.watchdog_minutes is not None
+            else None
         )
         self.save_timeout = (
-            SAVE_WATCHDOG_FACTOR * options.watchdog_minutes * 60 if options.watchdog_minutes is not None else None
+            SAVE_WATCHDOG_FACTOR * options.watchdog_minutes * 60
+            if options.watchdog_minutes is not None
+            else None
         )
         self.writer = (
-            AsyncCheckpointWriter(self.step_dir, options.keep_step_checkpoints, pin_memory=self.device == "cuda")
-            if self.rank == 0 else None
+            AsyncCheckpointWriter(
+                self.step_dir, options.keep_step_checkpoints, pin_memory=self.device == "cuda"
+            )
+            if self.rank == 0
+            else None
         )
         self.save_timings: List[Dict[str, float]] = []  # rank 0: the training thread's cost per save
 
@@ -277,10 +284,10 @@ class RunContext:
         buf = io.BytesIO()
         torch.save(rng, buf)
         payload = buf.getvalue()
-        longest, = self._max(len(payload))
+        (longest,) = self._max(len(payload))
         mine = torch.zeros(8 + longest, dtype=torch.uint8)
         mine[:8] = torch.frombuffer(bytearray(len(payload).to_bytes(8, "little")), dtype=torch.uint8)
-        mine[8:8 + len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+        mine[8 : 8 + len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
         mine = mine.to(self.device)
         everyone = [torch.empty_like(mine) for _ in range(self.world_size)]
         torch.distributed.all_gather(everyone, mine)
@@ -290,7 +297,7 @@ class RunContext:
         for row in torch.stack(everyone).cpu():
             data = row.numpy().tobytes()
             n = int.from_bytes(data[:8], "little")
-            out.append(torch.load(io.BytesIO(data[8:8 + n]), map_location="cpu", weights_only=True))
+            out.append(torch.load(io.BytesIO(data[8 : 8 + n]), map_location="cpu", weights_only=True))
         return out
 
     def _max(self, *flags: int) -> List[int]:
@@ -313,7 +320,9 @@ class RunContext:
             try:
                 decision["path"] = self._choose(resume)
             except Exception as e:  # broadcast it: the other ranks must not wait forever
-                decision["error"] = str(e) if isinstance(e, ckpt.CheckpointError) else f"{type(e).__name__}: {e}"
+                decision["error"] = (
+                    str(e) if isinstance(e, ckpt.CheckpointError) else f"{type(e).__name__}: {e}"
+                )
         decision = self._broadcast(decision)
         if decision["error"] is not None:
             raise ckpt.CheckpointError(f"choosing the state to resume from: {decision['error']}")
@@ -411,7 +420,9 @@ class RunContext:
         elif (scaler is None) != (saved is None):
             logging.warning("the grad scaler (use_amp) differs from the checkpoint's; not restored")
 
-    def begin_epoch(self, epoch: int, sub_reporter, scaler) -> Tuple[int, Optional[Callable], Optional[Callable]]:
+    def begin_epoch(
+        self, epoch: int, sub_reporter, scaler
+    ) -> Tuple[int, Optional[Callable], Optional[Callable]]:
         """Apply the pending checkpoint to this epoch: returns (micro-batches to skip, and
         two functions restoring this rank's RNG states as they were before and after the
         next batch was fetched)."""
@@ -456,10 +467,13 @@ class RunContext:
             due = due or time.monotonic() - self.last_save >= 60 * opts.save_every_minutes
         requested, self._save_requested = self._save_requested, False
         write_error = self._collect()  # rank 0: a background write that finished (or failed)
-        skipped, due, requested, failed = self._max(skipped, int(due or requested), int(requested),
-                                                    int(write_error is not None))
+        skipped, due, requested, failed = self._max(
+            skipped, int(due or requested), int(requested), int(write_error is not None)
+        )
         if failed:
-            raise ckpt.CheckpointWriteError(write_error or "rank 0 could not write a step checkpoint (see its log)")
+            raise ckpt.CheckpointWriteError(
+                write_error or "rank 0 could not write a step checkpoint (see its log)"
+            )
         self.nonfinite.add(bool(skipped))
         if skipped:
             limit = opts.max_nonfinite_steps
@@ -503,8 +517,9 @@ class RunContext:
         write (see :attr:`requested_save_done`). Safe to call from a signal handler."""
         self._save_requested = True
 
-    def save_now(self, epoch: int, position: int, sub_reporter, scaler,
-                 rng: Optional[Dict[str, Any]] = None) -> Optional[str]:
+    def save_now(
+        self, epoch: int, position: int, sub_reporter, scaler, rng: Optional[Dict[str, Any]] = None
+    ) -> Optional[str]:
         """Save the current state (an update boundary, every rank calls it) and wait until
         it is committed; returns its path (rank 0). ``rng``: as :meth:`save`'s, by
         default the current states (no fetch pending)."""
@@ -526,8 +541,10 @@ class RunContext:
             raise ckpt.CheckpointWriteError(error)
 
     def _write_error(self, e: BaseException) -> str:
-        error = (f"{e}; the checkpoints written before are intact (newest step "
-                 f"checkpoint: {self.newest or 'none yet'})")
+        error = (
+            f"{e}; the checkpoints written before are intact (newest step "
+            f"checkpoint: {self.newest or 'none yet'})"
+        )
         logging.error(error)
         return error
 
@@ -612,7 +629,7 @@ class RunContext:
                         "writing in the background"
                     )
                 del state
-            failed, = self._max(int(error is not None))
+            (failed,) = self._max(int(error is not None))
         if failed:
             raise ckpt.CheckpointWriteError(error or "rank 0 could not write a step checkpoint (see its log)")
         self.windows_since_save = 0

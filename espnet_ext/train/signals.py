@@ -136,7 +136,7 @@ def signal_name(signum: int) -> str:
 
 def agree(context, request: StopRequest) -> int:
     """All ranks: the stop signal any of them received (0: none). One tiny all-reduce."""
-    signum, = context._max(int(request.signum))
+    (signum,) = context._max(int(request.signum))
     return signum
 
 
@@ -198,8 +198,7 @@ class StopHook(IterationHook):
 
     def _finish(self) -> None:
         signum, position = self._stop
-        where = (f"after update {position // self.accum_grad} of epoch {self.epoch} "
-                 f"({position} micro-batches)")
+        where = f"after update {position // self.accum_grad} of epoch {self.epoch} ({position} micro-batches)"
         exit_for_requeue(self.context, self.request, signum, where)
 
     def before_batch(self, iiter: int) -> None:

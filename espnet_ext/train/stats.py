@@ -76,8 +76,16 @@ class StatsTap(torch.nn.Module):
         n_iters: micro-batches in the whole epoch (the last one is a reduce point).
     """
 
-    def __init__(self, model: torch.nn.Module, reporter, *, world_size: int, reduce_every: int,
-                 start: int = 0, n_iters: Optional[int] = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        reporter,
+        *,
+        world_size: int,
+        reduce_every: int,
+        start: int = 0,
+        n_iters: Optional[int] = None,
+    ):
         super().__init__()
         self.module = model
         self._reporter = reporter
@@ -103,8 +111,11 @@ class StatsTap(torch.nn.Module):
         loss *= self.world_size
         keys = sorted(stats)
         w = weight.detach().to(torch.float64).reshape(-1)
-        values = torch.stack([(stats[k].detach().to(torch.float64).reshape(-1) * w).sum() for k in keys]) \
-            if keys else w.new_zeros(0)
+        values = (
+            torch.stack([(stats[k].detach().to(torch.float64).reshape(-1) * w).sum() for k in keys])
+            if keys
+            else w.new_zeros(0)
+        )
         # ESPnet has registered this micro-batch's iteration time already: the entry index.
         self._kept.append((self._reporter.count - 1, keys, values, w.sum()))
         last = self.n_iters is not None and self.iiter >= self.n_iters
@@ -128,7 +139,11 @@ class StatsTap(torch.nn.Module):
         parts = []
         for _, _, values, w in kept:
             finite = ~torch.isnan(values)
-            parts += [w.reshape(1), torch.where(finite, values, torch.zeros_like(values)), finite.to(values.dtype)]
+            parts += [
+                w.reshape(1),
+                torch.where(finite, values, torch.zeros_like(values)),
+                finite.to(values.dtype),
+            ]
         packed = torch.cat(parts)
         torch.distributed.all_reduce(packed, op=torch.distributed.ReduceOp.SUM)
         self.collectives += 1
@@ -138,7 +153,7 @@ class StatsTap(torch.nn.Module):
         for i, (index, keys, values, _) in enumerate(kept):
             k = len(keys)
             total_w = out[pos]
-            sums, counts = out[pos + 1:pos + 1 + k], out[pos + 1 + k:pos + 1 + 2 * k]
+            sums, counts = out[pos + 1 : pos + 1 + k], out[pos + 1 + k : pos + 1 + 2 * k]
             pos += 1 + 2 * k
             stat = {
                 key: (s / c * self.world_size / total_w) if c > 0 else float("nan")
@@ -154,7 +169,9 @@ class StatsTap(torch.nn.Module):
             for key, v in stat.items():
                 entries = self._reporter.stats.get(key)
                 if entries is None or index >= len(entries):
-                    logging.warning(f"statistic {key!r} of micro-batch entry {index} not registered; kept local")
+                    logging.warning(
+                        f"statistic {key!r} of micro-batch entry {index} not registered; kept local"
+                    )
                     continue
                 entries[index] = WeightedAverage(v, total_w)
         return result

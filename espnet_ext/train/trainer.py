@@ -72,20 +72,35 @@ class Trainer(_StockTrainer):
         add_trainer_arguments(parser)
 
     @classmethod
-    def build_hooks(cls, model: torch.nn.Module, options: ExtTrainerOptions, distributed: bool) -> List[IterationHook]:
-        return build_hooks(model, accum_no_sync=options.accum_no_sync, accum_grad=options.accum_grad,
-                           distributed=distributed)
+    def build_hooks(
+        cls, model: torch.nn.Module, options: ExtTrainerOptions, distributed: bool
+    ) -> List[IterationHook]:
+        return build_hooks(
+            model, accum_no_sync=options.accum_no_sync, accum_grad=options.accum_grad, distributed=distributed
+        )
 
     @classmethod
-    def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
-            plot_attention_iter_factory, trainer_options, distributed_option) -> None:
+    def run(
+        cls,
+        model,
+        optimizers,
+        schedulers,
+        train_iter_factory,
+        valid_iter_factory,
+        plot_attention_iter_factory,
+        trainer_options,
+        distributed_option,
+    ) -> None:
         stop = signals.StopRequest()
         stop.install()  # first: a signal from now on stops at the next update boundary
         if "TORCHELASTIC_RUN_ID" in os.environ:
             signals.die_with_parent()  # no rank outlives its torchrun
         plan = amp.plan_for(trainer_options)  # a bad --amp_dtype for this device fails here
-        where = (f"rank {distributed_option.dist_rank}/{distributed_option.dist_world_size}"
-                 if distributed_option.distributed else "trainer")
+        where = (
+            f"rank {distributed_option.dist_rank}/{distributed_option.dist_world_size}"
+            if distributed_option.distributed
+            else "trainer"
+        )
         amp.log_every_rank(f"{where}: trains with {plan.describe()}")
         context = RunContext(model, optimizers, schedulers, trainer_options, distributed_option)
         lock = OutputDirLock(trainer_options.output_dir)
@@ -94,10 +109,14 @@ class Trainer(_StockTrainer):
             context.prepare(bool(trainer_options.resume))  # loads a step checkpoint, if newer
             cls._context, cls._stop = context, stop
             super().run(
-                model=model, optimizers=optimizers, schedulers=schedulers,
-                train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
+                model=model,
+                optimizers=optimizers,
+                schedulers=schedulers,
+                train_iter_factory=train_iter_factory,
+                valid_iter_factory=valid_iter_factory,
                 plot_attention_iter_factory=plot_attention_iter_factory,
-                trainer_options=trainer_options, distributed_option=distributed_option,
+                trainer_options=trainer_options,
+                distributed_option=distributed_option,
             )
         finally:
             cls._context, cls._stop = None, None
@@ -120,7 +139,9 @@ class Trainer(_StockTrainer):
             raise SystemExit(f"error: {error}")
 
     @classmethod
-    def resume(cls, checkpoint, model, reporter, optimizers, schedulers, scaler, ngpu: int = 0, strict: bool = True):
+    def resume(
+        cls, checkpoint, model, reporter, optimizers, schedulers, scaler, ngpu: int = 0, strict: bool = True
+    ):
         """ESPnet calls this when ``checkpoint.pth`` exists. A newer step checkpoint (loaded
         by :meth:`run`) takes precedence: only its reporter is left to restore here (the grad
         scaler, the epoch's statistics and the RNG states follow in ``train_one_epoch``)."""
@@ -129,13 +150,29 @@ class Trainer(_StockTrainer):
             logging.info(f"{checkpoint} is older than the step checkpoint {context.newest}: not loaded")
             return
         _StockTrainer.resume(
-            checkpoint=checkpoint, model=model, reporter=reporter, optimizers=optimizers,
-            schedulers=schedulers, scaler=scaler, ngpu=ngpu, strict=strict,
+            checkpoint=checkpoint,
+            model=model,
+            reporter=reporter,
+            optimizers=optimizers,
+            schedulers=schedulers,
+            scaler=scaler,
+            ngpu=ngpu,
+            strict=strict,
         )
 
     @classmethod
-    def train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter,
-                        summary_writer, options, distributed_option) -> bool:
+    def train_one_epoch(
+        cls,
+        model,
+        iterator,
+        optimizers,
+        schedulers,
+        scaler,
+        reporter,
+        summary_writer,
+        options,
+        distributed_option,
+    ) -> bool:
         distributed = distributed_option.distributed
         epoch = reporter.get_epoch()
         # ESPnet's run loop has just seeded every rank with seed + epoch.
@@ -154,9 +191,16 @@ class Trainer(_StockTrainer):
         espnet_distributed, tap = distributed_option, None
         if cls._reduce_stats_locally(options, distributed, iterator):
             n_iters = max(len(iterator) - start, 0)
-            every = options.accum_grad if options.stats_reduce == "update" else _log_interval(options, n_iters)
-            tap = StatsTap(None, reporter, world_size=distributed_option.dist_world_size,
-                           reduce_every=every, n_iters=n_iters)
+            every = (
+                options.accum_grad if options.stats_reduce == "update" else _log_interval(options, n_iters)
+            )
+            tap = StatsTap(
+                None,
+                reporter,
+                world_size=distributed_option.dist_world_size,
+                reduce_every=every,
+                n_iters=n_iters,
+            )
             hooks.append(StatsFlushHook(tap, context))
             espnet_distributed = copy.copy(distributed_option)
             espnet_distributed.distributed = False  # no stop flag, no statistics collectives
@@ -177,9 +221,15 @@ class Trainer(_StockTrainer):
         try:
             with amp.espnet_autocast_dtype(plan):
                 all_steps_are_invalid = super().train_one_epoch(
-                    model=model, iterator=iterator, optimizers=optimizers, schedulers=schedulers,
-                    scaler=scaler, reporter=reporter, summary_writer=summary_writer,
-                    options=options, distributed_option=espnet_distributed,
+                    model=model,
+                    iterator=iterator,
+                    optimizers=optimizers,
+                    schedulers=schedulers,
+                    scaler=scaler,
+                    reporter=reporter,
+                    summary_writer=summary_writer,
+                    options=options,
+                    distributed_option=espnet_distributed,
                 )
         finally:
             if context is not None and context.watchdog is not None:
@@ -196,8 +246,10 @@ class Trainer(_StockTrainer):
         if options.ngpu > 1:  # one process driving several GPUs (DataParallel): ESPnet's path
             return False
         if not equal_epoch_lengths(iterator, "cuda" if options.ngpu > 0 else "cpu"):
-            logging.warning("the ranks' epochs differ in length (or have none): ESPnet's "
-                            "per-micro-batch stop flag and statistics this epoch")
+            logging.warning(
+                "the ranks' epochs differ in length (or have none): ESPnet's "
+                "per-micro-batch stop flag and statistics this epoch"
+            )
             return False
         return True
 
@@ -207,14 +259,20 @@ class Trainer(_StockTrainer):
         watchdog = context.watchdog if context is not None else None
         if watchdog is None:
             return super().validate_one_epoch(
-                model=model, iterator=iterator, reporter=reporter, options=options,
+                model=model,
+                iterator=iterator,
+                reporter=reporter,
+                options=options,
                 distributed_option=distributed_option,
             )
         watchdog.arm("validation")
         try:
             return super().validate_one_epoch(
-                model=model, iterator=PetIterable(iterator, watchdog), reporter=reporter,
-                options=options, distributed_option=distributed_option,
+                model=model,
+                iterator=PetIterable(iterator, watchdog),
+                reporter=reporter,
+                options=options,
+                distributed_option=distributed_option,
             )
         finally:
             watchdog.disarm()

@@ -55,8 +55,9 @@ def _resampled_indices(n_utts: int, n: int, seed: int) -> Iterator[np.ndarray]:
         done += k
 
 
-def resampled_wers(errors: Sequence[int], words: Sequence[int], n: int = N_RESAMPLES,
-                   seed: int = SEED) -> np.ndarray:
+def resampled_wers(
+    errors: Sequence[int], words: Sequence[int], n: int = N_RESAMPLES, seed: int = SEED
+) -> np.ndarray:
     """WER (percent) of each of ``n`` resamples of the utterances."""
     e, w = np.asarray(errors, dtype=np.float64), np.asarray(words, dtype=np.float64)
     if len(e) == 0:
@@ -67,8 +68,9 @@ def resampled_wers(errors: Sequence[int], words: Sequence[int], n: int = N_RESAM
     return np.concatenate(out)
 
 
-def wer_ci(errors: Sequence[int], words: Sequence[int], level: float = 0.95,
-           n: int = N_RESAMPLES, seed: int = SEED) -> Tuple[float, float]:
+def wer_ci(
+    errors: Sequence[int], words: Sequence[int], level: float = 0.95, n: int = N_RESAMPLES, seed: int = SEED
+) -> Tuple[float, float]:
     """The percentile bootstrap confidence interval of the WER (percent)."""
     wers = resampled_wers(errors, words, n, seed)
     alpha = (1.0 - level) / 2.0
@@ -76,8 +78,13 @@ def wer_ci(errors: Sequence[int], words: Sequence[int], level: float = 0.95,
     return float(low), float(high)
 
 
-def paired_better(errors_a: Sequence[int], errors_b: Sequence[int], words: Sequence[int],
-                  n: int = N_RESAMPLES, seed: int = SEED) -> float:
+def paired_better(
+    errors_a: Sequence[int],
+    errors_b: Sequence[int],
+    words: Sequence[int],
+    n: int = N_RESAMPLES,
+    seed: int = SEED,
+) -> float:
     """Paired bootstrap: the probability that system A has a lower WER than system B.
 
     ``errors_a[i]`` and ``errors_b[i]`` are the two systems' errors on the same utterance
@@ -94,8 +101,9 @@ def paired_better(errors_a: Sequence[int], errors_b: Sequence[int], words: Seque
     return wins / n
 
 
-def paired_from_tables(a: Dict[str, Tuple[int, int]], b: Dict[str, Tuple[int, int]],
-                       n: int = N_RESAMPLES, seed: int = SEED) -> Tuple[float, int]:
+def paired_from_tables(
+    a: Dict[str, Tuple[int, int]], b: Dict[str, Tuple[int, int]], n: int = N_RESAMPLES, seed: int = SEED
+) -> Tuple[float, int]:
     """:func:`paired_better` on two :func:`read_utt_errors` tables; also the number of shared
     utterances (both must score the same references)."""
     if set(a) != set(b):

@@ -106,7 +106,9 @@ def preemption(checkpoint_write_seconds: int = CHECKPOINT_WRITE_SECONDS) -> Pree
     grace = IN_FLIGHT_SECONDS + checkpoint_write_seconds
     lead = 60 * math.ceil((grace + SLURM_SIGNAL_SLACK) / 60)
     if lead > 65535:  # sbatch --signal's limit
-        raise LaunchError(f"--checkpoint_write_seconds {checkpoint_write_seconds} gives a warning lead of {lead} s > 65535")
+        raise LaunchError(
+            f"--checkpoint_write_seconds {checkpoint_write_seconds} gives a warning lead of {lead} s > 65535"
+        )
     return Preemption(signal_lead=lead, shutdown_timeout=grace + 30)
 
 
@@ -176,9 +178,7 @@ def _srun_line(geometry: Geometry, command: List[str], resources: NodeResources,
     return body.replace("RDZV_ID", '"${SLURM_JOB_ID}"') + " &"
 
 
-_PICK_PORT = (
-    "python -c 'import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsockname()[1])'"
-)
+_PICK_PORT = "python -c 'import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsockname()[1])'"
 
 # The batch shell's half of the pre-emption path (see the module docstring): the traps are
 # set before srun starts, srun runs in the background so that a trap runs at once (bash
