@@ -233,7 +233,7 @@ def main():
         newest = result["checkpoint"].path
         peak_bench = _rss("VmHWM")
         writer.snapshot.release()
-        del model, optim, writer
+        model = optim = writer = None  # free them before the resume measurement
         gc.collect()
         resume_ours = _resume("ours", newest, args)
         resume_espnet = _resume("espnet", stock_path, args)

@@ -517,7 +517,7 @@ def _labeled(args, tmp, template, offsets, tframes, ark_bytes, n1, n2) -> dict:
     print(f"  ours  (ASR) measured at 25M: {_describe(r)}; per rank {_per_rank(r):.0f} MB", flush=True)
     stock = _project_rank(res[("stock", n1)], res[("stock", n2)], n1, n2, LABELED_UTTS)
     ours = _project_rank(res[("ours", n1)], res[("ours", n2)], n1, n2, LABELED_UTTS)
-    print(f"\nlabeled corpus (fine-tuning), per rank: rank RSS + workers USS (MB) / start-up (s)")
+    print("\nlabeled corpus (fine-tuning), per rank: rank RSS + workers USS (MB) / start-up (s)")
     print(f"{'path':6s} {f'{n1 / 1e6:g}M':>14s} {f'{n2 / 1e6:g}M':>14s} {'25M':>16s}")
     for kind, p in (("stock", stock), ("ours", ours)):
         a, b = res[(kind, n1)], res[(kind, n2)]

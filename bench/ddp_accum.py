@@ -142,8 +142,8 @@ def _train_args(data: Path, config: Path, out: Path):
 def _run_once(trainer_cls, no_sync: bool, task, args, options, dist_opt, batches, init_state):
     import torch
     import torch.distributed as dist
-    from espnet2.train.reporter import Reporter
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
+    from espnet2.train.reporter import Reporter
 
     from espnet_ext.distributed.comm_stats import CommCounter
 
@@ -196,12 +196,12 @@ def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     sys.path.insert(0, str(REPO))
-    import espnet_ext  # noqa: F401  (registers ssl_conformer)
+    from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
     from espnet2.train.distributed_utils import DistributedOption, resolve_distributed_mode
     from espnet2.train.trainer import Trainer as StockTrainer
-    from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
     from espnet2.utils.build_dataclass import build_dataclass
 
+    import espnet_ext  # noqa: F401  (registers ssl_conformer)
     from espnet_ext.tasks.asr import ASRTask
     from espnet_ext.train.trainer import Trainer as OurTrainer
 
@@ -344,14 +344,14 @@ def paper_estimate(counts: dict, ranks: int, accum_grad: int, link_gbps) -> list
         header,
         f"  {'':<14}{'':>8}{'':>9}" + "".join(f"{'1 AR / saved per step':>22}" for _ in link_gbps),
     ]
-    for name, (conf, n, _) in counts.items():
+    for name, (_conf, n, _) in counts.items():
         nbytes = 4 * n
         row = f"  {name:<14}{n / 1e6:>7.0f}M{nbytes / 1e9:>7.2f}GB"
         for g in link_gbps:
             t = 2 * (ranks - 1) / ranks * nbytes / (g * 1e9 / 8)
             row += f"{f'{t:.3f} s / {(accum_grad - 1) * t:.2f} s':>22}"
         lines.append(row)
-    for name, (conf, n, total) in counts.items():
+    for name, (_conf, n, total) in counts.items():
         if total:
             t = [2 * (ranks - 1) / ranks * 4 * n / (g * 1e9 / 8) * (accum_grad - 1) for g in link_gbps]
             lines.append(
@@ -417,9 +417,7 @@ def main() -> None:
     for name, a_, b_, fmt in rows:
         ratio = f"{a_ / b_:.2f}x" if b_ else "-"
         print(f"  {name:<38}{fmt.format(a_):>14}{fmt.format(b_):>16}{ratio:>8}")
-    print(
-        f"  every collective per optimizer step, by kind (stock: --stats_reduce micro_batch; ours: update):"
-    )
+    print("  every collective per optimizer step, by kind (stock: --stats_reduce micro_batch; ours: update):")
     for name, a_, b_, fmt in by_kind:
         print(f"  {name:<52}{fmt.format(a_):>8}{fmt.format(b_):>10}")
     print(

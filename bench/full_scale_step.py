@@ -179,9 +179,9 @@ def epoch_losses(text: str):
 
 def build_initial(stage: str, cmd):
     """The model the trainer started from: ESPnet seeds (--seed, 0) and then builds."""
-    import espnet_ext  # noqa: F401
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
+    import espnet_ext  # noqa: F401
     from espnet_ext.tasks.asr import ASRTask
     from espnet_ext.tasks.ssl import SSLTask
 

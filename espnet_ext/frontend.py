@@ -13,9 +13,9 @@ config (``frontend: logmel``, ``normalize: null``) both trains on
 from typing import Optional, Tuple
 
 import torch
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from typeguard import typechecked
 
-from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet_ext.features import LogMelOptions, analysis_tensors, compute_features_batch
 
 

@@ -34,9 +34,9 @@ TOKENS = ["<blank>", "<unk>", "A", "B", "C", "D", "E", "<space>", "<sos/eos>"]
 def build(work: Path) -> Path:
     """<work>/exp/asr_tiny/{config.yaml, valid.acc.ave.pth}; returns the experiment folder."""
     import torch
+    from espnet2.tasks.asr import ASRTask
 
     import espnet_ext
-    from espnet2.tasks.asr import ASRTask
 
     espnet_ext.register()
     exp = work / "exp" / "asr_tiny"

@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -543,7 +542,7 @@ def _assert_same_params(a: Path, b: Path):
     pa, pb = _final_params(a), _final_params(b)
     assert pa.keys() == pb.keys()
     for k in pa:
-        torch.testing.assert_close(pa[k], pb[k], msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(pa[k], pb[k], msg=lambda m, k=k: f"{k}: {m}")
 
 
 def _step_model(out: Path, epoch: int, position: int):

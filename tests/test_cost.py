@@ -1,7 +1,6 @@
 """The cost and schedule arithmetic: the analytic FLOP count against FlopCounterMode on
 small real models of the project, the cost projection, passes and the schedule check."""
 
-import math
 from pathlib import Path
 
 import pytest

@@ -136,9 +136,9 @@ def one_step(tmp_path_factory, data):
     r = _launch(work, ["--ngpu", 0], _asr_command(data, config, out), work / "single.log")
     assert "1 node x 1 CPU process = 1 rank, single process" in r.stdout
 
-    import espnet_ext  # noqa: F401
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
+    import espnet_ext  # noqa: F401
     from espnet_ext.tasks.asr import ASRTask
 
     args = ASRTask.get_parser().parse_args(_asr_command(data, config, out)[3:])
@@ -359,4 +359,4 @@ def test_ranks_draw_different_masks(tmp_path):
     a = torch.load(tmp_path / "straight" / "2epoch.pth", map_location="cpu")
     b = torch.load(tmp_path / "resumed" / "2epoch.pth", map_location="cpu")
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=lambda m, k=k: f"{k}: {m}")

@@ -588,7 +588,7 @@ def test_run_slurm_sh_submits_an_array_and_puts_one_job_under_srun(tmp_path):
         [str(ROOT / "utils" / "run_slurm.sh"), "--partition=cpu", "JOB=1:2", str(tmp_path / "f.JOB.log"),
          "bash", "-c", "exit $((JOB - 1))"], capture_output=True, text=True, env=env, cwd=tmp_path,
     )  # fmt: skip
-    assert r.returncode == 1 and f"1 of 2 array tasks failed" in r.stderr and "f.2.log" in r.stderr
+    assert r.returncode == 1 and "1 of 2 array tasks failed" in r.stderr and "f.2.log" in r.stderr
 
     record.unlink()
     r = subprocess.run(

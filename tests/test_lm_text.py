@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "local"))
 import embedded_corpus as mec  # noqa: E402
 
-from espnet_ext.bin import lm_text, tokenizer  # noqa: E402
+from espnet_ext.bin import tokenizer  # noqa: E402
 
 
 def _sentences(n: int, seed: str) -> list:

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import zipfile
 
+import _tiny_asr
 import pytest
 import yaml
 
-import _tiny_asr
 from espnet_ext.bin import model_card
 
 

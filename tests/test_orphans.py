@@ -7,7 +7,6 @@ output directory stops at once naming the first; a stale lock (SIGKILL) blocks n
 """
 
 import os
-import signal
 import socket
 import subprocess
 import sys

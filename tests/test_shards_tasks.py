@@ -7,7 +7,6 @@ Audio: espeak-ng speech written as FLAC (as in test_shards.py), features by the 
 import collections
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest

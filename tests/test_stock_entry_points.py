@@ -7,11 +7,9 @@ installs the package into (``pip install -e``); none of the code run imports esp
 
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
 
 import _tiny_asr
+import pytest
 
 REINSTALL = (
     "espnet_ext.pth is not installed in this environment: re-run tools/setup_env.sh (pip install -e .)"

@@ -64,6 +64,7 @@ def check(
 
     espnet_ext.register()
     from espnet2.bin.asr_inference import get_parser as inference_parser
+
     from espnet_ext.tasks.asr import ASRTask
     from espnet_ext.tasks.lm import LMTask
     from espnet_ext.tasks.ssl import SSLTask

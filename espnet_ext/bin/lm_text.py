@@ -127,7 +127,7 @@ def build(args: argparse.Namespace) -> Dict:
             kept = read = 0
             batch: List[Tuple[int, str, str]] = []
 
-            def flush() -> None:
+            def flush(batch=batch, reasons=reasons, path=path) -> None:  # this source's
                 nonlocal kept
                 if not batch:
                     return

@@ -338,7 +338,7 @@ def prepare(
     librispeech_root: Optional[str | Path] = None,
     librilight_root: Optional[str | Path] = None,
     commonvoice_root: Optional[str | Path] = None,
-    options: Options = Options(),
+    options: Optional[Options] = None,
 ) -> tuple[list[SetReport], list[str]]:
     """Prepare ``sets`` (then the ``combine`` spec) under ``datadir``.
 
@@ -348,6 +348,7 @@ def prepare(
     Raises:
         ConfigError: before any work, if an argument or a set is unusable.
     """
+    options = options if options is not None else Options()
     datadir = Path(os.path.abspath(datadir))
     roots = {
         "librispeech": root_dir(librispeech_root),

@@ -254,7 +254,7 @@ def _check_audio(path, tables, segments, num_samples, errors) -> None:
             errors.append(f"{path / 'wav.scp'}:{e.lineno}: cannot open '{e.value}': {ex}")
     lines = {e.key: e.lineno for e in tables.get("utt2num_samples", [])}
     if segments:
-        for utt, (e, seg) in segments.items():
+        for _utt, (e, seg) in segments.items():
             info = infos.get(seg.recording)
             if info is not None and seg.end > info.duration + SEGMENT_END_TOLERANCE:
                 errors.append(

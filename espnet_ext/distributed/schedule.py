@@ -18,9 +18,9 @@ import os
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from espnet_ext.distributed import cost
-from espnet_ext.distributed.cost import CostProjection
 from espnet_ext.distributed.batch import BatchArithmetic
 from espnet_ext.distributed.batch_settings import command_options
+from espnet_ext.distributed.cost import CostProjection
 from espnet_ext.distributed.geometry import Geometry
 
 # The trainers whose input is speech features at 100 frames/s (hours and cost are known).

@@ -31,10 +31,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import kaldiio
 import torch
 
-from espnet_ext.shards import format as S
 from espnet_ext.features.audio import AudioError, read_audio
 from espnet_ext.features.inputs import DataDirError, UsageError, Utterance, fingerprint, read_data_dir
 from espnet_ext.features.logmel import DEFAULT_OPTIONS, LogMelOptions, compute_features
+from espnet_ext.shards import format as S
 from espnet_ext.utils.atomic import atomic_open, write_bytes_atomic, write_text_atomic
 from espnet_ext.utils.kaldi_table import read_keys
 from espnet_ext.utils.stamps import DONE_FILE, read_record, write_record

@@ -9,10 +9,9 @@ import math
 from typing import List
 
 import torch
+from espnet2.schedulers.abs_scheduler import AbsBatchStepScheduler
 from torch.optim.lr_scheduler import LRScheduler
 from typeguard import typechecked
-
-from espnet2.schedulers.abs_scheduler import AbsBatchStepScheduler
 
 
 class WarmupCosineLR(LRScheduler, AbsBatchStepScheduler):

@@ -42,6 +42,7 @@ from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from typeguard import typechecked
 
+from espnet_ext.shards.format import ShardManifest
 from espnet_ext.shards.plan import (
     BatchRule,
     PassLayout,
@@ -55,7 +56,6 @@ from espnet_ext.shards.plan import (
     stream_batches,
     stream_pieces,
 )
-from espnet_ext.shards.format import ShardManifest
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
+from espnet2.ssl.loss.abs_loss import AbsSSLLoss
 from typeguard import typechecked
 
-from espnet2.ssl.loss.abs_loss import AbsSSLLoss
 from espnet_ext.nets.checks import require_positive
 from espnet_ext.nets.lengths import ceil_div, valid_mask
 

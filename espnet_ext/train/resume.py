@@ -47,9 +47,9 @@ import io
 import logging
 import sys
 import time
-from pathlib import Path
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -57,7 +57,6 @@ from espnet_ext.train import checkpoint as ckpt
 from espnet_ext.train.async_writer import AsyncCheckpointWriter, release_file_pages
 from espnet_ext.train.hooks import IterationHook
 from espnet_ext.train.watchdog import ProgressWatchdog
-
 
 SAVE_WATCHDOG_FACTOR = 3  # watchdog limit while saving / resuming, times --watchdog_minutes
 

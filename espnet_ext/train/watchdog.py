@@ -16,7 +16,6 @@ long legitimate write is not killed but a stuck one still is.
 """
 
 import contextlib
-
 import faulthandler
 import logging
 import os

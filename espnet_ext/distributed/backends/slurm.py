@@ -162,7 +162,7 @@ def _check_opts(slurm_opts: Sequence[str]) -> None:
 
 
 def _opt_names(slurm_opts: Sequence[str]) -> set:
-    return {re.split(r"[= ]", o.lstrip("-"), 1)[0] for o in slurm_opts}
+    return {re.split(r"[= ]", o.lstrip("-"), maxsplit=1)[0] for o in slurm_opts}
 
 
 def _srun_line(geometry: Geometry, command: List[str], resources: NodeResources, pre: Preemption) -> str:

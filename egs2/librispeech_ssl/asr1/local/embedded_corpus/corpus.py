@@ -132,7 +132,7 @@ def make_corpus(out: Path, *, seed: int, scale: float, nj: int) -> int:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CorpusError(f"{out}: another make_embedded_corpus.py run is writing here")
+            raise CorpusError(f"{out}: another make_embedded_corpus.py run is writing here") from None
         return _make_locked(out, params, nj)
 
 
