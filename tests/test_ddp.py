@@ -224,7 +224,7 @@ def test_four_ranks_pretrain_through_the_launcher(tmp_path, data):
                           num_blocks=2, subsampling_channels=8),
         loss=[{"name": "best_rq", "conf": dict(conf["loss"][0]["conf"], codebook_size=64)}],
         batch_type="sorted", batch_size=8, accum_grad=2, global_batch_utts=16, accum_no_sync=True,
-        max_epoch=1, num_iters_per_epoch=2, num_workers=0, keep_nbest_models=1,
+        max_epoch=1, num_iters_per_epoch=4, num_workers=0, keep_nbest_models=1,
         scheduler_conf=dict(conf["scheduler_conf"], warmup_steps=1, total_steps=2),
         # This fixture is a plain kaldiio archive without stage 2's shards: ESPnet's own
         # iterator here (the sharded one is tested in tests/test_shards.py).

@@ -68,7 +68,7 @@ def amp_plan(use_amp: bool, amp_dtype: str, device_type: str, cuda_bf16_supporte
     if device_type == "cpu":
         if amp_dtype == "fp16":
             raise ValueError("--amp_dtype fp16 needs a CUDA GPU (on CPU use bf16 or auto)")
-        return AmpPlan(torch.bfloat16, False, "CPU")
+        return AmpPlan(torch.bfloat16, False, "CPU bf16 autocast: ESPnet autocasts only CUDA")
     if device_type != "cuda":
         raise ValueError(f"unknown device type {device_type!r}")
     if amp_dtype == "fp16":
