@@ -1,0 +1,73 @@
+"""The frozen-encoder probe trains its head only: the encoder's parameters and buffers are
+bit-identical afterwards (and its train mode and requires_grad flags are restored), the head
+moves, and the CER is a percentage."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import espnet_ext
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAIN = ROOT / "conf" / "pretrain_conformer_bestrq_embedded.yaml"
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    espnet_ext.register()
+    from espnet_ext.tasks.ssl import SSLTask
+
+    tokens = tmp_path_factory.mktemp("tok") / "tokens.txt"
+    tokens.write_text("<blank>\n<unk>\n<sos/eos>\n")
+    args = SSLTask.get_parser().parse_args(["--config", str(PRETRAIN), "--token_list", str(tokens)])
+    torch.manual_seed(0)
+    return SSLTask.build_model(args).encoder
+
+
+def _batches(n_batches, seed):
+    g = torch.Generator().manual_seed(seed)
+    words = ["THE CAT", "A DOG RAN", "IT IS", "SO WE GO"]
+    out = []
+    for b in range(n_batches):
+        lens = torch.tensor([120, 96, 80])
+        feats = torch.randn(3, 120, 80, generator=g)
+        out.append((feats, lens, [words[(b + i) % 4] for i in range(3)]))
+    return out
+
+
+def test_probe_trains_on_frozen_weights(encoder):
+    from espnet_ext.probe import ProbeBudget, run_probe
+
+    encoder.train()
+    next(encoder.parameters()).requires_grad_(False)  # flags are restored as they were
+    before = {k: v.clone() for k, v in encoder.state_dict(keep_vars=False).items()}
+    flags = [p.requires_grad for p in encoder.parameters()]
+    rng = torch.get_rng_state()
+    out = run_probe(encoder, _batches(2, 0), _batches(1, 1), ProbeBudget(steps=20, lr=1e-2),
+                    layers="all", return_details=True)
+    after = encoder.state_dict()
+    assert set(before) == set(after) and len(before) > 20
+    for k in before:  # parameters and buffers alike
+        assert torch.equal(before[k], after[k]), k
+    assert encoder.training and [p.requires_grad for p in encoder.parameters()] == flags
+    assert all(p.grad is None for p in encoder.parameters())
+    head = out["head"]
+    assert head.linear.bias.abs().sum() > 0  # initialized to zero, moved by training
+    assert out["losses"][-1] < out["losses"][0]
+    assert len(out["layer_weights"]) == len(encoder.encoders) + 1
+    assert 0.0 <= out["cer"] and out["cer"] == out["cer"]  # a number (can exceed 100)
+    assert torch.equal(torch.get_rng_state(), rng)  # seeded by its own generator
+
+
+def test_probe_is_deterministic_and_layer_choice(encoder):
+    from espnet_ext.probe import run_probe
+    from espnet_ext.probe.probe import layer_names
+
+    a = run_probe(encoder, _batches(2, 0), _batches(1, 1), 10, layers="out")
+    b = run_probe(encoder, _batches(2, 0), _batches(1, 1), 10, layers="out")
+    assert a == b
+    assert layer_names(3, "all") == ["1", "2", "3", "out"]
+    assert layer_names(3, "2,out") == ["2", "out"]
+    with pytest.raises(ValueError):
+        layer_names(3, "4")
