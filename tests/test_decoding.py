@@ -120,3 +120,27 @@ def test_greedy_is_the_best_path():
     assert ctc_greedy(logp, drop=(3,)) == [[1, 1, 2]]
     batch = torch.stack([logp, logp.flip(0)])
     assert ctc_greedy(batch, torch.tensor([7, 3]), drop=(3,)) == [[1, 1, 2], [2, 1]]
+
+
+def test_lstm_cell_steps_match_the_lm():
+    from espnet2.lm.seq_rnn_lm import SequentialRNNLM
+
+    from espnet_ext.decoding.ctc_search import _LMAdapter, _LSTMLMAdapter
+
+    torch.manual_seed(1)
+    lm = SequentialRNNLM(vocab_size=V, unit=12, nlayers=2, rnn_type="lstm").eval()
+    assert _LSTMLMAdapter.supports(lm)
+    fast, ref = _LSTMLMAdapter(lm, EOS), _LMAdapter(lm, EOS)
+    prefixes = [(), (1,), (1, 2), (3,)]
+    with torch.no_grad():
+        lf, sf = fast.init()
+        lr, sr = ref.init()
+        assert torch.allclose(lf, lr, atol=1e-5)
+        # extend each prefix from the state of its parent (the empty prefix for all here)
+        lf, sf = fast.step([(2,), (4,)], [sf, sf])
+        lr, sr = ref.step([(2,), (4,)], [sr, sr])
+        assert torch.allclose(lf, lr, atol=1e-5)
+        lf2, _ = fast.step([(2, 1), (4, 3)], sf)
+        lr2, _ = ref.step([(2, 1), (4, 3)], sr)
+        assert torch.allclose(lf2, lr2, atol=1e-5)
+    del prefixes

@@ -71,3 +71,42 @@ def test_probe_is_deterministic_and_layer_choice(encoder):
     assert layer_names(3, "2,out") == ["2", "out"]
     with pytest.raises(ValueError):
         layer_names(3, "4")
+
+
+class _FakeSSL(torch.nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("global_step", torch.tensor([0]))
+
+
+def test_probe_hook_schedule_and_options(encoder, monkeypatch, tmp_path):
+    import espnet_ext.probe.probe as probe_mod
+    from espnet_ext.probe.hook import ProbeHook
+    from espnet_ext.tasks.ssl import SSLTask
+
+    calls = []
+    monkeypatch.setattr(probe_mod, "run_probe", lambda enc, tr, dv, budget, layers, return_details:
+                        calls.append(enc) or dict(cer=50.0, n_dev=1, cpu_seconds=0.0))
+    model = _FakeSSL(encoder)
+    hook = ProbeHook(model, every=2, accum_grad=3, train_batches=[], dev_batches=[], steps=5, layers="out")
+    for i in range(1, 19):  # 18 micro-batches = 6 updates: probes after updates 2, 4, 6
+        model.global_step += 1
+        hook.after_batch(i)
+    assert hook.results == [(2, 50.0), (4, 50.0), (6, 50.0)] and calls[0] is encoder
+    other = ProbeHook(model, every=2, accum_grad=3, train_batches=[], dev_batches=[], steps=5,
+                      layers="out", rank=1)
+    other.after_batch(18)
+    assert other.results == []
+
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("<blank>\n<unk>\n<sos/eos>\n")
+    base = ["--config", str(PRETRAIN), "--token_list", str(tokens)]
+    args = SSLTask.get_parser().parse_args(base)
+    assert args.probe_every_steps == 0  # off in the shipped config
+    SSLTask.trainer.build_options(args)
+    assert not any(isinstance(h, ProbeHook) for h in SSLTask.trainer.build_hooks(model, SSLTask.trainer.build_options(args), False))
+    args = SSLTask.get_parser().parse_args(base + ["--probe_every_steps", "100"])
+    with pytest.raises(ValueError, match="probe_train_data"):
+        SSLTask.trainer.build_hooks(model, SSLTask.trainer.build_options(args), False)
+    SSLTask.trainer._probe_args = None
