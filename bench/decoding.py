@@ -8,6 +8,8 @@ Modes (each a decoding config; paths as options):
 * ``joint``: today's default, conf/decode_asr_embedded.yaml: ESPnet's joint CTC/attention
   beam search (beam 20, ctc_weight 0.5) + the LM (lm_weight 1.6).
 * ``joint_nolm``: the same search without the LM.
+* ``joint_fastlm``: the joint search + LM with the LSTM LM stepped by ``lstm_cell``
+  (espnet_ext.decoding.lm: the same scores, less CPU per step).
 * ``ctc_greedy``: conf/decode_asr_embedded_ctc_greedy.yaml (ctc_weight 1.0, beam 1, no LM):
   best path over the CTC posteriors.
 * ``ctc_lm``: conf/decode_asr_embedded_ctc_lm.yaml (ctc_weight 1.0 + the LM, a beam): the
@@ -16,8 +18,7 @@ Modes (each a decoding config; paths as options):
   prefix scoring + LM), for comparison (slow; not in the default modes).
 
 Every mode is decoded by :class:`espnet_ext.decoding.speech2text.FastSpeech2Text` (ESPnet's
-``Speech2Text``; only ``ctc_weight: 1.0`` differs from ESPnet, and ``ctc_lm_espnet`` forces
-ESPnet's search), one utterance at a time (``--batch_size``), on ``--threads`` threads (1 by
+``Speech2Text``; ``joint``, ``joint_nolm`` and ``ctc_lm_espnet`` are exactly ESPnet's search), one utterance at a time (``--batch_size``), on ``--threads`` threads (1 by
 default). RTF per core = CPU seconds this process spends decoding (encoder + search;
 ``time.process_time``, which sums over threads, so it is per core at any ``--threads``; model
 loading and one warm-up utterance excluded) / seconds of audio. Audio seconds:
@@ -47,11 +48,12 @@ CONF = ROOT / "conf"
 DEFAULT_CONFIGS = {
     "joint": CONF / "decode_asr_embedded.yaml",
     "joint_nolm": CONF / "decode_asr_embedded.yaml",
+    "joint_fastlm": CONF / "decode_asr_embedded.yaml",
     "ctc_greedy": CONF / "decode_asr_embedded_ctc_greedy.yaml",
     "ctc_lm": CONF / "decode_asr_embedded_ctc_lm.yaml",
     "ctc_lm_espnet": CONF / "decode_asr_embedded_ctc_lm.yaml",
 }
-USES_LM = {"joint", "ctc_lm", "ctc_lm_espnet"}
+USES_LM = {"joint", "joint_fastlm", "ctc_lm", "ctc_lm_espnet"}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -121,7 +123,8 @@ def build(mode: str, config: Path, asr_config: Path, asr_model: Path, lm_config:
     kwargs = dict(asr_train_config=str(asr_config), asr_model_file=str(asr_model), device="cpu", **conf)
     if mode in USES_LM:
         kwargs.update(lm_train_config=str(lm_config), lm_file=str(lm_model))
-    s2t = FastSpeech2Text(**kwargs)
+    # "joint" and "ctc_lm_espnet" are ESPnet's searches exactly as ESPnet runs them
+    s2t = FastSpeech2Text(fast_lm=mode not in ("joint", "joint_nolm", "ctc_lm_espnet"), **kwargs)
     if mode == "ctc_lm_espnet":
         s2t.ctc_mode = None  # ESPnet's own search for the same configuration
     return s2t, conf

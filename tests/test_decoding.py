@@ -144,3 +144,22 @@ def test_lstm_cell_steps_match_the_lm():
         lr2, _ = ref.step([(2, 1), (4, 3)], sr)
         assert torch.allclose(lf2, lr2, atol=1e-5)
     del prefixes
+
+
+def test_fast_lstm_scorer_is_espnets_lm_scorer():
+    from espnet2.lm.seq_rnn_lm import SequentialRNNLM
+
+    from espnet_ext.decoding.lm import FastLSTMLMScorer
+
+    torch.manual_seed(2)
+    lm = SequentialRNNLM(vocab_size=V, unit=12, nlayers=1, rnn_type="lstm").eval()
+    fast = FastLSTMLMScorer(lm, EOS)
+    ys = torch.tensor([[EOS], [EOS]])
+    with torch.no_grad():
+        a, sa = lm.batch_score(ys, [None, None], None)
+        b, sb = fast.batch_score(ys, [None, None], None)
+        assert torch.allclose(a, b, atol=1e-5)
+        ys = torch.tensor([[EOS, 1], [EOS, 3]])
+        a, _ = lm.batch_score(ys, sa, None)
+        b, _ = fast.batch_score(ys, sb, None)
+        assert torch.allclose(a, b, atol=1e-5)

@@ -124,8 +124,12 @@ class _LSTMLMAdapter(_LMAdapter):
                 and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0 and rnn.batch_first)
 
     def step(self, prefixes, states):
-        n = len(prefixes)
         ys = torch.tensor([p[-1] if p else self.sos for p in prefixes], dtype=torch.long)
+        return self.step_last(ys, states)
+
+    def step_last(self, ys: torch.Tensor, states):
+        """``step`` given the prefixes' last labels (N,) (``sos`` for an empty prefix)."""
+        n = ys.size(0)
         x = self.lm.encoder(ys)  # (N, units); dropout is off in eval mode
         if states[0] is None:
             zeros = torch.zeros(n, self.units, dtype=x.dtype)

@@ -8,8 +8,9 @@ configuration is decoded instead by
 - ``beam_size: 1`` and no LM (or ``lm_weight: 0``): CTC greedy (best path), batched;
 - otherwise: the time-synchronous CTC prefix beam search with the LM as a scorer.
 
-Every other configuration (``ctc_weight < 1``: the joint CTC/attention search) is ESPnet's,
-unchanged. The encoder, the tokenizer and the output format are ESPnet's in every case.
+Every other configuration (``ctc_weight < 1``: the joint CTC/attention search) is ESPnet's
+search, with one change unless ``fast_lm=False``: an LSTM LM is scored through
+:class:`espnet_ext.decoding.lm.FastLSTMLMScorer` (``lstm_cell`` steps, the same scores). The encoder, the tokenizer and the output format are ESPnet's in every case.
 """
 
 from typing import List
@@ -19,15 +20,18 @@ from espnet2.bin.asr_inference import Speech2Text
 from espnet2.legacy.nets.beam_search import Hypothesis
 from espnet2.torch_utils.device_funcs import to_device
 
-from espnet_ext.decoding.ctc_search import CTCPrefixBeamSearch, ctc_greedy
+from espnet_ext.decoding.ctc_search import CTCPrefixBeamSearch, _LSTMLMAdapter, ctc_greedy
+from espnet_ext.decoding.lm import FastLSTMLMScorer
 
 
 class FastSpeech2Text(Speech2Text):
     """``Speech2Text`` (same keyword arguments) whose ``ctc_weight: 1.0`` path is CTC-only decoding."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, fast_lm: bool = True, **kwargs):
         # ESPnet builds its search either way (cheap); the LM it loads is reused below.
         super().__init__(**kwargs)
+        if fast_lm and self.beam_search is not None:
+            self._use_fast_lm()
         ctc_weight = kwargs.get("ctc_weight", 0.5)
         self.ctc_mode = None
         if ctc_weight != 1.0 or self.beam_search is None:
@@ -36,6 +40,8 @@ class FastSpeech2Text(Speech2Text):
         beam = kwargs.get("beam_size", 20)
         lm_weight = kwargs.get("lm_weight", 1.0)
         lm = self.beam_search.full_scorers.get("lm")
+        if isinstance(lm, FastLSTMLMScorer):
+            lm = lm.lm
         if lm is None or lm_weight == 0:
             lm = None
         if beam == 1 and lm is None:
@@ -45,6 +51,17 @@ class FastSpeech2Text(Speech2Text):
             self.ctc_search = CTCPrefixBeamSearch(
                 beam_size=beam, blank=model.blank_id, eos=model.eos, sos=model.sos, lm=lm,
                 lm_weight=lm_weight, penalty=kwargs.get("penalty", 0.0))
+
+    def _use_fast_lm(self) -> None:
+        """ESPnet's search scores the LSTM LM through :class:`FastLSTMLMScorer` (same scores)."""
+        bs = self.beam_search
+        lm = bs.full_scorers.get("lm")
+        if lm is None or not _LSTMLMAdapter.supports(lm):
+            return
+        fast = FastLSTMLMScorer(lm, self.asr_model.sos)
+        bs.full_scorers["lm"] = bs.scorers["lm"] = fast
+        if "lm" in bs.nn_dict:
+            bs.nn_dict["lm"] = fast
 
     # ---- the CTC-only path ----
     def _hyp(self, labels: List[int], score: float, scores: dict) -> Hypothesis:
