@@ -98,7 +98,7 @@ def load_utterances(data_dir: Path, root: Path, max_utts: Optional[int]):
         path = feats[k]
         if not Path(path.split(":")[0]).is_absolute():
             path = str(root / path)
-        out.append((k, torch.from_numpy(kaldiio.load_mat(path)).float()))
+        out.append((k, torch.tensor(kaldiio.load_mat(path), dtype=torch.float32)))
     return out
 
 

@@ -110,3 +110,41 @@ def test_probe_hook_schedule_and_options(encoder, monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="probe_train_data"):
         SSLTask.trainer.build_hooks(model, SSLTask.trainer.build_options(args), False)
     SSLTask.trainer._probe_args = None
+
+
+def test_extract_ssl_features_writes_each_layer(encoder, tmp_path):
+    import kaldiio
+    import numpy as np
+    from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
+
+    from espnet_ext.bin.extract_ssl_features import extract
+    from espnet_ext.probe.upstream import load_ssl_model
+    from espnet_ext.tasks.ssl import SSLTask
+
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("<blank>\n<unk>\n<sos/eos>\n")
+    args = SSLTask.get_parser().parse_args(["--config", str(PRETRAIN), "--token_list", str(tokens)])
+    torch.manual_seed(3)
+    model = SSLTask.build_model(args)
+    config = tmp_path / "config.yaml"
+    with config.open("w") as f:
+        yaml_no_alias_safe_dump(vars(args), f, indent=4, sort_keys=False)
+    ckpt = tmp_path / "valid.loss.best.pth"
+    torch.save(model.state_dict(), ckpt)
+    g = np.random.default_rng(0)
+    feats = {"u1": g.standard_normal((50, 80)).astype(np.float32),
+             "u2": g.standard_normal((33, 80)).astype(np.float32)}
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path}/feats.ark,{tmp_path}/feats.scp") as w:
+        for k, v in feats.items():
+            w[k] = v
+    names = extract(config, ckpt, tmp_path / "feats.scp", "all", tmp_path / "out", batch_size=2)
+    assert names == ["layer1", "layer2", "layer3", "layer_out"]
+    loaded, _ = load_ssl_model(config, ckpt)
+    for k, v in feats.items():
+        with torch.no_grad():
+            (out, hidden), _, _ = loaded.encoder(torch.from_numpy(v)[None], torch.tensor([len(v)]),
+                                                 return_all_hs=True)
+        for n, ref in zip(names, [*hidden, out]):
+            got = kaldiio.load_scp(str(tmp_path / "out" / f"{n}.scp"))[k]
+            assert got.shape == ((len(v) + 3) // 4, 144)
+            assert np.allclose(got, ref[0].numpy(), atol=1e-4), n

@@ -69,7 +69,7 @@ def iter_utterances(data: Union[str, Path], root: Optional[Union[str, Path]] = N
             yield r.key, wav if wav.ndim == 1 else wav[:, 0]
     else:
         for r in iter_rows(data):
-            yield r.key, np.asarray(kaldiio.load_mat(_resolve(r.value, root)), dtype=np.float32)
+            yield r.key, np.array(kaldiio.load_mat(_resolve(r.value, root)), dtype=np.float32)  # a writable copy
 
 
 def batched(items: Iterator[Tuple[str, np.ndarray]], batch_size: int
