@@ -117,7 +117,10 @@ def test_nonfinite_limit_counts_a_window_on_cpu(tmp_path):
         runs[window] = (proc.returncode, proc.stdout + proc.stderr)
     code, log = runs["none"]
     assert code != 0 and "2 optimizer updates in this run were skipped" in log, log[-3000:]
-    assert "trainer: trains with autocast bf16, no grad scaler (CPU bf16 autocast: ESPnet autocasts only CUDA)" in log
+    assert (
+        "trainer: trains with autocast bf16, no grad scaler (CPU bf16 autocast: ESPnet autocasts only CUDA)"
+        in log
+    )
     code, log = runs["5"]
     assert code != 0 and "2 optimizer updates in the last 5 updates were skipped" in log, log[-3000:]
     code, log = runs["3"]
