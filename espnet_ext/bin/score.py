@@ -62,20 +62,14 @@ def _align_lines(ref: str, hyp: str) -> List[str]:
     r, h, m = [], [], []
     rw, hw = out.references[0], out.hypotheses[0]
     for chunk in out.alignments[0]:
-        if chunk.type == "equal":
+        if chunk.type in ("equal", "substitute"):
+            mark = " " if chunk.type == "equal" else "S"
             for i in range(chunk.ref_end_idx - chunk.ref_start_idx):
                 w1, w2 = rw[chunk.ref_start_idx + i], hw[chunk.hyp_start_idx + i]
                 n = max(len(w1), len(w2))
                 r.append(w1.ljust(n))
                 h.append(w2.ljust(n))
-                m.append(" " * n)
-        elif chunk.type == "substitute":
-            for i in range(chunk.ref_end_idx - chunk.ref_start_idx):
-                w1, w2 = rw[chunk.ref_start_idx + i], hw[chunk.hyp_start_idx + i]
-                n = max(len(w1), len(w2))
-                r.append(w1.ljust(n))
-                h.append(w2.ljust(n))
-                m.append("S".ljust(n))
+                m.append(mark.ljust(n))
         elif chunk.type == "delete":
             for w1 in rw[chunk.ref_start_idx : chunk.ref_end_idx]:
                 r.append(w1)
