@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from espnet_ext.train import amp
-from espnet_ext.train.resume import NonFiniteWindow
+from espnet_ext.train.nonfinite import NonFiniteWindow
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

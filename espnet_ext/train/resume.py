@@ -47,124 +47,19 @@ import io
 import logging
 import sys
 import time
-from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from espnet_ext.train import checkpoint as ckpt
 from espnet_ext.train.async_writer import AsyncCheckpointWriter, release_file_pages
 from espnet_ext.train.hooks import IterationHook
+from espnet_ext.train.nonfinite import NonFiniteLimitError, NonFiniteWindow
+from espnet_ext.train.restore import materialize_optimizer_state, owned, tensors
 from espnet_ext.train.watchdog import ProgressWatchdog
 
 SAVE_WATCHDOG_FACTOR = 3  # watchdog limit while saving / resuming, times --watchdog_minutes
-
-
-class NonFiniteLimitError(RuntimeError):
-    """Too many optimizer updates were skipped for a NaN/inf loss or gradient."""
-
-
-def _tensors(obj: Any) -> Iterator[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _tensors(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _tensors(v)
-
-
-def _owned(obj: Any) -> Any:
-    """``obj`` with its tensors cloned: nothing keeps a memory-mapped file alive."""
-    if isinstance(obj, torch.Tensor):
-        return obj.clone()
-    if isinstance(obj, dict):
-        return {k: _owned(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_owned(v) for v in obj) if isinstance(obj, list) else tuple(_owned(v) for v in obj)
-    return obj
-
-
-def materialize_optimizer_state(
-    optimizer: torch.optim.Optimizer, saved: Dict[str, Any], path: Optional[Path] = None
-) -> None:
-    """Replace the tensors of a loaded optimizer ``saved`` state dict by copies on their
-    parameter's device and dtype (what ``Optimizer.load_state_dict`` would make; it then
-    keeps them as they are), one at a time, releasing each memory-mapped source's pages
-    of ``path``. On CPU ``load_state_dict`` would otherwise keep the mapped tensors
-    themselves, pinning the (possibly later deleted) file."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    ids = [i for group in saved.get("param_groups", []) for i in group["params"]]
-    by_id = dict(zip(ids, params)) if len(ids) == len(params) else {}
-    for index, entry in saved.get("state", {}).items():
-        param = by_id.get(index)
-        for key, value in list(entry.items()):
-            if not isinstance(value, torch.Tensor):
-                continue
-            if param is None or key == "step":
-                entry[key] = value.clone()
-            elif param.is_floating_point():
-                entry[key] = value.to(device=param.device, dtype=param.dtype, copy=True)
-            else:
-                entry[key] = value.to(device=param.device, copy=True)
-            if path is not None:
-                release_file_pages([value], path)
-            del value
-
-
-class NonFiniteWindow:
-    """Skipped updates among the last ``window`` optimizer updates (None: the whole run).
-
-    A lifetime count would stop a long run on a low, steady rate of skips (e.g. an fp16
-    loss scaler's one in 2,000) however healthy it is; the window bounds the *rate*
-    (default: more than 100 of the last 2,000 updates, 5%), while a divergence (every
-    update skipped) still stops the run after ``limit + 1`` updates.
-
-    State (:meth:`state`) is the update counter and the update numbers of the skips still
-    in the window; :meth:`load` also takes an old checkpoint's lifetime count alone
-    (``nonfinite_total``): those skips are taken as recent, so they age out after one
-    window (the conservative reading).
-    """
-
-    def __init__(self, window: Optional[int]):
-        self.window = window
-        self.updates = 0
-        self.total = 0
-        self._skips: Deque[int] = deque()
-
-    def add(self, skipped: bool) -> None:
-        self.updates += 1
-        if skipped:
-            self.total += 1
-            self._skips.append(self.updates)
-        self._trim()
-
-    @property
-    def recent(self) -> int:
-        return len(self._skips)
-
-    def describe(self) -> str:
-        return "in this run" if self.window is None else f"in the last {self.window} updates"
-
-    def state(self) -> Dict[str, Any]:
-        return {"updates": self.updates, "skips": list(self._skips), "window": self.window}
-
-    def load(self, state: Optional[Dict[str, Any]], total: int) -> None:
-        self.total = int(total)
-        if state is None:  # a checkpoint from before the window: its lifetime count
-            self.updates = 0
-            self._skips = deque([0] * self.total)
-            return
-        self.updates = int(state["updates"])
-        self._skips = deque(int(u) for u in state["skips"])
-        self._trim()  # the window may have been shortened since
-
-    def _trim(self) -> None:
-        if self.window is not None:
-            while self._skips and self._skips[0] <= self.updates - self.window:
-                self._skips.popleft()
 
 
 class RunContext:
@@ -358,7 +253,7 @@ class RunContext:
         state = ckpt.load_step_checkpoint(ckpt.StepCheckpoint.from_path(path), mmap=True)
         self._pet()
         self.model.load_state_dict(state["model"])
-        release_file_pages(list(_tensors(state["model"])), path)
+        release_file_pages(list(tensors(state["model"])), path)
         state["model"] = None
         self._pet()
         for optimizer, s in zip(self.optimizers, state["optimizers"], strict=True):
@@ -369,7 +264,7 @@ class RunContext:
         for scheduler, s in zip(self.schedulers, state["schedulers"], strict=True):
             if scheduler is not None:
                 scheduler.load_state_dict(s)
-        rest = _owned({k: v for k, v in state.items() if k not in ("model", "optimizers", "schedulers")})
+        rest = owned({k: v for k, v in state.items() if k not in ("model", "optimizers", "schedulers")})
         del state
         gc.collect()  # the last slices of the mapped file go: it is unmapped
         return rest
