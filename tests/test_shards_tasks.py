@@ -17,6 +17,7 @@ from espnet_ext.data import prepare as prep
 from espnet_ext.features import extract as X
 from espnet_ext.shards import format as S
 from espnet_ext.shards import plan as P
+from espnet_ext.shards import text as ST
 from espnet_ext.shards.iterator import ShardedIterFactory
 
 N = 60
@@ -102,7 +103,7 @@ def test_bad_transcripts_are_named(labeled, tmp_path):
         m.read_index(2, with_text=True)
     (copy / "text").write_text("u000 A\n")
     with pytest.raises(S.ShardError, match=r"utterance 'u001' has no transcript in"):
-        S.write_transcripts(str(copy), copy / "text")
+        ST.write_transcripts(str(copy), copy / "text")
 
 
 def _asr_factory(dump, **kw):
@@ -187,7 +188,7 @@ def lm_dir(tmp_path):
     lines = [f"s{i:04d} " + " ".join(["w"] * (1 + i % 9)) for i in range(250)]
     (tmp_path / "text").write_text("\n".join(lines) + "\n")
     (tmp_path / "text_shape.bpe").write_text("".join(f"s{i:04d} {1 + i % 9}\n" for i in range(250)))
-    path, written = S.write_text_shards(
+    path, written = ST.write_text_shards(
         str(tmp_path / "text"), str(tmp_path / "text_shape.bpe"), str(tmp_path), shard_size=40
     )
     assert written
@@ -198,9 +199,9 @@ def test_lm_text_shards_once_per_pass_and_resume(lm_dir):
     m = S.ShardManifest.load(str(lm_dir / "text"))
     assert m.kind == "text" and m.n_shards == 7 and m.n_utts == 250 and m.feat_dim == 0
     assert (
-        S.write_text_shards(str(lm_dir / "text"), str(lm_dir / "text_shape.bpe"), str(lm_dir), shard_size=40)[
-            1
-        ]
+        ST.write_text_shards(
+            str(lm_dir / "text"), str(lm_dir / "text_shape.bpe"), str(lm_dir), shard_size=40
+        )[1]
         is False
     )  # up to date
     assert S.verify(str(lm_dir)) == []
@@ -232,7 +233,7 @@ def test_lm_text_shards_once_per_pass_and_resume(lm_dir):
 def test_lm_text_shards_bad_input_is_named(lm_dir):
     (lm_dir / "text_shape.bpe").write_text("s0000 1\ns0002 2\n")
     with pytest.raises(S.ShardError, match=r"text:2 / .*text_shape.bpe:2: 's0001' against 's0002 2'"):
-        S.write_text_shards(str(lm_dir / "text"), str(lm_dir / "text_shape.bpe"), str(lm_dir / "o"))
+        ST.write_text_shards(str(lm_dir / "text"), str(lm_dir / "text_shape.bpe"), str(lm_dir / "o"))
 
 
 # ---------------------------------------------------------------------------

@@ -19,7 +19,8 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from espnet_ext.shards.format import ShardError, verify, write_text_shards
+from espnet_ext.shards.format import ShardError, verify
+from espnet_ext.shards.text import write_text_shards
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

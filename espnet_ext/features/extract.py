@@ -10,7 +10,7 @@ chunks are then merged into ``feats.scp``, ``feats_shape``, ``rejected`` and the
 manifest, and ``.done`` records the fingerprint of the inputs.
 
 Labeled sets: the shards also get their transcripts (``data/text.<k>.txt`` from the
-copied ``text``, :func:`espnet_ext.shards.format.write_transcripts`), rewritten whenever
+copied ``text``, :func:`espnet_ext.shards.text.write_transcripts`), rewritten whenever
 ``text`` changes. A data dir with ``utt2source`` (a set combined with sources recorded,
 for weighted mixing) is cut into chunks per source, in the order the sources first
 appear there, and the manifest records each shard's source.
@@ -35,6 +35,7 @@ from espnet_ext.features.audio import AudioError, read_audio
 from espnet_ext.features.inputs import DataDirError, UsageError, Utterance, fingerprint, read_data_dir
 from espnet_ext.features.logmel import DEFAULT_OPTIONS, LogMelOptions, compute_features
 from espnet_ext.shards import format as S
+from espnet_ext.shards import text as ST
 from espnet_ext.utils.atomic import atomic_open, write_bytes_atomic, write_text_atomic
 from espnet_ext.utils.kaldi_table import read_keys
 from espnet_ext.utils.stamps import DONE_FILE, read_record, write_record
@@ -216,7 +217,7 @@ def _write_shard_manifest(
         row_sources=row_sources if sources is not None else None,
     )
     if (out_dir / "text").is_file():
-        path = S.write_transcripts(str(out_dir), out_dir / "text")
+        path = ST.write_transcripts(str(out_dir), out_dir / "text")
     return path
 
 
@@ -312,7 +313,7 @@ def run(
             if (out / "text").is_file() and (
                 "text" in changed or S.ShardManifest.load(str(out)).text_pattern is None
             ):
-                S.write_transcripts(str(out), out / "text")
+                ST.write_transcripts(str(out), out / "text")
                 log.info("%s: wrote the shards' transcripts", out)
             log.info("%s: already done (%d utterances), nothing to do", out, done.get("written", 0))
             return {**done, "status": "already done", "wall": time.perf_counter() - t0}
