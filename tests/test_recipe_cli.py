@@ -1,5 +1,6 @@
 """The recipe's command-line contract: Kaldi-style options, --help, unknown options."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -42,8 +43,8 @@ FULL_SCALE = [
     ("nbpe", "5000"),
     ("train_set", "train_960"),
     ("valid_set", "dev_other"),
-    ("pretrain_sources", "ll_small ll_medium ll_large train_960"),
-    ("finetune_config", "conf/finetune_conformer_transformer.yaml"),
+    ("pretrain_sources", "ll_small ll_medium ll_large cv_validated train_960"),
+    ("finetune_config", "conf/tuning/finetune_conformer_transformer_public.yaml"),
     ("lm_config", "conf/train_lm.yaml"),
     ("ablation_config", ""),
 ]
@@ -130,11 +131,15 @@ def test_upstream_layout_links_resolve():
         assert real.is_dir() and not real.is_symlink(), name
         assert top.is_symlink() and not Path(top.readlink()).is_absolute() and top.resolve() == real.resolve()
     conf = UPSTREAM / "conf"
-    # Variants (ablation, tuning probes) live under conf/tuning/, as ESPnet recipes keep them.
-    assert sorted(p.name for p in (conf / "tuning").glob("*.yaml")) == [
+    # Variants (ablation, geometry and data-size variants) live under conf/tuning/, as ESPnet
+    # recipes keep them; conf/ itself holds one stable name per role.
+    variants = {p.name for p in (conf / "tuning").glob("*.yaml")}
+    assert {
         "decode_asr_embedded_ablation.yaml",
         "finetune_conformer_transformer_embedded_lowres.yaml",
-    ]
+    } <= variants
+    assert not variants & {p.name for p in conf.glob("*.yaml")}
+    assert not any(n.endswith(("_lowres.yaml", "_ablation.yaml", "_fill.yaml")) for n in os.listdir(conf))
 
 
 def test_language_model_options_fail_before_any_work(tmp_path):
@@ -193,8 +198,8 @@ def test_full_scale_recipe_dry_run_from_its_folder(tmp_path):
     assert out.count("sbatch --wait") == 3
     assert out.count("16 nodes x 8 GPUs = 128 ranks") == 3
     for expected in [
-        "--config conf/pretrain_conformer_bestrq.yaml",
-        "--config conf/finetune_conformer_transformer.yaml",
+        "--config conf/tuning/pretrain_conformer_bestrq_public.yaml",
+        "--config conf/tuning/finetune_conformer_transformer_public.yaml",
         "--config conf/train_lm.yaml",
         "bpe_unigram5000",
         "/train_960/",
