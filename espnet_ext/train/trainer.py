@@ -107,7 +107,9 @@ class Trainer(_StockTrainer):
         try:
             cls._lock_output_dir(lock, context)
             context.prepare(bool(trainer_options.resume))  # loads a step checkpoint, if newer
-            cls._context, cls._stop = context, stop
+            # On the base class: subclasses built on it (the SSL task's probing trainer) and
+            # test hooks read the same run state.
+            Trainer._context, Trainer._stop = context, stop
             super().run(
                 model=model,
                 optimizers=optimizers,
@@ -119,7 +121,7 @@ class Trainer(_StockTrainer):
                 distributed_option=distributed_option,
             )
         finally:
-            cls._context, cls._stop = None, None
+            Trainer._context, Trainer._stop = None, None
             context.close()
             lock.release()
             stop.uninstall()
