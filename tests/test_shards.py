@@ -434,3 +434,13 @@ def test_espnet_ssl_trainer_runs_through_the_sharded_path(dump, tmp_path):
     assert "1epoch results" in log and "bestrq_loss=" in log
     assert (tmp_path / "exp" / "checkpoint.pth").is_file()
     assert (tmp_path / "exp" / "valid.loss.best.pth").exists()
+
+
+def test_verify_cli_takes_paths_after_quick(tmp_path, capsys):
+    """Stage 4 calls `python -m espnet_ext.bin.shards verify --quick DIR DIR`: the paths come
+    after the flag (parsed, then each checked: a missing manifest is a problem, exit 1)."""
+    from espnet_ext.bin import shards as cli
+
+    assert cli.main(["verify", "--quick", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "a") in err and str(tmp_path / "b") in err

@@ -32,7 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--shape", help="text: token counts (<utt> <n>), same order")
     parser.add_argument("--out_dir", help="text: where shards.tsv and data/ go")
     parser.add_argument("--shard_size", type=int, default=10000, help="text: lines per shard")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # paths may follow --quick
     if args.command == "text":
         if not (args.text and args.shape and args.out_dir) or args.paths:
             parser.error("text needs --text, --shape and --out_dir (and no paths)")
