@@ -93,6 +93,13 @@ def write_template(path: Path) -> tuple:
     return np.array(offsets), frames, path.stat().st_size
 
 
+def _shard_path(root: Path, pattern: str, k: int) -> Path:
+    """Shard ``k``'s file of the shard format's ``pattern`` under ``root`` (its subdirectory made)."""
+    path = root / S.shard_file(pattern, k)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def write_dump(root: Path, n_utts: int, template: Path, offsets, frames, ark_bytes) -> None:
     """Both layouts for ``n_utts`` utterances in shards of SHARD."""
     from espnet_ext.shards import format as S
@@ -111,8 +118,8 @@ def write_dump(root: Path, n_utts: int, template: Path, offsets, frames, ark_byt
             scp.write(scp_t.replace("@U@", u).replace("@K@", str(k)))
             shape.write(shape_t.replace("@U@", u))
             idx = idx_t.replace("@U@", u).encode()
-            (root / "data" / f"feats.{k}.idx").write_bytes(idx)
-            os.symlink(template, root / "data" / f"feats.{k}.ark")
+            _shard_path(root, S.INDEX_PATTERN, k).write_bytes(idx)
+            os.symlink(template, _shard_path(root, S.ARK_PATTERN, k))
             rows.append(
                 S.ShardRow(
                     shard=k,
@@ -188,7 +195,7 @@ def link_labeled(root: Path, n_utts: int, source: Path) -> None:
     )
     m = S.ShardManifest.load(str(root))
     for k in range(m.n_shards):
-        os.symlink(text0, root / S.TEXT_PATTERN.format(shard=k))
+        os.symlink(text0, _shard_path(root, S.TEXT_PATTERN, k))
     S.write_manifest(root, [m.row(r) for r in range(m.n_shards)], feat_dim=FEAT_DIM, text=S.TEXT_PATTERN)
     (root / "tokens.txt").write_text(
         "\n".join(
@@ -314,8 +321,8 @@ def link_dump(root: Path, n_utts: int, source: Path) -> None:
     ark = os.path.realpath(src.ark_path(0))
     rows = []
     for k in range(n_utts // SHARD):
-        os.symlink(os.path.realpath(idx), root / "data" / f"feats.{k}.idx")
-        os.symlink(ark, root / "data" / f"feats.{k}.ark")
+        os.symlink(os.path.realpath(idx), _shard_path(root, S.INDEX_PATTERN, k))
+        os.symlink(ark, _shard_path(root, S.ARK_PATTERN, k))
         rows.append(S.ShardRow(**{**row.__dict__, "shard": k}))
     S.write_manifest(root, rows, feat_dim=FEAT_DIM)
 

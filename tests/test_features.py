@@ -381,9 +381,10 @@ def test_resume_redoes_only_unfinished_chunks(corpus, tmp_path, caplog):
     scp_before = (out / "feats.scp").read_text()
     # simulate a kill during chunk 1: its marker never written, a partial temp
     # ark left behind, the merge never reached
+    shard_dir = out / "data" / "00000"  # the shard format's subdirectory of shards 0-499
     for name in ("feats.1.done", "feats.1.ark"):
-        (out / "data" / name).unlink()
-    (out / "data" / "feats.1.ark.tmp").write_bytes(b"partial")
+        (shard_dir / name).unlink()
+    (shard_dir / "feats.1.ark.tmp").write_bytes(b"partial")
     (out / ".done").unlink()
     (out / "feats.scp").unlink()
     _age(out)
@@ -395,10 +396,10 @@ def test_resume_redoes_only_unfinished_chunks(corpus, tmp_path, caplog):
     after = _mtimes(out)
     for k in (0, 2):
         for ext in ("ark", "scp", "done"):
-            p = out / "data" / f"feats.{k}.{ext}"
+            p = shard_dir / f"feats.{k}.{ext}"
             assert after[p] == mtimes[p], p
-    assert (out / "data" / "feats.1.ark") in after and (out / "data" / "feats.1.done") in after
-    assert not (out / "data" / "feats.1.ark.tmp").exists()
+    assert (shard_dir / "feats.1.ark") in after and (shard_dir / "feats.1.done") in after
+    assert not (shard_dir / "feats.1.ark.tmp").exists()
     assert (out / "feats.scp").read_text() == scp_before
     for k, v in _load(out).items():
         np.testing.assert_array_equal(v, before[k])
@@ -421,7 +422,7 @@ def test_rerun_is_idempotent_and_changes_are_seen(corpus, tmp_path, caplog):
     (data / "text").write_text("x NEW WORDS\ny OTHER WORDS\n")
     assert X.run(str(data), str(out), nj=1, chunk_size=1, progress=False)["status"] == "already done"
     assert (out / "text").read_text() == "x NEW WORDS\ny OTHER WORDS\n"
-    assert "NEW WORDS" in "".join(p.read_text() for p in (out / "data").glob("text.*.txt"))
+    assert "NEW WORDS" in "".join(p.read_text() for p in (out / "data").glob("*/text.*.txt"))
 
     def features(m):
         return {p: t for p, t in m.items() if p.name.startswith("feats.")}

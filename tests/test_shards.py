@@ -114,7 +114,7 @@ def test_stage2_resume_rewrites_a_missing_index(dump, tmp_path, caplog):
     shutil.copytree(dump, copy)
     data = dump.parent / "data"
     manifest = (dump / "shards.tsv").read_text()
-    (copy / "data" / "feats.3.idx").unlink()
+    (copy / "data" / "00000" / "feats.3.idx").unlink()
     (copy / ".done").unlink()
     # the chunk paths recorded in the copy's scp point to the original dump: rewrite
     with caplog.at_level("INFO"):
@@ -142,6 +142,41 @@ def test_chunks_without_utterances_are_not_shards(dump, tmp_path):
 # ---------------------------------------------------------------------------
 # The plan: exactly once, equal steps, order
 # ---------------------------------------------------------------------------
+
+
+def test_shards_go_into_subdirectories(dump, reference, tmp_path, monkeypatch):
+    """Issue 13: shard k's files go to ``data/<k // SHARDS_PER_DIR>/`` (3 a directory here,
+    500 in the recipe), a re-run resumes there, and a manifest of the flat layout still reads."""
+    monkeypatch.setattr(S, "SHARDS_PER_DIR", 3)
+    out = tmp_path / "dump"
+    X.run(str(dump.parent / "data"), str(out), nj=1, chunk_size=CHUNK, progress=False)
+    dirs = sorted(p.name for p in (out / "data").iterdir())
+    assert dirs == ["00000", "00001", "00002"]  # 8 shards, 3 a directory
+    counts = {d: len(list((out / "data" / d).iterdir())) for d in dirs}
+    assert counts == {"00000": 12, "00001": 12, "00002": 8}, counts  # ark, scp, idx, done per shard
+    manifest = S.ShardManifest.load(str(out))
+    assert manifest.ark_path(4) == out / "data" / "00001" / "feats.4.ark"
+    assert S.verify(str(out)) == []
+    got = {k: np.array(v) for k, v in kaldiio.load_scp(str(out / "feats.scp")).items()}
+    assert got.keys() == reference.keys()
+    for k, v in got.items():
+        np.testing.assert_array_equal(v, reference[k])
+    assert sorted(u for ids in _ids(_factory(out).build_iter(1)) for u in ids) == sorted(reference)
+    # a manifest whose patterns have no {dir} (the flat layout) resolves as before
+    flat = S.ShardManifest.load(str(dump))
+    flat.ark_pattern = "data/feats.{shard}.ark"
+    assert flat.ark_path(2) == dump / "data" / "feats.2.ark"
+
+
+def test_data_plan_keeps_directories_small_at_600k_hours():
+    from espnet_ext.distributed.data_plan import data_plan, plan_lines
+
+    plan = data_plan(600_000, 1000)
+    assert plan.shards == 144_000 and plan.directories == 288
+    assert plan.files_per_directory == 2_000
+    text = "\n".join(plan_lines(plan))
+    assert "288 directories" in text and "at most 2,000 files per directory" in text
+
 
 
 @pytest.mark.parametrize("rule", [P.BatchRule("count", 4), P.BatchRule("bins", 1500)])
@@ -279,10 +314,10 @@ def _first_batch(path, **kw):
 
 
 def test_missing_or_truncated_ark_is_named_before_training(broken):
-    (broken / "data" / "feats.3.ark").unlink()
+    (broken / "data" / "00000" / "feats.3.ark").unlink()
     with pytest.raises(S.ShardError, match=r"shard 3 \(.*feats.3.ark\): ark missing"):
         _first_batch(broken)
-    (broken / "data" / "feats.3.ark").write_bytes(b"")
+    (broken / "data" / "00000" / "feats.3.ark").write_bytes(b"")
     with pytest.raises(S.ShardError, match=r"shard 3 .*: ark has 0 bytes, the manifest says \d+"):
         _first_batch(broken)
     assert any("shard 3" in p for p in S.verify(str(broken), content=False))
@@ -301,7 +336,7 @@ def test_missing_or_truncated_ark_is_named_before_training(broken):
 
 
 def test_altered_index_and_corrupt_ark_are_named(broken):
-    idx = broken / "data" / "feats.2.idx"
+    idx = broken / "data" / "00000" / "feats.2.idx"
     idx.write_text(idx.read_text().replace("\t1", "\t2", 1))
     factory = ShardedIterFactory(
         str(broken), rule=P.BatchRule("count", 4), window=20, collate_fn=CommonCollateFn(), num_workers=1
@@ -309,7 +344,7 @@ def test_altered_index_and_corrupt_ark_are_named(broken):
     with pytest.raises(S.ShardError, match=r"shard 2 .*CRC-32"):
         list(factory.build_iter(1))  # raised in a DataLoader worker, re-raised here
     # same size, garbage inside: found when read, and by verify
-    ark = broken / "data" / "feats.6.ark"
+    ark = broken / "data" / "00000" / "feats.6.ark"
     data = bytearray(ark.read_bytes())
     data[: len(data) // 2] = bytes(len(data) // 2)
     ark.write_bytes(bytes(data))

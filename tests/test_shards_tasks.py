@@ -93,7 +93,7 @@ def test_stage2_keeps_transcripts_and_cuts_shards_per_source(labeled):
 def test_bad_transcripts_are_named(labeled, tmp_path):
     copy = tmp_path / "dump"
     shutil.copytree(labeled, copy)
-    path = copy / "data" / "text.2.txt"
+    path = copy / "data" / "00000" / "text.2.txt"
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[1:]) + "\n")
     m = S.ShardManifest.load(str(copy))

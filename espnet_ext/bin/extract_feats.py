@@ -11,7 +11,7 @@ utterance otherwise) and optionally ``text``, ``utt2spk``, ``spk2utt``.
 
 Output in ``--out_dir``:
 
-* ``data/feats.<k>.ark`` / ``.scp`` / ``.idx`` / ``.done``: chunk k
+* ``data/<d>/feats.<k>.ark`` / ``.scp`` / ``.idx`` / ``.done``: chunk k
   (``--chunk_size`` utterances in sorted order), each written to a temporary
   name and renamed; the ``.done`` marker (written last) makes a killed run
   resume with only the unfinished chunks.  Each chunk is a shard of the

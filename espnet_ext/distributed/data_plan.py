@@ -3,7 +3,8 @@
     python -m espnet_ext.bin.data_plan --hours 600000 --chunk_size 1000
 
 Stage 2 (``espnet_ext.bin.extract_feats``) writes one shard per ``--chunk_size`` utterances
-into ``<dumpdir>/<set>/data/``: ``feats.<k>.ark`` (float32 80-dim features, 100 frames per
+into ``<dumpdir>/<set>/data/<d>/`` (``<d>``: ``k // SHARDS_PER_DIR``, so at most
+``SHARDS_PER_DIR`` shards a directory): ``feats.<k>.ark`` (float32 80-dim features, 100 frames per
 second, a kaldi matrix header per utterance), ``.scp``, ``.idx`` and ``.done``, and one
 ``feats.scp``/``feats_shape``/``shards.tsv`` for the set. The numbers here are estimates from
 the hours and an assumed mean utterance length; nothing is read.
@@ -12,6 +13,8 @@ the hours and an assumed mean utterance length; nothing is read.
 import dataclasses
 import math
 from typing import List
+
+from espnet_ext.shards.format import SHARDS_PER_DIR
 
 FRAMES_PER_SECOND = 100  # 10 ms hop
 FEAT_DIM = 80
@@ -30,6 +33,7 @@ class DataPlan:
     utterances: int
     frames: int
     shards: int
+    directories: int
     files_per_directory: int
     ark_bytes: int
     index_bytes: int
@@ -46,7 +50,8 @@ def data_plan(hours: float, chunk_size: int, mean_utt_seconds: float = 15.0) -> 
     shards = math.ceil(utts / chunk_size)
     return DataPlan(
         hours, mean_utt_seconds, chunk_size, utts, frames, shards,
-        files_per_directory=FILES_PER_SHARD * shards,
+        directories=math.ceil(shards / SHARDS_PER_DIR),
+        files_per_directory=FILES_PER_SHARD * min(shards, SHARDS_PER_DIR),
         ark_bytes=frames * FEAT_DIM * 4 + utts * ARK_HEADER_BYTES,
         index_bytes=utts * INDEX_LINE_BYTES,
         scp_bytes=utts * SCP_LINE_BYTES,
@@ -68,7 +73,8 @@ def plan_lines(p: DataPlan) -> List[str]:
         f"--chunk_size {p.chunk_size}:",
         f"  {p.utterances:,} utterances, {p.frames:,} frames of {FEAT_DIM} float32",
         f"  {p.shards:,} shards of up to {p.chunk_size} utterances (~{_size(per_shard)} each)",
-        f"  {p.files_per_directory:,} files in <dumpdir>/<set>/data/ ({FILES_PER_SHARD} per shard: ark, scp, idx, done)",
+        f"  {p.directories:,} directories <dumpdir>/<set>/data/<d>/ of up to {SHARDS_PER_DIR} shards: "
+        f"at most {p.files_per_directory:,} files per directory ({FILES_PER_SHARD} per shard: ark, scp, idx, done)",
         f"  bytes: features {_size(p.ark_bytes)}, shard indices {_size(p.index_bytes)}, "
         f"feats.scp {_size(p.scp_bytes)}, feats_shape {_size(p.utterances * (KEY_BYTES + 10))}",
     ]

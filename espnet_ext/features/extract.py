@@ -4,12 +4,12 @@ The entry point is :mod:`espnet_ext.bin.extract_feats` (its docstring describes 
 outputs).  :func:`run` splits the sorted utterances into chunks of ``chunk_size``;
 each chunk (:func:`process_chunk`, in a worker process that imports only
 numpy/torch/soundfile/kaldiio and runs one torch thread) is written as
-``data/feats.<k>.{ark,scp,idx}`` and marked done by ``data/feats.<k>.done`` (a record
+``data/<d>/feats.<k>.{ark,scp,idx}`` and marked done by ``data/<d>/feats.<k>.done`` (a record
 holding the chunk's summary), so a killed run resumes with the unfinished chunks.  The
 chunks are then merged into ``feats.scp``, ``feats_shape``, ``rejected`` and the shard
 manifest, and ``.done`` records the fingerprint of the inputs.
 
-Labeled sets: the shards also get their transcripts (``data/text.<k>.txt`` from the
+Labeled sets: the shards also get their transcripts (``data/<d>/text.<k>.txt`` from the
 copied ``text``, :func:`espnet_ext.shards.text.write_transcripts`), rewritten whenever
 ``text`` changes. A data dir with ``utt2source`` (a set combined with sources recorded,
 for weighted mixing) is cut into chunks per source, in the order the sources first
@@ -53,7 +53,9 @@ log = logging.getLogger("extract_feats")
 
 
 def _chunk_paths(out_dir: Path, index: int) -> Dict[str, Path]:
-    base = out_dir / "data" / f"feats.{index}"
+    """Chunk ``index``'s files, in the shard format's subdirectory (``data/<d>/feats.<index>.*``)."""
+    ark = out_dir / S.shard_file(S.ARK_PATTERN, index)
+    base = ark.with_suffix("")
     return {k: Path(f"{base}.{k}") for k in ("ark", "scp", "idx", "done")}
 
 
@@ -75,11 +77,12 @@ def process_chunk(
     fp: str,
     options: LogMelOptions = DEFAULT_OPTIONS,
 ) -> dict:
-    """Extract one chunk into ``data/feats.<chunk>.{ark,scp,idx}`` and mark it done.
+    """Extract one chunk into ``data/<d>/feats.<chunk>.{ark,scp,idx}`` and mark it done.
 
     Returns the chunk summary that is also stored in the ``.done`` marker.
     """
     paths = _chunk_paths(Path(out_dir), chunk)
+    paths["ark"].parent.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     scp_lines, shapes, rejected, index = [], {}, [], []
@@ -132,8 +135,8 @@ def _read_marker(path: Path, fp: str, utts: Sequence[Utterance]) -> Optional[dic
 
 
 def _remove_stale_chunks(out_dir: Path, n_chunks: int) -> None:
-    """Delete chunk files of an earlier plan with more chunks."""
-    for path in (out_dir / "data").glob("feats.*"):
+    """Delete chunk files of an earlier plan with more chunks (and of the flat layout)."""
+    for path in [*(out_dir / "data").glob("feats.*"), *(out_dir / "data").glob("*/feats.*")]:
         index = path.name.split(".")[1]
         if index.isdigit() and int(index) >= n_chunks:
             path.unlink()

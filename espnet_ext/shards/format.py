@@ -2,10 +2,14 @@
 
 Stage 2 (:mod:`espnet_ext.bin.extract_feats`) writes one shard per chunk::
 
-    <dump>/data/feats.<k>.ark   kaldi ark of the chunk's features (T, 80) float32
-    <dump>/data/feats.<k>.idx   the shard's index: ``<utt>\\t<offset>\\t<frames>`` per
-                                line, in ark order (offset: as in a kaldi scp)
-    <dump>/shards.tsv           the manifest: one header line, then one row per shard
+    <dump>/data/<d>/feats.<k>.ark   kaldi ark of the chunk's features (T, 80) float32
+    <dump>/data/<d>/feats.<k>.idx   the shard's index: ``<utt>\\t<offset>\\t<frames>`` per
+                                    line, in ark order (offset: as in a kaldi scp)
+    <dump>/shards.tsv               the manifest: one header line, then one row per shard
+
+``<d>`` is ``k // SHARDS_PER_DIR`` in five digits (``00000``, ``00001``, ...), so that no
+directory holds more than a few thousand files at 600k h (:func:`shard_dir`). Manifests
+whose patterns have no ``{dir}`` (written before the subdirectories) still resolve.
 
 The manifest's header is ``# `` + JSON (format, feature dimension, path patterns
 relative to the manifest's directory, totals), followed by a column-name line and one
@@ -53,14 +57,25 @@ from espnet_ext.utils.atomic import write_bytes_atomic
 
 FORMAT = "espnet_ext.shards/1"
 MANIFEST_NAME = "shards.tsv"
-ARK_PATTERN = "data/feats.{shard}.ark"
-INDEX_PATTERN = "data/feats.{shard}.idx"
+SHARDS_PER_DIR = 500  # up to 6 files a shard (ark, scp, idx, done, text txt/idx): <= 3,000 a directory
+ARK_PATTERN = "data/{dir}/feats.{shard}.ark"
+INDEX_PATTERN = "data/{dir}/feats.{shard}.idx"
 COLUMNS = ("shard", "utts", "frames", "max_frames", "ark_bytes", "ark_crc32", "index_crc32")
 SOURCE_COLUMN = "source"
-TEXT_PATTERN = "data/text.{shard}.txt"
-TEXT_INDEX_PATTERN = "data/text.{shard}.idx"
+TEXT_PATTERN = "data/{dir}/text.{shard}.txt"
+TEXT_INDEX_PATTERN = "data/{dir}/text.{shard}.idx"
 KINDS = ("feats", "text")
 _CRC_BLOCK = 1 << 20
+
+
+def shard_dir(shard: int) -> str:
+    """The subdirectory of ``data/`` that holds shard ``shard``'s files: ``00000``, ``00001``, ..."""
+    return f"{int(shard) // SHARDS_PER_DIR:05d}"
+
+
+def shard_file(pattern: str, shard: int) -> str:
+    """``pattern`` (one of the ``*_PATTERN``, or a manifest's) for shard ``shard``."""
+    return pattern.format(shard=int(shard), dir=shard_dir(shard))
 
 
 class ShardError(RuntimeError):
@@ -350,7 +365,7 @@ class ShardManifest:
         return ShardRow(*(int(x) for x in self.table[row]))
 
     def _path(self, pattern: str, row: int) -> Path:
-        p = Path(pattern.format(shard=int(self.table[row, 0])))
+        p = Path(shard_file(pattern, int(self.table[row, 0])))
         return p if p.is_absolute() else self.root / p
 
     def ark_path(self, row: int) -> Path:

@@ -13,6 +13,7 @@ from espnet_ext.shards.format import (
     ShardError,
     ShardManifest,
     ShardRow,
+    shard_file,
     write_manifest,
 )
 from espnet_ext.utils.atomic import write_bytes_atomic
@@ -21,7 +22,7 @@ from espnet_ext.utils.kaldi_table import iter_rows
 
 def write_transcripts(path: str, text_file: Path) -> Path:
     """Write the transcripts of a dump dir's feature shards from its Kaldi ``text`` file
-    (``data/text.<k>.txt`` in index order) and record them in the manifest.
+    (``data/<d>/text.<k>.txt`` in index order) and record them in the manifest.
 
     Raises:
         ShardError: an utterance of the shards has no transcript (named, with the file).
@@ -97,7 +98,9 @@ def write_text_shards(
     def flush(lines: List[str], counts: List[int]) -> None:
         k = len(rows)
         data = "".join(lines).encode("utf-8")
-        write_bytes_atomic(out / TEXT_INDEX_PATTERN.format(shard=k), data)
+        path = out / shard_file(TEXT_INDEX_PATTERN, k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, data)
         crc = zlib.crc32(data)
         rows.append(
             ShardRow(
@@ -147,7 +150,7 @@ def write_text_shards(
         flush(lines, counts)
     if not rows:
         raise ShardError(f"{text_file}: no lines")
-    for stale in (out / "data").glob("text.*.idx"):
+    for stale in [*(out / "data").glob("text.*.idx"), *(out / "data").glob("*/text.*.idx")]:
         k = stale.name.split(".")[1]
         if k.isdigit() and int(k) >= len(rows):
             stale.unlink()
