@@ -95,6 +95,8 @@ def write_template(path: Path) -> tuple:
 
 def _shard_path(root: Path, pattern: str, k: int) -> Path:
     """Shard ``k``'s file of the shard format's ``pattern`` under ``root`` (its subdirectory made)."""
+    from espnet_ext.shards import format as S
+
     path = root / S.shard_file(pattern, k)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path

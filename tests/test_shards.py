@@ -178,7 +178,6 @@ def test_data_plan_keeps_directories_small_at_600k_hours():
     assert "288 directories" in text and "at most 2,000 files per directory" in text
 
 
-
 @pytest.mark.parametrize("rule", [P.BatchRule("count", 4), P.BatchRule("bins", 1500)])
 @pytest.mark.parametrize("world,streams", [(1, 1), (2, 2), (3, 1), (4, 3)])
 def test_every_utterance_once_per_pass_and_equal_steps(dump, reference, rule, world, streams):
