@@ -8,8 +8,8 @@
    autocast), on a tiny generated set written by the recipe's own stage 2
    (``espnet_ext.bin.extract_feats``: feature shards for the sharded iterator, feats.scp,
    feats_shape, text). Overridden on the command line, nothing else: ``--batch_size``,
-   ``--accum_grad``, ``--num_workers`` (and for pre-training the sharded iterator's
-   ``--shard_streams_per_rank``, which the config ties to ``num_workers``), ``--max_epoch``,
+   ``--accum_grad``, ``--num_workers`` (and the sharded iterator's
+   ``--shard_streams_per_rank``, which both configs tie to ``num_workers``), ``--max_epoch``,
    ``--num_iters_per_epoch``.
    The fine-tuning token list has 5,000 entries (the recipe's ``--nbpe 5000``; the text is
    tokenized by characters, which changes no shape).
@@ -132,16 +132,15 @@ def train_command(stage: str, root: Path, dump: Path, out: Path):
         if stage == "finetune":
             sets += [f"--{split}_data_path_and_name_and_type", f"{dump}/text,text,text"]
         sets += [f"--{split}_shape_file", f"{dump}/feats_shape"]
+    # both configs read the sharded iterator, whose streams per rank are its workers (the
+    # configs set 4 = num_workers): 1 stream for the 2 utterances here
+    streams = ["--shard_streams_per_rank", "1"]
     if stage == "pretrain":
-        # the sharded iterator's streams per rank are its workers (the config sets 4 = num_workers)
-        module, tokens = (
-            "espnet_ext.bin.ssl_train",
-            ["--token_list", str(root / "ssl_tokens.txt"), "--shard_streams_per_rank", "1"],
-        )
+        module, tokens = "espnet_ext.bin.ssl_train", ["--token_list", str(root / "ssl_tokens.txt"), *streams]
     else:
         module, tokens = (
             "espnet_ext.bin.asr_train",
-            ["--token_type", "char", "--token_list", str(root / "tokens.txt")],
+            ["--token_type", "char", "--token_list", str(root / "tokens.txt"), *streams],
         )
     return [
         sys.executable, "-m", module, "--config", str(CONFIGS[stage]), *tokens, *sets,
