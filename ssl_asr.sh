@@ -14,6 +14,9 @@
 #   Stage 9 (optional, not run by default): ablation: low-resource fine-tuning from scratch vs
 #            from the pre-trained encoder, several seeds, decoded without the LM (the
 #            encoder's effect alone) -> <expdir>/RESULTS.ablation.md
+#   Stage 10 (optional, not run by default): Hugging Face model repository <asr_exp>/hf_repo
+#            (packed files, RESULTS.md, README.md model card); uploaded with --hf_repo ORG/NAME;
+#            with --dry_run true, lists what would be uploaded
 #
 # Generic: the corpus's run.sh passes the sets, vocabulary size, configs and geometry (./run.sh:
 # the embedded corpus on a CPU; egs2/librispeech_ssl/asr1/run.sh: LibriSpeech on 16 x 8 GPUs).
@@ -38,17 +41,31 @@ num_nodes=1             # number of nodes
 cpu_procs=1             # with --ngpu 0: CPU (gloo) DDP processes per node for training (1: one process)
 cmd_backend=""          # local | slurm | torchrun (empty: cmd.sh's choice); see cmd.sh
 hosts=""                # torchrun backend: the nodes, comma-separated or a file with one per line
-master_port=29500       # rendezvous port of multi-node training
-dry_run=false           # true: print the training launches of stages 3-5 (commands, batch arithmetic) and exit
+master_port=""          # rendezvous port of multi-node training (empty: slurm picks a free one in the job; torchrun backend: 29500)
+slurm_opts=""           # slurm backend: more sbatch/srun options, --name=value form (e.g. "--partition=gpu --account=x")
+slurm_time=2-00:00:00   # slurm backend: wall time of each training job; a longer training requeues itself and resumes
+slurm_mem=""            # slurm backend: --mem per training node (empty: from the ranks and the config's num_workers)
+slurm_exclusive=false   # slurm backend: whole nodes (--exclusive) instead of --mem
+slurm_wait=true         # slurm backend: wait for each training job (sbatch --wait); false: submit it, print how to follow it and go on, and stop
+checkpoint_write_seconds=120  # slurm backend: a step checkpoint's write time: sizes --signal=B:USR1@<lead> and the NCCL timeouts
+dry_run=false           # true: print the training launches of stages 3-5 (commands, batch arithmetic), the stage-2 data plan, the decoding commands and stage 10's upload, and exit
+plan_hours=""           # --dry_run true: hours for the stage-2 data plan (default: --pretrain_data_hours)
+chunk_size=200          # stage 2: utterances per feature shard (the resume unit; 1000-2000 at full scale)
 accept_global_batch=false  # launch even when the geometry or overrides change a config's global_batch_utts
-pretrain_data_hours=""  # for the printed steps per pass before stage 2 (default: count dump/<set>/feats_shape)
+pretrain_data_hours=""  # hours of pre-training data until stage 2 has written dump/<set>/feats_shape (then counted)
 finetune_data_hours=""  # same, for fine-tuning
+pretrain_mean_utt_seconds=15  # mean utterance length assumed with --pretrain_data_hours
+finetune_mean_utt_seconds=15  # same, for fine-tuning (LibriSpeech 960 h: 12.3)
+pretrain_max_passes=none  # launches stop when pre-training passes over its data more often (none: no limit)
+finetune_max_passes=20  # same, for fine-tuning (stage 5)
+accept_passes=false     # launch even past max_passes
 corpus=""               # required: embedded | librispeech: where LibriSpeech-layout subsets come from
 datadir=data            # Kaldi-style data directories
 dumpdir=dump            # features
 expdir=exp              # models, decoding results, RESULTS.md, results.json
 pretrain_set=pretrain   # unlabeled pre-training set (built by combining pretrain_sources)
-pretrain_sources=""     # required: sets combined into pretrain_set (space-separated)
+pretrain_sources=""     # required: sets combined into pretrain_set (space-separated); "set:weight ..." mixes them by weight
+source_temperature=""   # mix pretrain_sources with shares ~ hours^(1/T) (instead of weights; empty: no mixing)
 train_set=""            # required: labeled fine-tuning set
 valid_set=""            # required: validation set
 test_sets=""            # required: evaluation sets (space-separated)
@@ -66,6 +83,7 @@ pretrain_args=""        # extra arguments for pre-training (e.g. "--max_epoch 2"
 finetune_args=""        # extra arguments for fine-tuning
 init_from_pretrained=true  # false: fine-tune from scratch with the same config
 inference_batch_size=16 # utterances per decoding batch
+inference_ngpu=0        # stage 6: decode on N GPUs, one job per GPU (asr_inference --ngpu 1) through decode_cmd (0: --nj CPU jobs)
 use_lm=true             # stage 3 trains a token-level LM; stages 6 and 8 decode and pack with it
 lm_config=""            # LM training config (stage 3; required with --use_lm true)
 lm_text=""              # text-only LM corpus, a sentence per line, .gz ok (default: the corpus's librispeech-lm-norm.txt.gz; LibriSpeech: LIBRISPEECH_LM_TEXT in db.sh)
@@ -73,12 +91,18 @@ lm_tag=""               # name of the LM experiment (default: from the config)
 lm_args=""              # extra arguments for LM training
 inference_model=valid.acc.ave.pth  # checkpoint used for decoding and packing
 ablation_minutes=10     # stage 9: minutes of labeled speech in the low-resource subset of train_set
+ablation_set=""         # stage 9: a named low-resource set instead (e.g. ll_10min, ll_1h, ll_10h: Libri-Light's)
 ablation_seeds="1 2 3"  # stage 9: fine-tuning seeds, each run from scratch and from the pre-trained encoder
 ablation_config=""      # stage 9: fine-tuning config (required for stage 9)
 ablation_decode_config=""  # stage 9: decoding config, without the LM (required for stage 9)
+hf_repo=""              # stage 10: upload the model repository to this Hugging Face Hub ORG/NAME (empty: build it only)
+hf_license=cc-by-4.0    # stage 10: the model card's licence
+hf_language=en          # stage 10: the model card's language
+hf_datasets=""          # stage 10: Hub data set ids in the card (default: openslr/librispeech_asr for --corpus librispeech)
 # </options>
 
 help_message="Usage: $0 [options]   (see the stage list at the top of this script)"
+invocation=$(printf ' %q' "$0" "$@")  # printed with --slurm_wait false: how to go on
 . ./utils/parse_options.sh
 if [ $# -gt 0 ]; then
     log "Error: unexpected positional arguments: $*"; exit 1
@@ -93,6 +117,9 @@ in_stages() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }  # is s
 required=(corpus pretrain_sources train_set valid_set test_sets nbpe pretrain_config finetune_config decode_config)
 "${use_lm}" && required+=(lm_config)
 in_stages 9 && required+=(ablation_config ablation_decode_config)
+if in_stages 9 && [ "${cmd_backend}" = slurm ] && ! "${slurm_wait}"; then
+    log "Error: stage 9 runs trainings one after another: it needs --slurm_wait true"; exit 1
+fi
 for opt in "${required[@]}"; do
     [ -n "${!opt}" ] || { log "Error: --${opt} is required (the corpus's run.sh sets it)"; exit 1; }
 done
@@ -129,6 +156,33 @@ python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
     --finetune_config "${finetune_config}" --decode_config "${decode_config}" \
     --init_from_pretrained "${init_from_pretrained}" "${lm_check[@]}"
 
+# The machine: the NVIDIA driver runs the torch build (--ngpu > 0 only; a dry run reports it),
+# espeak-ng synthesizes the embedded corpus (only stage 1 with --corpus embedded needs it).
+if [ "${ngpu}" -gt 0 ] && { in_stages 3 || in_stages 4 || in_stages 5 || in_stages 9; }; then
+    python -m espnet_ext.bin.check_cuda --ngpu "${ngpu}" --cmd_backend "${cmd_backend}" --dry_run "${dry_run}"
+fi
+if [ "${corpus}" = embedded ] && in_stages 1 && ! command -v espeak-ng > /dev/null; then
+    msg="stage 1 synthesizes the embedded corpus with espeak-ng, which is not on PATH. Install it: sudo apt-get install -y espeak-ng"
+    if "${dry_run}"; then log "Note: ${msg}"; else log "Error: ${msg}"; exit 1; fi
+fi
+
+# ---- Pre-training sources: "a b" (every utterance once per pass) or "a:w b:w" (mixed by weight) ----
+pretrain_source_sets=""; source_weights=""; n_weighted=0; n_sources=0
+for src in ${pretrain_sources}; do
+    n_sources=$((n_sources + 1))
+    pretrain_source_sets+="${pretrain_source_sets:+ }${src%%:*}"
+    case "${src}" in *:*) n_weighted=$((n_weighted + 1)); source_weights+="${source_weights:+ }${src}" ;; esac
+done
+if [ "${n_weighted}" -ne 0 ] && [ "${n_weighted}" -ne "${n_sources}" ]; then
+    log "Error: --pretrain_sources: give a weight to every source or to none: '${pretrain_sources}'"; exit 1
+fi
+if [ -n "${source_weights}" ] && [ -n "${source_temperature}" ]; then
+    log "Error: --pretrain_sources with weights and --source_temperature: give one of them"; exit 1
+fi
+mix=""  # non-empty: mixed by weight (stage 1 records utt2source, stage 2 cuts shards per source)
+[ -n "${source_weights}${source_temperature}" ] && mix=true
+pretrain_sources=${pretrain_source_sets}
+
 # ---- Names of everything the stages write ----
 [ -z "${pretrain_tag}" ] && pretrain_tag=$(basename "${pretrain_config}" .yaml)
 [ -z "${finetune_tag}" ] && finetune_tag=$(basename "${finetune_config}" .yaml)
@@ -150,6 +204,69 @@ lm_exp=${expdir}/lm_${lm_tag}
 lm_data=${datadir}/lm_train_bpe${nbpe}  # LM text and token counts (stage 3)
 lm_model=valid.loss.best.pth            # the LM checkpoint that decoding and packing use
 
+# decode_tag <decode config> <with_lm>: the decoding folder's name, as ESPnet's asr.sh builds inference_tag.
+decode_tag() {
+    if "$2"; then
+        echo "$(basename "$1" .yaml)_lm_$(basename "${lm_exp}")_${lm_model%.pth}"
+    else
+        basename "$1" .yaml
+    fi
+}
+
+# decode_command <asr_exp> <model file> <decode config> <dec_dir>: the decoding job array of
+# one set, in dec_cmd (lm_opts set by the caller): --nj CPU jobs, or with --inference_ngpu N,
+# N jobs of one GPU each (asr_inference --ngpu 1; decode_cmd --gpu 1: an sbatch array with
+# the slurm backend, CUDA_VISIBLE_DEVICES per job locally). dec_jobs: the number of jobs.
+decode_command() {
+    local exp=$1 model=$2 config=$3 dec_dir=$4 threads gpu_opts=() ngpu_opt=0
+    dec_jobs=${nj}
+    threads=$(( $(nproc) / nj )); [ "${threads}" -ge 1 ] || threads=1
+    if [ "${inference_ngpu}" -gt 0 ]; then
+        dec_jobs=${inference_ngpu} ngpu_opt=1 threads=2
+        gpu_opts=(--gpu 1 --num_threads "${threads}")
+    fi
+    # shellcheck disable=SC2206
+    dec_cmd=(${decode_cmd} "${gpu_opts[@]}" JOB=1:${dec_jobs} "${dec_dir}/log/decode.JOB.log"
+        env OMP_NUM_THREADS=${threads} python -m espnet2.bin.asr_inference
+            --ngpu ${ngpu_opt}
+            --batch_size "${inference_batch_size}"
+            --config "${config}"
+            --data_path_and_name_and_type "${dumpdir}/${dset}/feats.scp,speech,kaldi_ark"
+            --key_file "${dec_dir}/split${dec_jobs}/keys.JOB"
+            --asr_train_config "${exp}/config.yaml"
+            --asr_model_file "${exp}/${model}"
+            "${lm_opts[@]}"
+            --output_dir "${dec_dir}/output.JOB")
+}
+
+# decode_sets <asr_exp> <model file> <decode config> <with_lm: true|false> <sets...>: stage 6
+# for one model, in --nj jobs (--inference_ngpu N: N GPU jobs).
+decode_sets() {
+    local exp=$1 model=$2 config=$3 with_lm=$4; shift 4
+    local dset dec_dir stamp lm_opts=()
+    stamp="$(readlink -f "${exp}/${model}") $(stat -L -c %Y "${exp}/${model}") $(md5sum < "${config}" | cut -c1-8)"
+    if "${with_lm}"; then
+        [ -e "${lm_exp}/${lm_model}" ] || { log "Error: no LM at ${lm_exp}/${lm_model}: run stage 3, or --use_lm false"; exit 1; }
+        lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
+        stamp="${stamp} $(readlink -f "${lm_exp}/${lm_model}") $(stat -L -c %Y "${lm_exp}/${lm_model}")"
+    fi
+    for dset in "$@"; do
+        dec_dir=${exp}/$(decode_tag "${config}" "${with_lm}")/${dset}
+        if [ -f "${dec_dir}/.done" ] && [ "$(cat "${dec_dir}/.done")" = "${stamp}" ]; then
+            log "  ${dset}: already decoded with this model (${dec_dir})"; continue
+        fi
+        rm -rf "${dec_dir}"
+        mkdir -p "${dec_dir}/log"
+        decode_command "${exp}" "${model}" "${config}" "${dec_dir}"
+        python -m espnet_ext.bin.split_scp "${dumpdir}/${dset}/feats.scp" "${dec_jobs}" "${dec_dir}/split${dec_jobs}/keys"
+        "${dec_cmd[@]}"
+        for i in $(seq "${dec_jobs}"); do cat "${dec_dir}/output.${i}/1best_recog/text"; done \
+            | LC_ALL=C sort > "${dec_dir}/text"
+        echo "${stamp}" > "${dec_dir}/.done"
+        log "  ${dset}: $(wc -l < "${dec_dir}/text") utterances decoded in ${dec_dir}"
+    done
+}
+
 # ---- Training launches ----
 # Training (stages 3 LM, 4 and 5) goes through espnet_ext.bin.launch ("${launch_cmd[@]}", cmd.sh):
 # one process per GPU on every node (--cpu_procs gloo processes with --ngpu 0), --ngpu and
@@ -157,13 +274,27 @@ lm_model=valid.loss.best.pth            # the LM checkpoint that decoding and pa
 # batch arithmetic, global_batch_utts) are checked below, before stage 1; --dry_run true
 # prints them and exits.
 launch_args=(--ngpu "${ngpu}" --num_nodes "${num_nodes}" --cpu_procs "${cpu_procs}"
-    --master_port "${master_port}" --accept_global_batch "${accept_global_batch}"
+    ${master_port:+--master_port "${master_port}"} --accept_global_batch "${accept_global_batch}"
     ${hosts:+--hosts "${hosts}"})
+# submitted_stop <stage>: with --slurm_wait false the stage's training was only submitted:
+# stop here (the next stage needs the finished model) and say how to go on.
+submitted_stop() {
+    if [ "${cmd_backend}" = slurm ] && ! "${slurm_wait}"; then
+        log "Stage $1: training submitted (--slurm_wait false); stopping before stage $(( $1 + 1 )). When the job has finished:"
+        log "  ${invocation# } --stage $(( $1 + 1 ))"
+        exit 0
+    fi
+}
 launch_mode=(--dry_run true)
+# data_opts <hours> <mean s> <shape file> <max passes>: the data size (hours until the shape file exists) and the passes limit
+data_opts() {
+    [ -n "$1" ] && [ ! -f "$3" ] && echo "--data_hours $1 --mean_utt_seconds $2"
+    echo "--max_passes $4 --accept_passes ${accept_passes}"
+}
 pretrain_launch() {  # stage 4's training
     # shellcheck disable=SC2086
     "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${pretrain_exp}/train.log" \
-        ${pretrain_data_hours:+--data_hours "${pretrain_data_hours}"} -- \
+        $(data_opts "${pretrain_data_hours}" "${pretrain_mean_utt_seconds}" "${dumpdir}/${pretrain_set}/feats_shape" "${pretrain_max_passes}") -- \
         python -m espnet_ext.bin.ssl_train \
             --config "${pretrain_config}" \
             --token_list "${pretrain_exp}/ssl_tokens.txt" \
@@ -173,6 +304,8 @@ pretrain_launch() {  # stage 4's training
             --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
             --resume true \
             --output_dir "${pretrain_exp}" \
+            ${source_weights:+--shard_source_weights "${source_weights}"} \
+            ${source_temperature:+--shard_source_temperature "${source_temperature}"} \
             ${pretrain_args}
 }
 # finetune_launch <exp> <train set> <config> [args...]: a fine-tuning (stages 5 and 9); the
@@ -181,7 +314,7 @@ finetune_launch() {
     local exp=$1 train=$2 config=$3; shift 3
     # shellcheck disable=SC2086
     "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${exp}/train.log" \
-        ${finetune_data_hours:+--data_hours "${finetune_data_hours}"} -- \
+        $(data_opts "${finetune_data_hours}" "${finetune_mean_utt_seconds}" "${dumpdir}/${train}/feats_shape" "${finetune_max_passes}") -- \
         python -m espnet_ext.bin.asr_train \
             --config "${config}" \
             --token_type bpe \
@@ -231,8 +364,42 @@ for l in "${launches[@]}"; do
         "${fn}" > /dev/null || { log "Error: stage ${n}'s ${name}launch is not valid (above)"; exit 1; }
     fi
 done
-"${dry_run}" && exit 0
+model_card() {  # stage 10; $1: --dry_run true|false
+    python -m espnet_ext.bin.model_card --packed_model "${asr_exp}/packed_model.zip" \
+        --out_dir "${asr_exp}/hf_repo" --results_md "${expdir}/RESULTS.md" \
+        --results_json "${expdir}/results.json" --decode_config "${decode_config}" \
+        --corpus "${corpus}" --license "${hf_license}" --language "${hf_language}" \
+        ${hf_datasets:+--datasets "${hf_datasets}"} ${hf_repo:+--hf_repo "${hf_repo}"} --dry_run "$1"
+}
+if "${dry_run}"; then
+    [ -z "${plan_hours}" ] && plan_hours=${pretrain_data_hours}
+    if [ -n "${plan_hours}" ]; then
+        python -m espnet_ext.bin.data_plan --hours "${plan_hours}" --chunk_size "${chunk_size}"
+    fi
+    log "Stage 6: the decoding job arrays ($([ "${inference_ngpu}" -gt 0 ] && echo "${inference_ngpu} GPU jobs" || echo "${nj} CPU jobs") per set)"
+    lm_opts=()
+    "${use_lm}" && lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
+    for dset in ${test_sets}; do
+        decode_command "${asr_exp}" "${inference_model}" "${decode_config}" \
+            "${asr_exp}/$(decode_tag "${decode_config}" "${use_lm}")/${dset}"
+        printf '%q ' "${dec_cmd[@]}"; echo
+    done
+    if in_stages 10; then log "Stage 10 (dry run): the model repository"; model_card true; fi
+    exit 0
+fi
 launch_mode=(--dry_run false)
+
+# array_over <log prefix> <items...> -- <command with ITEM>: one job array through
+# ${train_cmd}, task k runs the command for the k-th item (utils/job_item.sh), --nj CPUs each.
+array_over() {
+    local prefix=$1 items=(); shift
+    while [ "$1" != -- ]; do items+=("$1"); shift; done; shift
+    mkdir -p "$(dirname "${prefix}")"
+    printf '%s\n' "${items[@]}" > "${prefix}.items"
+    # shellcheck disable=SC2086
+    ${train_cmd} --num_threads "${nj}" JOB=1:${#items[@]} "${prefix}.JOB.log" \
+        utils/job_item.sh "${prefix}.items" JOB "$@"
+}
 
 # The sets stage 1 prepares (pretrain_set is combined from its sources).
 prep_sets=$(echo ${pretrain_sources} ${train_set} ${valid_set} ${test_sets} | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
@@ -248,21 +415,34 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         python local/make_embedded_corpus.py --out "${EMBEDDED}" --seed "${embedded_seed}" \
             --scale "${embedded_scale}" --nj "${nj}"
     fi
-    python -m espnet_ext.bin.prepare_data --datadir "${datadir}" --sets "${prep_sets}" \
-        ${combine:+--combine "${combine}"} \
-        --librispeech "${librispeech_root}" \
-        ${LIBRILIGHT:+--librilight "${LIBRILIGHT}"} \
-        ${COMMONVOICE:+--commonvoice "${COMMONVOICE}"} \
-        --max_utt_seconds "${max_utt_seconds}" --segment_seconds "${segment_seconds}" \
-        --nj "${nj}"
+    prepare=(python -m espnet_ext.bin.prepare_data --datadir "${datadir}"
+        --librispeech "${librispeech_root}"
+        ${LIBRILIGHT:+--librilight "${LIBRILIGHT}"}
+        ${COMMONVOICE:+--commonvoice "${COMMONVOICE}"}
+        --max_utt_seconds "${max_utt_seconds}" --segment_seconds "${segment_seconds}"
+        --nj "${nj}")
+    if [ "${cmd_backend}" = slurm ]; then
+        # One array task per set (--nj audio-check workers on its node), then the combination.
+        array_over "${datadir}/log/prepare" ${prep_sets} -- "${prepare[@]}" --sets ITEM
+        ${train_cmd} "${datadir}/log/prepare.combine.log" "${prepare[@]}" --sets "${prep_sets}" \
+            ${combine:+--combine "${combine}"} ${mix:+--utt2source}
+    else
+        "${prepare[@]}" --sets "${prep_sets}" ${combine:+--combine "${combine}"} ${mix:+--utt2source}
+    fi
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: feature extraction: ${feat_sets} -> ${dumpdir}"
-    for dset in ${feat_sets}; do
-        python -m espnet_ext.bin.extract_feats --data_dir "${datadir}/${dset}" \
-            --out_dir "${dumpdir}/${dset}" --nj "${nj}"
-    done
+    if [ "${cmd_backend}" = slurm ]; then
+        # One array task per set, --nj workers on its node.
+        array_over "${dumpdir}/log/extract_feats" ${feat_sets} -- python -m espnet_ext.bin.extract_feats \
+            --data_dir "${datadir}/ITEM" --out_dir "${dumpdir}/ITEM" --nj "${nj}" --chunk_size "${chunk_size}"
+    else
+        for dset in ${feat_sets}; do
+            python -m espnet_ext.bin.extract_feats --data_dir "${datadir}/${dset}" \
+                --out_dir "${dumpdir}/${dset}" --nj "${nj}" --chunk_size "${chunk_size}"
+        done
+    fi
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
@@ -278,8 +458,12 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         python -m espnet_ext.bin.lm_text --out_dir "${lm_data}" --bpemodel "${bpemodel}" \
             --text "${datadir}/${train_set}/text" --plain "${lm_text}" "${exclude[@]}" \
             --valid_text "${datadir}/${valid_set}/text"
+        # Text-only shards of the LM text, for --iterator_type sharded (skipped when up to date)
+        python -m espnet_ext.bin.shards text --text "${lm_data}/text" \
+            --shape "${lm_data}/text_shape.bpe" --out_dir "${lm_data}"
         mkdir -p "${lm_exp}"
         lm_launch
+        submitted_stop 3
         log "LM done: $(python -m espnet_ext.bin.summarize_log "${lm_exp}/train.log")"
     fi
 fi
@@ -292,6 +476,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     # Pre-training reads stage 2's feature shards: check them all before starting.
     python -m espnet_ext.bin.shards verify --quick "${dumpdir}/${pretrain_set}" "${dumpdir}/${valid_set}"
     pretrain_launch
+    submitted_stop 4
     log "Pre-training done: $(python -m espnet_ext.bin.summarize_log "${pretrain_exp}/train.log")"
 fi
 
@@ -302,56 +487,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     fi
     mkdir -p "${asr_exp}"
     asr_launch
+    submitted_stop 5
     log "Fine-tuning done: $(python -m espnet_ext.bin.summarize_log "${asr_exp}/train.log")"
 fi
-
-# decode_tag <decode config> <with_lm>: the decoding folder's name, as ESPnet's asr.sh builds inference_tag.
-decode_tag() {
-    if "$2"; then
-        echo "$(basename "$1" .yaml)_lm_$(basename "${lm_exp}")_${lm_model%.pth}"
-    else
-        basename "$1" .yaml
-    fi
-}
-
-# decode_sets <asr_exp> <model file> <decode config> <with_lm: true|false> <sets...>: stage 6
-# for one model, in --nj jobs.
-decode_sets() {
-    local exp=$1 model=$2 config=$3 with_lm=$4; shift 4
-    local dset dec_dir stamp threads lm_opts=()
-    threads=$(( $(nproc) / nj )); [ "${threads}" -ge 1 ] || threads=1
-    stamp="$(readlink -f "${exp}/${model}") $(stat -L -c %Y "${exp}/${model}") $(md5sum < "${config}" | cut -c1-8)"
-    if "${with_lm}"; then
-        [ -e "${lm_exp}/${lm_model}" ] || { log "Error: no LM at ${lm_exp}/${lm_model}: run stage 3, or --use_lm false"; exit 1; }
-        lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
-        stamp="${stamp} $(readlink -f "${lm_exp}/${lm_model}") $(stat -L -c %Y "${lm_exp}/${lm_model}")"
-    fi
-    for dset in "$@"; do
-        dec_dir=${exp}/$(decode_tag "${config}" "${with_lm}")/${dset}
-        if [ -f "${dec_dir}/.done" ] && [ "$(cat "${dec_dir}/.done")" = "${stamp}" ]; then
-            log "  ${dset}: already decoded with this model (${dec_dir})"; continue
-        fi
-        rm -rf "${dec_dir}"
-        mkdir -p "${dec_dir}/log"
-        python -m espnet_ext.bin.split_scp "${dumpdir}/${dset}/feats.scp" "${nj}" "${dec_dir}/split${nj}/keys"
-        # shellcheck disable=SC2086
-        ${decode_cmd} JOB=1:${nj} "${dec_dir}/log/decode.JOB.log" \
-            env OMP_NUM_THREADS=${threads} python -m espnet_ext.bin.asr_inference \
-                --ngpu 0 \
-                --batch_size "${inference_batch_size}" \
-                --config "${config}" \
-                --data_path_and_name_and_type "${dumpdir}/${dset}/feats.scp,speech,kaldi_ark" \
-                --key_file "${dec_dir}/split${nj}/keys.JOB" \
-                --asr_train_config "${exp}/config.yaml" \
-                --asr_model_file "${exp}/${model}" \
-                "${lm_opts[@]}" \
-                --output_dir "${dec_dir}/output.JOB"
-        for i in $(seq "${nj}"); do cat "${dec_dir}/output.${i}/1best_recog/text"; done \
-            | LC_ALL=C sort > "${dec_dir}/text"
-        echo "${stamp}" > "${dec_dir}/.done"
-        log "  ${dset}: $(wc -l < "${dec_dir}/text") utterances decoded in ${dec_dir}"
-    done
-}
 
 # score_sets <asr_exp> <decode config> <with_lm: true|false> <sets...>: stage 7 for one model.
 score_sets() {
@@ -384,22 +522,45 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     if "${use_lm}"; then
         pack_lm=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${lm_model}")
     fi
-    python -m espnet_ext.bin.pack asr \
+    pack_results=()  # stage 7's tables travel with the model
+    if [ -f "${expdir}/RESULTS.md" ]; then
+        pack_results=(--option "${expdir}/RESULTS.md")
+    else
+        log "Warning: no ${expdir}/RESULTS.md (stage 7) to pack"
+    fi
+    python -m espnet2.bin.pack asr \
         --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_model}" \
         --option "${bpemodel}" \
+        "${pack_results[@]}" \
         "${pack_lm[@]}" \
         --outpath "${asr_exp}/packed_model.zip"
     log "Packed: ${asr_exp}/packed_model.zip"
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    low_set=${train_set}_${ablation_minutes}min
-    prefix=asr_ablation_${ablation_minutes}min
+    if [ -n "${ablation_set}" ]; then
+        low_set=${ablation_set}
+        prefix=asr_ablation_${ablation_set}
+    else
+        low_set=${train_set}_${ablation_minutes}min
+        prefix=asr_ablation_${ablation_minutes}min
+    fi
     log "Stage 9: ablation on ${low_set}: scratch vs pretrained, seeds ${ablation_seeds} -> ${expdir}/${prefix}_*"
     [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first"; exit 1; }
-    python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
-        --minutes "${ablation_minutes}" --seed 0
+    if [ -n "${ablation_set}" ]; then  # a named set: stages 1-2 for it (skipped when done)
+        python -m espnet_ext.bin.prepare_data --datadir "${datadir}" --sets "${ablation_set}" \
+            --librispeech "${librispeech_root}" ${LIBRILIGHT:+--librilight "${LIBRILIGHT}"} \
+            ${COMMONVOICE:+--commonvoice "${COMMONVOICE}"} \
+            --max_utt_seconds "${max_utt_seconds}" --segment_seconds "${segment_seconds}" --nj "${nj}"
+        python -m espnet_ext.bin.extract_feats --data_dir "${datadir}/${ablation_set}" \
+            --out_dir "${dumpdir}/${ablation_set}" --nj "${nj}"
+    else
+        python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
+            --minutes "${ablation_minutes}" --seed 0
+    fi
+    finetune_max_passes=none  # the ablation trains many passes over its minutes of data by design
+    finetune_data_hours=""    # counted from the subset's feats_shape
     for seed in ${ablation_seeds}; do
         for arm in scratch pretrained; do
             run_exp=${expdir}/${prefix}_${arm}_seed${seed}
@@ -419,6 +580,11 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     python -m espnet_ext.bin.ablation_report --expdir "${expdir}" --prefix "${prefix}" \
         --decode "$(decode_tag "${ablation_decode_config}" false)"
     python -m espnet_ext.bin.results --expdir "${expdir}"
+fi
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    log "Stage 10: model repository ${asr_exp}/hf_repo${hf_repo:+ -> Hugging Face Hub ${hf_repo}}"
+    model_card false
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -140,40 +140,44 @@ def main() -> None:
     valid = torch.arange(t_enc)[None, :] < olens[:, None]
     mask_m = info["encoder_mask"][:, :t_enc] & valid
     labels = loss_fn.compute_targets(feats, lengths)[0, :, :t_enc]
-    stock_loss = HuBERTLoss(
-        encoder_output_size=args.d_model, num_classes=8192, final_dim=256
-    )
+    stock_loss = HuBERTLoss(encoder_output_size=args.d_model, num_classes=8192, final_dim=256)
 
     def ours() -> None:
         loss, _ = loss_fn([hidden], olens, feats, lengths, {"encoder_mask": mask_m})
         loss.backward()
 
     def stock() -> None:
-        loss, _ = stock_loss(
-            [hidden], olens, labels, olens, {"mask_m": mask_m, "mask_u": valid & ~mask_m}
-        )
+        loss, _ = stock_loss([hidden], olens, labels, olens, {"mask_m": mask_m, "mask_u": valid & ~mask_m})
         loss.backward()
 
     t_ours_loss = _timed(ours, target_rep)
     t_stock_loss = _timed(stock, target_rep)
 
-    print(f"encoder: {encoder_name}, {args.blocks} x {args.d_model} "
-          f"(heads {args.heads}, FFN {args.linear_units}, kernel {args.kernel}), "
-          f"{n_params:.1f}M params")
-    print(f"batch: {args.batch} x {args.seconds:g} s ({frames} frames max, "
-          f"{int(valid.sum())} encoder frames), codebook 8192 x 16, 1 thread")
-    print(f"BEST-RQ targets          : {t_targets[0] * 1e3:9.1f} ms cpu "
-          f"({t_targets[1] * 1e3:.1f} ms wall)")
-    print(f"pre-training step        : {t_step[0] * 1e3:9.1f} ms cpu "
-          f"({t_step[1] * 1e3:.1f} ms wall)  masking + encoder fwd/bwd + loss")
-    print(f"share of step in targets : {100 * t_targets[0] / t_step[0]:9.2f} %  "
-          f"(target < 3 %)")
-    print(f"masking  ours / ESPnet Masking  : {t_mask[0] * 1e3:7.2f} / "
-          f"{t_stock_mask[0] * 1e3:7.2f} ms = {t_mask[0] / t_stock_mask[0]:.2f}x  "
-          f"(masked fraction {frac:.3f})")
-    print(f"loss fwd+bwd ours (targets on the fly) / ESPnet HuBERTLoss (targets "
-          f"given): {t_ours_loss[0] * 1e3:7.1f} / {t_stock_loss[0] * 1e3:7.1f} ms = "
-          f"{t_ours_loss[0] / t_stock_loss[0]:.2f}x")
+    print(
+        f"encoder: {encoder_name}, {args.blocks} x {args.d_model} "
+        f"(heads {args.heads}, FFN {args.linear_units}, kernel {args.kernel}), "
+        f"{n_params:.1f}M params"
+    )
+    print(
+        f"batch: {args.batch} x {args.seconds:g} s ({frames} frames max, "
+        f"{int(valid.sum())} encoder frames), codebook 8192 x 16, 1 thread"
+    )
+    print(f"BEST-RQ targets          : {t_targets[0] * 1e3:9.1f} ms cpu ({t_targets[1] * 1e3:.1f} ms wall)")
+    print(
+        f"pre-training step        : {t_step[0] * 1e3:9.1f} ms cpu "
+        f"({t_step[1] * 1e3:.1f} ms wall)  masking + encoder fwd/bwd + loss"
+    )
+    print(f"share of step in targets : {100 * t_targets[0] / t_step[0]:9.2f} %  (target < 3 %)")
+    print(
+        f"masking  ours / ESPnet Masking  : {t_mask[0] * 1e3:7.2f} / "
+        f"{t_stock_mask[0] * 1e3:7.2f} ms = {t_mask[0] / t_stock_mask[0]:.2f}x  "
+        f"(masked fraction {frac:.3f})"
+    )
+    print(
+        f"loss fwd+bwd ours (targets on the fly) / ESPnet HuBERTLoss (targets "
+        f"given): {t_ours_loss[0] * 1e3:7.1f} / {t_stock_loss[0] * 1e3:7.1f} ms = "
+        f"{t_ours_loss[0] / t_stock_loss[0]:.2f}x"
+    )
 
 
 if __name__ == "__main__":

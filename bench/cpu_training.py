@@ -69,22 +69,46 @@ def run(work: Path, name: str, extra, updates: int, k: int) -> float:
     out = work / f"{name}_{k}"
     tokens = work / "tokens.txt"
     cmd = [
-        sys.executable, "-m", "espnet_ext.bin.asr_train", "--config", str(CONFIG),
-        "--token_type", "char", "--token_list", str(tokens), "--ngpu", "0",
-        "--train_data_path_and_name_and_type", f"{work}/train/feats.scp,speech,kaldi_ark",
-        "--train_data_path_and_name_and_type", f"{work}/train/text,text,text",
-        "--train_shape_file", f"{work}/train/feats_shape",
-        "--valid_data_path_and_name_and_type", f"{work}/valid/feats.scp,speech,kaldi_ark",
-        "--valid_data_path_and_name_and_type", f"{work}/valid/text,text,text",
-        "--valid_shape_file", f"{work}/valid/feats_shape",
-        "--output_dir", str(out), "--max_epoch", "1", "--num_iters_per_epoch", str(updates),
-        "--save_every_minutes", "none", "--keep_nbest_models", "1", *extra,
+        sys.executable,
+        "-m",
+        "espnet_ext.bin.asr_train",
+        "--config",
+        str(CONFIG),
+        "--token_type",
+        "char",
+        "--token_list",
+        str(tokens),
+        "--ngpu",
+        "0",
+        "--train_data_path_and_name_and_type",
+        f"{work}/train/feats.scp,speech,kaldi_ark",
+        "--train_data_path_and_name_and_type",
+        f"{work}/train/text,text,text",
+        "--train_shape_file",
+        f"{work}/train/feats_shape",
+        "--valid_data_path_and_name_and_type",
+        f"{work}/valid/feats.scp,speech,kaldi_ark",
+        "--valid_data_path_and_name_and_type",
+        f"{work}/valid/text,text,text",
+        "--valid_shape_file",
+        f"{work}/valid/feats_shape",
+        "--output_dir",
+        str(out),
+        "--max_epoch",
+        "1",
+        "--num_iters_per_epoch",
+        str(updates),
+        "--save_every_minutes",
+        "none",
+        "--keep_nbest_models",
+        "1",
+        *extra,
     ]
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{name}: training failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    log = (proc.stdout + proc.stderr)
+    log = proc.stdout + proc.stderr
     m = re.search(r"1epoch results: \[train\].*?time=((\d+) minutes? and )?([\d.]+) seconds", log)
     if not m:
         sys.exit(f"{name}: no epoch time in the log")
@@ -104,14 +128,18 @@ def main() -> None:
         work = Path(tmp)
         make_set(work / "train", 300, 0)
         make_set(work / "valid", 8, 1)
-        (work / "tokens.txt").write_text("\n".join(["<blank>", "<unk>", "<space>", *_LETTERS, "<sos/eos>"]) + "\n")
+        (work / "tokens.txt").write_text(
+            "\n".join(["<blank>", "<unk>", "<space>", *_LETTERS, "<sos/eos>"]) + "\n"
+        )
         times = {name: [] for name in VARIANTS}
         for k in range(args.repeats):
             order = list(VARIANTS) if k % 2 == 0 else list(reversed(VARIANTS))
             for name in order:
                 times[name].append(run(work, name, VARIANTS[name], args.updates, k))
-    print(f"conf/finetune_conformer_transformer_embedded.yaml, {args.updates} updates, "
-          f"{os.cpu_count()} CPUs, median of {args.repeats}")
+    print(
+        f"conf/finetune_conformer_transformer_embedded.yaml, {args.updates} updates, "
+        f"{os.cpu_count()} CPUs, median of {args.repeats}"
+    )
     base = statistics.median(times["stock"])
     for name, extra in VARIANTS.items():
         t = statistics.median(times[name])

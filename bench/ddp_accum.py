@@ -12,7 +12,10 @@ over ``--repeats``. Counted per optimizer step on rank 0:
 
 * gradient all-reduces: DDP's bucket all-reduces, through a counting comm hook
   (:class:`espnet_ext.distributed.comm_stats.CommCounter`), calls and payload bytes;
-* other collectives ESPnet calls from Python each micro-batch (stop flag, loss statistics).
+* every other collective, by kind (all_reduce, all_gather, broadcast, barrier, the
+  object collectives, DDP's buffer broadcast): ESPnet's per-micro-batch stop flag and
+  statistics gathers (stock), the per-micro-batch loss-weight all-reduce and one
+  statistics all-reduce per update (ours, ``--stats_reduce update``), and whatever else runs.
 
 Time per optimizer step is wall time (the median over repeats; the machine may be shared,
 so treat the ratio as indicative). The final parameters of the two runs are compared.
@@ -97,9 +100,11 @@ def write_dataset(root: Path, n_utts: int, min_frames: int, max_frames: int, see
 
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    with kaldiio.WriteHelper(f"ark,scp:{root}/feats.ark,{root}/feats.scp") as ark, open(
-        root / "feats_shape", "w"
-    ) as shape, open(root / "text", "w") as text:
+    with (
+        kaldiio.WriteHelper(f"ark,scp:{root}/feats.ark,{root}/feats.scp") as ark,
+        open(root / "feats_shape", "w") as shape,
+        open(root / "text", "w") as text,
+    ):
         for i in range(n_utts):
             utt = f"utt{i:05d}"
             frames = int(rng.integers(min_frames, max_frames + 1))
@@ -137,8 +142,8 @@ def _train_args(data: Path, config: Path, out: Path):
 def _run_once(trainer_cls, no_sync: bool, task, args, options, dist_opt, batches, init_state):
     import torch
     import torch.distributed as dist
-    from espnet2.train.reporter import Reporter
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
+    from espnet2.train.reporter import Reporter
 
     from espnet_ext.distributed.comm_stats import CommCounter
 
@@ -167,15 +172,18 @@ def _run_once(trainer_cls, no_sync: bool, task, args, options, dist_opt, batches
                 scaler=None,
                 reporter=sub,
                 summary_writer=None,
-                options=dataclasses.replace(options, accum_no_sync=no_sync),
+                options=dataclasses.replace(
+                    options, accum_no_sync=no_sync, stats_reduce="update" if no_sync else "micro_batch"
+                ),
                 distributed_option=dist_opt,
             )
         elapsed = time.perf_counter() - t0
     dist.barrier()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    epoch_stats = dict(reporter.stats[1]["train"])  # the epoch's aggregated statistics
     del ddp, optimizers
     gc.collect()
-    return counter, elapsed, state
+    return counter, elapsed, state, epoch_stats
 
 
 def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
@@ -188,12 +196,12 @@ def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     sys.path.insert(0, str(REPO))
-    import espnet_ext  # noqa: F401  (registers ssl_conformer)
+    from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
     from espnet2.train.distributed_utils import DistributedOption, resolve_distributed_mode
     from espnet2.train.trainer import Trainer as StockTrainer
-    from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
     from espnet2.utils.build_dataclass import build_dataclass
 
+    import espnet_ext  # noqa: F401  (registers ssl_conformer)
     from espnet_ext.tasks.asr import ASRTask
     from espnet_ext.train.trainer import Trainer as OurTrainer
 
@@ -228,11 +236,11 @@ def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
         _run_once(trainer_cls, no_sync, ASRTask, args, options, dist_opt, warm, init_state)
 
     stats = {name: {"times": []} for name in runs}
-    states = {}
+    states, epoch_stats = {}, {}
     for rep in range(cfg["repeats"]):
         order = list(runs) if rep % 2 == 0 else list(reversed(runs))
         for name in order:
-            counter, elapsed, state = _run_once(
+            counter, elapsed, state, epoch_stats[name] = _run_once(
                 *runs[name], ASRTask, args, options, dist_opt, batches, init_state
             )
             stats[name]["times"].append(elapsed / steps)
@@ -241,6 +249,7 @@ def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
                 grad_bytes=counter.grad_bytes / steps,
                 other_calls=counter.other_calls / steps,
                 other_bytes=counter.other_bytes / steps,
+                kinds={k: [c / steps, b / steps] for k, (c, b) in counter.kinds.items()},
             )
             states[name] = state
     if rank == 0:
@@ -249,10 +258,24 @@ def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
             for k in states["stock"]
         )
         moved = max(
-            (states["stock"][k].float() - init_state[k].float()).abs().max().item()
-            for k in states["stock"]
+            (states["stock"][k].float() - init_state[k].float()).abs().max().item() for k in states["stock"]
         )
+        skip = (
+            "time",
+            "total_count",
+            "train_time",
+            "iter_time",
+            "forward_time",
+            "backward_time",
+            "optim_step_time",
+        )
+        stat_diff = {
+            k: abs(float(epoch_stats["stock"][k]) - float(epoch_stats["ours"][k]))
+            for k in epoch_stats["stock"]
+            if k not in skip and k in epoch_stats["ours"]
+        }
         result = dict(
+            stat_diff=stat_diff, epoch_stats={n: {k: float(v) for k, v in d.items() if k not in skip} for n, d in epoch_stats.items()},
             world=world, accum_grad=args.accum_grad, steps=steps, repeats=cfg["repeats"],
             micro_batch_utts=args.batch_size, n_params=n_params, grad_nbytes=4 * n_params,
             stats=stats, max_param_diff=diff, max_param_update=moved, allreduce_s=allreduce_s,
@@ -261,8 +284,9 @@ def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
     torch.distributed.destroy_process_group()
 
 
-def measure(world: int, accum_grad: int, steps: int, repeats: int, utts_per_rank: int,
-            frames: tuple, workdir: Path) -> dict:
+def measure(
+    world: int, accum_grad: int, steps: int, repeats: int, utts_per_rank: int, frames: tuple, workdir: Path
+) -> dict:
     import torch.multiprocessing as mp
     import yaml
 
@@ -299,8 +323,7 @@ def seed_param_counts() -> dict:
         ]  # fmt: skip
         for name, task, conf, tokens, extra in jobs:
             args = task.get_parser().parse_args(
-                ["--config", str(REPO / conf), "--token_list", str(tokens), "--output_dir", tmp]
-                + extra
+                ["--config", str(REPO / conf), "--token_list", str(tokens), "--output_dir", tmp] + extra
             )
             with torch.device("meta"):
                 model = task.build_model(args)
@@ -316,20 +339,19 @@ def paper_estimate(counts: dict, ranks: int, accum_grad: int, link_gbps) -> list
         f"  ring all-reduce: each node's inter-node links carry 2 x (N-1)/N = "
         f"{2 * (ranks - 1) / ranks:.3f} x the gradient bytes; fp32 gradients (4 B/param).",
     ]
-    header = f"  {'model':<14}{'params':>8}{'grads':>9}" + "".join(
-        f"{f'{g:g} Gb/s':>22}" for g in link_gbps
-    )
-    lines += [header, f"  {'':<14}{'':>8}{'':>9}" + "".join(
-        f"{'1 AR / saved per step':>22}" for _ in link_gbps
-    )]
-    for name, (conf, n, _) in counts.items():
+    header = f"  {'model':<14}{'params':>8}{'grads':>9}" + "".join(f"{f'{g:g} Gb/s':>22}" for g in link_gbps)
+    lines += [
+        header,
+        f"  {'':<14}{'':>8}{'':>9}" + "".join(f"{'1 AR / saved per step':>22}" for _ in link_gbps),
+    ]
+    for name, (_conf, n, _) in counts.items():
         nbytes = 4 * n
         row = f"  {name:<14}{n / 1e6:>7.0f}M{nbytes / 1e9:>7.2f}GB"
         for g in link_gbps:
             t = 2 * (ranks - 1) / ranks * nbytes / (g * 1e9 / 8)
             row += f"{f'{t:.3f} s / {(accum_grad - 1) * t:.2f} s':>22}"
         lines.append(row)
-    for name, (conf, n, total) in counts.items():
+    for name, (_conf, n, total) in counts.items():
         if total:
             t = [2 * (ranks - 1) / ranks * 4 * n / (g * 1e9 / 8) * (accum_grad - 1) for g in link_gbps]
             lines.append(
@@ -353,8 +375,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=4)
     p.add_argument("--utts_per_rank", type=int, default=2)
     p.add_argument("--frames", type=int, nargs=2, default=(100, 200), help="min, max frames per utterance")
-    p.add_argument("--link_gbps", type=float, nargs="+", default=(200.0, 400.0, 1600.0),
-                   help="assumed inter-node bandwidth per node (Gb/s) for the paper estimate")
+    p.add_argument(
+        "--link_gbps",
+        type=float,
+        nargs="+",
+        default=(200.0, 400.0, 1600.0),
+        help="assumed inter-node bandwidth per node (Gb/s) for the paper estimate",
+    )
     p.add_argument("--no_estimate", action="store_true", help="skip part 2")
     p.add_argument("--quick", action="store_true", help="accum_grad 4, 1 step, 1 repeat")
     p.add_argument("--json", default=None, help="also write the measured figures here")
@@ -374,25 +401,45 @@ def main() -> None:
         f"model {r['n_params'] / 1e6:.2f}M params ({r['grad_nbytes'] / 1e6:.1f} MB fp32 grads); "
         f"{r['steps']} optimizer steps x {r['repeats']} repeats per trainer"
     )
-    print(f"  {'per optimizer step':<38}{'stock ESPnet':>14}{'ours (no_sync)':>16}{'ratio':>8}")
+    print(f"  {'per optimizer step':<38}{'stock ESPnet':>14}{'ours':>16}{'ratio':>8}")
     rows = [
         ("gradient all-reduce calls (DDP buckets)", s["grad_calls"], o["grad_calls"], "{:.1f}"),
         ("gradient all-reduce payload (MB)", s["grad_bytes"] / 1e6, o["grad_bytes"] / 1e6, "{:.1f}"),
         ("  = gradient sets reduced", s["grad_bytes"] / r["grad_nbytes"], o["grad_bytes"] / r["grad_nbytes"], "{:.1f}"),
-        ("other collectives (stats, stop flag)", s["other_calls"], o["other_calls"], "{:.1f}"),
+        ("other collectives, all kinds", s["other_calls"], o["other_calls"], "{:.1f}"),
         ("other collectives payload (kB)", s["other_bytes"] / 1e3, o["other_bytes"] / 1e3, "{:.2f}"),
         ("wall time per step (s, median)", t_s, t_o, "{:.3f}"),
     ]  # fmt: skip
+    kinds = sorted(set(s["kinds"]) | set(o["kinds"]))
+    by_kind = [
+        (f"  {k}: calls", s["kinds"].get(k, [0, 0])[0], o["kinds"].get(k, [0, 0])[0], "{:.1f}") for k in kinds
+    ]
     for name, a_, b_, fmt in rows:
         ratio = f"{a_ / b_:.2f}x" if b_ else "-"
         print(f"  {name:<38}{fmt.format(a_):>14}{fmt.format(b_):>16}{ratio:>8}")
-    print(f"  one gloo all-reduce of the {r['grad_nbytes'] / 1e6:.1f} MB gradient here: "
-          f"{r['allreduce_s'] * 1e3:.1f} ms (saved per step: {s['grad_bytes'] / r['grad_nbytes'] - 1:.0f} of them)")
-    print(f"  time per step, all repeats (s): stock {['%.3f' % x for x in s['times']]}, "
-          f"ours {['%.3f' % x for x in o['times']]}")
+    print("  every collective per optimizer step, by kind (stock: --stats_reduce micro_batch; ours: update):")
+    for name, a_, b_, fmt in by_kind:
+        print(f"  {name:<52}{fmt.format(a_):>8}{fmt.format(b_):>10}")
+    print(
+        f"  {'  total collectives':<52}{s['grad_calls'] + s['other_calls']:>8.1f}"
+        f"{o['grad_calls'] + o['other_calls']:>10.1f}"
+    )
+    print(
+        f"  one gloo all-reduce of the {r['grad_nbytes'] / 1e6:.1f} MB gradient here: "
+        f"{r['allreduce_s'] * 1e3:.1f} ms (saved per step: {s['grad_bytes'] / r['grad_nbytes'] - 1:.0f} of them)"
+    )
+    print(
+        f"  time per step, all repeats (s): stock {['%.3f' % x for x in s['times']]}, "
+        f"ours {['%.3f' % x for x in o['times']]}"
+    )
     print(
         f"  final parameters: max |stock - ours| = {r['max_param_diff']:.2e} "
         f"(largest update from the start: {r['max_param_update']:.2e})"
+    )
+    worst = max(r["stat_diff"], key=r["stat_diff"].get)
+    print(
+        f"  epoch statistics (loss, acc, ...): max |stock - ours| = {r['stat_diff'][worst]:.2e} ({worst}, "
+        f"stock {r['epoch_stats']['stock'][worst]:.6g}) over {len(r['stat_diff'])} statistics"
     )
     if a.no_estimate:
         return

@@ -95,9 +95,7 @@ def _worker(cfg: dict) -> dict:
     batch, frames = cfg["batch"], cfg["frames"]
     x = torch.randn(batch, frames, 80)
     # a realistic padded batch: lengths spread from T down to 0.85 T
-    lengths = torch.tensor(
-        [frames - (i * frames * 15) // (100 * max(1, batch - 1)) for i in range(batch)]
-    )
+    lengths = torch.tensor([frames - (i * frames * 15) // (100 * max(1, batch - 1)) for i in range(batch)])
 
     def step() -> tuple:
         model.zero_grad(set_to_none=True)
@@ -185,8 +183,10 @@ def main() -> None:
         encoders.append((label, dict(encoder="ours", channels=channels)))
         if backend:
             encoders.append(
-                (f"{label[len('ssl_conformer, '):]} compiled",
-                 dict(encoder="ours", channels=channels, compile=backend))
+                (
+                    f"{label[len('ssl_conformer, ') :]} compiled",
+                    dict(encoder="ours", channels=channels, compile=backend),
+                )
             )
     print(
         f"d_model={args.d_model} heads={args.heads} blocks={args.blocks} "
@@ -224,7 +224,7 @@ def main() -> None:
         "thr x = CPU-time throughput ours/stock (higher is better); "
         "mem x = peak memory ours/stock (lower is better)"
     )
-    compiled = ratios_at.get(f"{equal[len('ssl_conformer, '):]} compiled")
+    compiled = ratios_at.get(f"{equal[len('ssl_conformer, ') :]} compiled")
     print(
         f"frames={args.frames[-1]} "
         f"equal_size_ratio_eager={ratios_at[equal]:.2f} "

@@ -115,9 +115,7 @@ def main() -> None:
             for w in waves:
                 F.compute_features(w)
 
-        default = DefaultFrontend(
-            fs=16000, n_fft=512, win_length=400, hop_length=160, n_mels=80
-        ).eval()
+        default = DefaultFrontend(fs=16000, n_fft=512, win_length=400, hop_length=160, n_mels=80).eval()
         tensors = [torch.from_numpy(w) for w in waves]
 
         def espnet():

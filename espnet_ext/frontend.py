@@ -13,9 +13,9 @@ config (``frontend: logmel``, ``normalize: null``) both trains on
 from typing import Optional, Tuple
 
 import torch
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from typeguard import typechecked
 
-from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet_ext.features import LogMelOptions, analysis_tensors, compute_features_batch
 
 
@@ -72,9 +72,7 @@ class LogMelFrontend(AbsFrontend):
             f"fmax={o.fmax}, utterance_norm={self.utterance_norm}"
         )
 
-    def forward(
-        self, input: torch.Tensor, input_lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Compute or pass through features.
 
         Args:

@@ -12,16 +12,22 @@ into at once; one imported later is registered into right after it executes (an 
 hook on exactly these three module names). Either way, by the time any code can read
 ``espnet2.tasks.ssl.loss_choices`` the plugins are in it. :func:`register` does everything
 eagerly, for callers that want that explicitly.
+
+Installing the package also installs ``espnet_ext.pth`` (see :mod:`espnet_ext._startup`),
+which calls :func:`install` at interpreter start-up: stock ESPnet entry points
+(``python -m espnet2.bin.asr_inference``, ``Speech2Text.from_pretrained``...) see the plugins
+with no ``import espnet_ext``. That is why this module imports nothing at its top but ``sys``
+(no ``importlib.abc``, no ``typing``: they cost tens of milliseconds, in every process): the
+plugins, torch and ESPnet are imported only when an ESPnet task module is.
 """
 
-import importlib.abc
-import importlib.util
+from __future__ import annotations
+
 import sys
 from types import ModuleType
-from typing import Callable, Dict
 
 
-def _add(table: Dict[str, type], name: str, cls: type, where: str) -> None:
+def _add(table: dict, name: str, cls: type, where: str) -> None:
     current = table.get(name)
     if current is not None and current is not cls and current.__qualname__ != cls.__qualname__:
         raise RuntimeError(
@@ -61,19 +67,24 @@ def _register_ssl(module: ModuleType) -> None:
     _add(module.util_choices.classes, "block_mask", BestRQMasking, "ssl util_choices")
 
 
-_TARGETS: Dict[str, Callable[[ModuleType], None]] = {
+_TARGETS: dict = {  # module name -> its registration
     "espnet2.tasks.abs_task": _register_abs_task,
     "espnet2.tasks.asr": _register_asr,
     "espnet2.tasks.ssl": _register_ssl,
 }
 
 
-class _RegisteringLoader(importlib.abc.Loader):
-    """Delegates to the real loader, then registers into the freshly executed module."""
+class _RegisteringLoader:
+    """Delegates to the real loader, then registers into the freshly executed module.
 
-    def __init__(self, loader: importlib.abc.Loader, hook: Callable[[ModuleType], None]):
+    (The protocol of ``importlib.abc.Loader``, without importing it.)"""
+
+    def __init__(self, loader, hook):
         self._loader = loader
         self._hook = hook
+
+    def __getattr__(self, name):  # get_source, get_code, is_package...: tracebacks, inspect
+        return getattr(self._loader, name)
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
@@ -83,7 +94,9 @@ class _RegisteringLoader(importlib.abc.Loader):
         self._hook(module)
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
+    """A ``sys.meta_path`` finder (the protocol of ``importlib.abc.MetaPathFinder``)."""
+
     def find_spec(self, fullname, path, target=None):
         hook = _TARGETS.get(fullname)
         if hook is None:
@@ -114,6 +127,8 @@ def install() -> None:
 
 def register() -> None:
     """Import ESPnet's task modules now and register every plugin (idempotent)."""
+    import importlib
+
     install()
     for name in _TARGETS:
         importlib.import_module(name)

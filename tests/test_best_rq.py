@@ -27,9 +27,7 @@ def _pad_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
 def _reference_targets(loss: BestRQLoss, feats, lengths):
     """Per-utterance loop and explicit L2 nearest neighbour, for comparison."""
     stack = loss.stack_frames
-    out = torch.full(
-        (loss.num_codebooks, feats.shape[0], math.ceil(feats.shape[1] / stack)), -1
-    )
+    out = torch.full((loss.num_codebooks, feats.shape[0], math.ceil(feats.shape[1] / stack)), -1)
     for b, length in enumerate(lengths.tolist()):
         x = feats[b, :length].double()
         x = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
@@ -194,9 +192,7 @@ def test_at_least_one_span_when_possible():
     _, info = masking(torch.randn(100, 44, 80), _pad_mask(lengths, 44))
     assert info["input_mask"][:50].any(dim=1).all()
     assert not info["input_mask"][50:].any()
-    _, without = BestRQMasking(min_one_span=False)(
-        torch.randn(100, 44, 80), _pad_mask(lengths, 44)
-    )
+    _, without = BestRQMasking(min_one_span=False)(torch.randn(100, 44, 80), _pad_mask(lengths, 44))
     assert not without["input_mask"][:50].any(dim=1).all()
 
 
@@ -254,9 +250,7 @@ def test_loss_sees_only_masked_frames():
     loss2, _ = loss_fn([changed], enc_lengths, feats, lengths, info)
     assert torch.equal(loss.detach(), loss2)
     valid = torch.arange(masked.shape[1])[None] < enc_lengths[:, None]
-    assert stats["bestrq_mask_frac"] == pytest.approx(
-        float(masked[valid].float().mean())
-    )
+    assert stats["bestrq_mask_frac"] == pytest.approx(float(masked[valid].float().mean()))
     assert set(stats) == {
         "bestrq_loss",
         "bestrq_acc",
@@ -265,10 +259,7 @@ def test_loss_sees_only_masked_frames():
         "bestrq_codes",
     }
     # detached 0-dim tensors, converted by the reporter, not in the forward
-    assert all(
-        isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad
-        for v in stats.values()
-    )
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in stats.values())
     assert 1.0 <= stats["bestrq_ppl"] <= stats["bestrq_codes"] <= 128
     assert stats["bestrq_loss"] == pytest.approx(float(loss.detach()))
 
@@ -282,10 +273,13 @@ def test_multiple_codebooks_average_their_losses():
     targets = loss_fn.compute_targets(feats, lengths)
     assert not torch.equal(targets[0], targets[1])
     mask = info["encoder_mask"]
-    expected = sum(
-        torch.nn.functional.cross_entropy(head(hidden[mask]), targets[n][mask])
-        for n, head in enumerate(loss_fn.heads)
-    ) / 3
+    expected = (
+        sum(
+            torch.nn.functional.cross_entropy(head(hidden[mask]), targets[n][mask])
+            for n, head in enumerate(loss_fn.heads)
+        )
+        / 3
+    )
     assert torch.allclose(loss, expected)
     loss.backward()
     assert all(h.weight.grad.abs().sum() > 0 for h in loss_fn.heads)
@@ -323,9 +317,7 @@ def test_layer_choice_and_length_rules():
 # -------------------------------------------------- through ESPnet's SSL task
 
 
-def _build_ssl_model(
-    num_blocks=2, codebook_size=256, util_conf=None, encoder="conformer"
-):
+def _build_ssl_model(num_blocks=2, codebook_size=256, util_conf=None, encoder="conformer"):
     """Register the plugins as espnet_ext.register does, and build the model
     with SSLTask.build_model from a config namespace."""
     from espnet2.tasks.ssl import SSLTask, encoder_choices, loss_choices, util_choices

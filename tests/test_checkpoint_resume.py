@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -106,7 +105,9 @@ def test_resume_point_skips_invalid_newest_with_a_warning(tmp_path, caplog):
         choice = ckpt.choose_resume_point(tmp_path)
     assert choice.checkpoint == older
     assert [c for c, _ in choice.skipped] == [newest]
-    assert any("skipping step checkpoint" in r.message and newest.path.name in r.message for r in caplog.records)
+    assert any(
+        "skipping step checkpoint" in r.message and newest.path.name in r.message for r in caplog.records
+    )
 
 
 def test_resume_point_prefers_the_later_of_epoch_and_step_checkpoints(tmp_path):
@@ -224,7 +225,7 @@ class _CountingDataset(torch.utils.data.Dataset):
 
 
 def test_open_from_skips_batches_without_reading_them():
-    from espnet_ext.train.trainer import open_from
+    from espnet_ext.train.hooks import open_from
 
     batches = [list(range(i, i + 4)) for i in range(0, 40, 4)]
     np.random.RandomState(0).shuffle(batches)
@@ -254,15 +255,29 @@ def test_bad_options_are_rejected():
     parser = argparse.ArgumentParser()
     Trainer.add_arguments(parser)
     defaults = parser.parse_args([])
-    assert (defaults.save_every_steps, defaults.save_every_minutes, defaults.keep_step_checkpoints) == (None, 5.0, 3)
+    assert (defaults.save_every_steps, defaults.save_every_minutes, defaults.keep_step_checkpoints) == (
+        None,
+        5.0,
+        3,
+    )
     assert parser.parse_args(["--save_every_steps", "none"]).save_every_steps is None
-    for bad in (["--save_every_steps", "0"], ["--save_every_minutes", "-1"], ["--keep_step_checkpoints", "0"],
-                ["--max_nonfinite_steps", "-2"], ["--watchdog_minutes", "0"]):
+    for bad in (
+        ["--save_every_steps", "0"],
+        ["--save_every_minutes", "-1"],
+        ["--keep_step_checkpoints", "0"],
+        ["--max_nonfinite_steps", "-2"],
+        ["--watchdog_minutes", "0"],
+    ):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
     # YAML values bypass argparse's types: checked when the options are built.
-    for name, value in [("save_every_steps", 0), ("save_every_minutes", "5"), ("keep_step_checkpoints", None),
-                        ("max_nonfinite_steps", -1), ("watchdog_minutes", 0.0)]:
+    for name, value in [
+        ("save_every_steps", 0),
+        ("save_every_minutes", "5"),
+        ("keep_step_checkpoints", None),
+        ("max_nonfinite_steps", -1),
+        ("watchdog_minutes", 0.0),
+    ]:
         options = argparse.Namespace(**vars(defaults), sharded_ddp=False)
         setattr(options, name, value)
         with pytest.raises(ValueError, match=f"--{name}"):
@@ -301,6 +316,8 @@ kill_after = int(os.environ.get("FAULT_KILL_AFTER", "0"))
 hang_after = int(os.environ.get("FAULT_HANG_AFTER", "0"))
 kill_in_save = int(os.environ.get("FAULT_KILL_IN_SAVE", "0"))
 stamp = os.environ.get("FAULT_STAMP")
+pause_after = int(os.environ.get("FAULT_PAUSE_AFTER", "0"))  # wait here for a stop signal
+count_file = os.environ.get("FAULT_COUNT")  # micro-batches finished, rewritten after each
 done = [0]
 
 
@@ -319,6 +336,15 @@ class Fault(T.IterationHook):
         if active and done[0] == hang_after:
             _stamp()
             threading.Event().wait()
+        if count_file:
+            with open(count_file, "w") as f:
+                f.write(str(done[0]))
+        if active and done[0] == pause_after:
+            from espnet_ext.train import signals
+            _stamp()
+            deadline = time.monotonic() + float(os.environ.get("FAULT_PAUSE_SECONDS", "60"))
+            while time.monotonic() < deadline and not T.Trainer._stop.signum:
+                time.sleep(0.01)
 
 
 _build_hooks = T.Trainer.build_hooks.__func__
@@ -338,6 +364,21 @@ def write(self, data):
 
 
 ckpt.ChecksumWriter.write = write
+
+if kill_after or hang_after:
+    # Step checkpoints are written in the background; here each is waited for, so that
+    # a kill at micro-batch N finds the same files as with a synchronous writer (a kill
+    # inside a background write is FAULT_KILL_IN_SAVE's case).
+    from espnet_ext.train import resume as R
+
+    _save = R.RunContext.save
+
+    def save(self, *args, **kwargs):
+        _save(self, *args, **kwargs)
+        self.flush()
+
+    R.RunContext.save = save
+
 sys.argv = [sys.argv[1]] + sys.argv[2:]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 '''
@@ -368,7 +409,10 @@ use_tensorboard: false
 use_matplotlib: false
 best_model_criterion: [[valid, loss, min]]
 """
-_SSL = _COMMON + _ENCODER + """
+_SSL = (
+    _COMMON
+    + _ENCODER
+    + """
 loss:
 -   name: best_rq
     conf: {codebook_size: 64, codebook_dim: 8, num_codebooks: 1, stack_frames: 4, seed: 0}
@@ -377,12 +421,17 @@ util:
     conf: {mask_prob: 0.05, span_ms: 40.0}
 use_preprocessor: false
 """
-_ASR = _COMMON + _ENCODER + """
+)
+_ASR = (
+    _COMMON
+    + _ENCODER
+    + """
 decoder: transformer
 decoder_conf: {attention_heads: 2, linear_units: 64, num_blocks: 1, dropout_rate: 0.1}
 model_conf: {ctc_weight: 0.3, lsm_weight: 0.1}
 token_type: char
 """
+)
 _LETTERS = "abcde"
 
 
@@ -409,7 +458,9 @@ def _make_corpus(root: Path, nan_every: int = 0) -> Path:
     _write_set(root / "train", "tr", 24, rng, nan_every)
     _write_set(root / "valid", "dv", 4, rng)
     (root / "ssl_tokens.txt").write_text("<blank>\n<unk>\n<sos/eos>\n")
-    (root / "tokens.txt").write_text("\n".join(["<blank>", "<unk>", "<space>", *_LETTERS, "<sos/eos>"]) + "\n")
+    (root / "tokens.txt").write_text(
+        "\n".join(["<blank>", "<unk>", "<space>", *_LETTERS, "<sos/eos>"]) + "\n"
+    )
     (root / "ssl.yaml").write_text(_SSL)
     (root / "asr.yaml").write_text(_ASR)
     (root / "inject.py").write_text(_INJECT)
@@ -424,9 +475,25 @@ def _args(task: str, data: Path, out: Path, *extra: str):
             sets += [f"--{split}_data_path_and_name_and_type", f"{data}/{split}/text,text,text"]
         sets += [f"--{split}_shape_file", f"{data}/{split}/feats_shape"]
     tokens = data / ("tokens.txt" if task == "asr" else "ssl_tokens.txt")
-    return [f"espnet_ext.bin.{task}_train", "--config", str(data / f"{task}.yaml"), "--token_list", str(tokens),
-            *sets, "--output_dir", str(out), "--resume", "true", "--seed", "3",
-            "--save_every_steps", "1", "--save_every_minutes", "none", *extra]
+    return [
+        f"espnet_ext.bin.{task}_train",
+        "--config",
+        str(data / f"{task}.yaml"),
+        "--token_list",
+        str(tokens),
+        *sets,
+        "--output_dir",
+        str(out),
+        "--resume",
+        "true",
+        "--seed",
+        "3",
+        "--save_every_steps",
+        "1",
+        "--save_every_minutes",
+        "none",
+        *extra,
+    ]
 
 
 def _env(**faults):
@@ -441,11 +508,23 @@ def _train(task, data, out, *extra, faults=None, ranks=1, timeout=900):
     if ranks == 1:
         cmd = [PYTHON, *wrapped, "--ngpu", "0"]
     else:
-        cmd = [TORCHRUN, "--standalone", f"--nproc_per_node={ranks}", "--max_restarts=0", *wrapped,
-               "--ngpu", "0", "--multiprocessing_distributed", "false", "--dist_backend", "gloo"]
+        cmd = [
+            TORCHRUN,
+            "--standalone",
+            f"--nproc_per_node={ranks}",
+            "--max_restarts=0",
+            *wrapped,
+            "--ngpu",
+            "0",
+            "--multiprocessing_distributed",
+            "false",
+            "--dist_backend",
+            "gloo",
+        ]
     out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(**(faults or {})), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=_env(**(faults or {})), capture_output=True, text=True, timeout=timeout
+    )
     (out.parent / f"{out.name}.{int(time.time() * 1000)}.log").write_text(proc.stdout + proc.stderr)
     return proc
 
@@ -463,7 +542,7 @@ def _assert_same_params(a: Path, b: Path):
     pa, pb = _final_params(a), _final_params(b)
     assert pa.keys() == pb.keys()
     for k in pa:
-        torch.testing.assert_close(pa[k], pb[k], msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(pa[k], pb[k], msg=lambda m, k=k: f"{k}: {m}")
 
 
 def _step_model(out: Path, epoch: int, position: int):
@@ -547,8 +626,9 @@ def test_ddp_rank_death_ends_the_job_and_resume_matches(corpus, tmp_path):
     _ok(_train("ssl", corpus, straight, ranks=2))
     out = tmp_path / "ddp_killed"
     stamp = tmp_path / "killed_at"
-    proc = _train("ssl", corpus, out, ranks=2,
-                  faults={"FAULT_KILL_AFTER": 9, "FAULT_RANK": 1, "FAULT_STAMP": stamp})
+    proc = _train(
+        "ssl", corpus, out, ranks=2, faults={"FAULT_KILL_AFTER": 9, "FAULT_RANK": 1, "FAULT_STAMP": stamp}
+    )
     ended = time.time()
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -568,13 +648,22 @@ def test_ddp_hung_rank_is_ended_by_the_watchdog(corpus, tmp_path):
     ends the job with a message naming the stalled rank."""
     out = tmp_path / "ddp_hung"
     stamp = tmp_path / "hung_at"
-    proc = _train("ssl", corpus, out, "--watchdog_minutes", "0.25", ranks=2,
-                  faults={"FAULT_HANG_AFTER": 3, "FAULT_RANK": 1, "FAULT_STAMP": stamp})
+    proc = _train(
+        "ssl",
+        corpus,
+        out,
+        "--watchdog_minutes",
+        "0.25",
+        ranks=2,
+        faults={"FAULT_HANG_AFTER": 3, "FAULT_RANK": 1, "FAULT_STAMP": stamp},
+    )
     ended = time.time()
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "no progress in training for" in log, log[-3000:]
-    assert re.search(r"Root Cause.*?rank\s*: [01] \(local_rank: [01]\)\s*exitcode\s*: 124", log, re.S), log[-3000:]
+    assert re.search(r"Root Cause.*?rank\s*: [01] \(local_rank: [01]\)\s*exitcode\s*: 124", log, re.S), log[
+        -3000:
+    ]
     assert "rank 1/2: no progress" in log or "rank 0/2: no progress" in log
     assert ended - float(stamp.read_text()) < 120
 
@@ -583,12 +672,12 @@ def test_ddp_hung_rank_is_ended_by_the_watchdog(corpus, tmp_path):
 def test_nonfinite_updates_are_skipped_counted_and_stop_the_run(tmp_path):
     data = _make_corpus(tmp_path / "nan_corpus", nan_every=3)
     out = tmp_path / "nan"
-    proc = _train("ssl", data, out, "--max_nonfinite_steps", "2")
+    proc = _train("ssl", data, out, "--max_nonfinite_steps", "2", "--nonfinite_window", "none")
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "update skipped (NaN/inf loss or gradient); 1 skipped in this run (limit 2)" in log
     assert "update skipped (NaN/inf loss or gradient); 2 skipped in this run (limit 2)" in log
-    assert "NonFiniteLimitError" in log and "3 optimizer updates were skipped" in log, log[-3000:]
+    assert "NonFiniteLimitError" in log and "3 optimizer updates in this run were skipped" in log, log[-3000:]
 
 
 @pytest.mark.slow
@@ -597,15 +686,18 @@ def test_disk_full_while_checkpointing_fails_loudly_and_keeps_the_previous(corpu
     step_dir = out / ckpt.STEP_DIR
     step_dir.mkdir(parents=True)
     # A real full disk: a tmpfs with room for one checkpoint (~0.6 MiB) only.
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(step_dir)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(step_dir)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
     try:
         proc = _train("ssl", corpus, out)
         log = proc.stdout + proc.stderr
         assert proc.returncode != 0
-        assert "CheckpointWriteError" in log and "(disk full): [Errno 28] No space left on device" in log, log[-3000:]
+        assert "CheckpointWriteError" in log and "(disk full): [Errno 28] No space left on device" in log, (
+            log[-3000:]
+        )
         assert "the checkpoints written before are intact (newest step checkpoint:" in log
         assert "e00001_b000000002.pth)" in log
         kept = ckpt.list_step_checkpoints(step_dir)
@@ -644,8 +736,11 @@ def test_use_amp_on_cpu_trains_under_bf16_autocast(corpus, straight_asr, tmp_pat
     assert "CPU bf16 autocast" in log
     bf16, fp32 = _final_params(out), _final_params(straight_asr)
     assert bf16.keys() == fp32.keys()
-    assert all(v.dtype == fp32[k].dtype and bool(torch.isfinite(v).all()) for k, v in bf16.items()
-               if v.is_floating_point())
+    assert all(
+        v.dtype == fp32[k].dtype and bool(torch.isfinite(v).all())
+        for k, v in bf16.items()
+        if v.is_floating_point()
+    )
     # Same seed and data: a float32 run is bit-reproducible, so a difference is bf16 rounding.
     assert any(not torch.equal(v, fp32[k]) for k, v in bf16.items() if v.is_floating_point())
     # ... and rounding only: the two trainings stay close.
@@ -654,7 +749,7 @@ def test_use_amp_on_cpu_trains_under_bf16_autocast(corpus, straight_asr, tmp_pat
 
 
 def test_cpu_autocast_wrapper_runs_matmuls_in_bf16_and_keeps_float32_parameters():
-    from espnet_ext.train.trainer import _CpuAutocast
+    from espnet_ext.train.hooks import CpuAutocast
 
     class Net(torch.nn.Module):
         def __init__(self):
@@ -666,7 +761,7 @@ def test_cpu_autocast_wrapper_runs_matmuls_in_bf16_and_keeps_float32_parameters(
             return y.float().sum(), y.dtype
 
     net = Net()
-    wrapped = _CpuAutocast(net)
+    wrapped = CpuAutocast(net)
     assert list(wrapped.parameters()) == list(net.parameters()) and wrapped.module is net
     loss, dtype = wrapped(x=torch.randn(3, 8))
     assert dtype == torch.bfloat16
@@ -719,3 +814,69 @@ def test_ssl_on_the_sharded_iterator_killed_and_resumed_matches(tmp_path):
     log = _ok(_train("ssl", corpus, out))
     assert "e00002_b000000002.pth (epoch 2, 2 micro-batches done)" in _resumed_from(log)
     _assert_same_params(straight, out)
+
+
+# ---------------------------------------------------------------------------------------
+# Pre-emption: a stop signal, a step checkpoint at the next update boundary, exit 75
+
+
+def _signalled_run(task, data, out, sig, *extra, after=9):
+    """Start a training in its own session; after ``after`` micro-batches (the trainer waits
+    there), send ``sig`` to its whole process group as SLURM does to a job step. Returns
+    (CompletedProcess-like, seconds from the signal to the exit, micro-batches finished)."""
+    stamp, count = out.parent / f"{out.name}.stamp", out.parent / f"{out.name}.count"
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [PYTHON, str(data / "inject.py"), *_args(task, data, out, *extra), "--ngpu", "0"]
+    env = _env(FAULT_PAUSE_AFTER=after, FAULT_STAMP=stamp, FAULT_COUNT=count)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while not stamp.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stamp.exists(), proc.communicate()[0][-4000:]
+    signalled = time.monotonic()
+    os.killpg(proc.pid, sig)
+    log, _ = proc.communicate(timeout=600)
+    seconds = time.monotonic() - signalled
+    (out.parent / f"{out.name}.{int(time.time() * 1000)}.log").write_text(log)
+    return subprocess.CompletedProcess(cmd, proc.returncode, log, ""), seconds, int(count.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM], ids=["SIGUSR1", "SIGTERM"])
+def test_sigusr1_saves_and_exits_for_requeue(corpus, straight_ssl, tmp_path, sig):
+    """The signal comes after 9 micro-batches (epoch 2, micro-batch 3: in the middle of an
+    accumulation window; no periodic checkpoints). The update in flight is finished, the
+    step checkpoint of its boundary (epoch 2 after 4) is written, and the process exits 75.
+    Resumed, it ends with the straight run's parameters."""
+    from espnet_ext.distributed.exit_codes import REQUEUE
+
+    out = tmp_path / "preempted"
+    proc, seconds, finished = _signalled_run(
+        "ssl", corpus, out, sig, "--save_every_steps", "none", "--num_workers", "1"
+    )
+    log = proc.stdout
+    assert proc.returncode == REQUEUE, log[-6000:]
+    assert f"stopping for requeue after update 2 of epoch 2 (4 micro-batches) (signal {sig.name})" in log
+    kept = ckpt.list_step_checkpoints(out / ckpt.STEP_DIR)
+    assert [c.key for c in kept] == [(2, 4)]  # the forced one only
+    assert ckpt.verify_step_checkpoint(kept[0]) is None
+    # No completed update lost: the process finished exactly the micro-batches it saved.
+    assert finished == 6 + 4
+    assert seconds < 60, seconds
+    print(
+        f"\n{sig.name}: exit {proc.returncode} {seconds:.2f} s after the signal; "
+        f"{finished} micro-batches finished, checkpoint at {kept[0].key}, 0 updates lost"
+    )
+    resume_point = _step_model(out, 2, 4)
+    log = _ok(_train("ssl", corpus, out, "--save_every_steps", "none", "--num_workers", "1"))
+    assert "e00002_b000000004.pth (epoch 2, 4 micro-batches done)" in _resumed_from(log)
+    _assert_same_params(straight_ssl, out)
+    _assert_moved(out, resume_point)

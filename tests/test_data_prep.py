@@ -368,7 +368,12 @@ def test_probe_audio_float_wav_with_nan_is_corrupt(tmp_path):
     assert info.rule == "corrupt_audio" and "non-finite" in info.detail
     sf.write(str(path), _signal(0.5, 8000, channels=3), 8000, subtype="FLOAT")
     info = audio_mod.probe_audio(str(path))
-    assert info.ok and (info.samplerate, info.channels, info.frames, info.num_samples) == (8000, 3, 4000, 8000)
+    assert info.ok and (info.samplerate, info.channels, info.frames, info.num_samples) == (
+        8000,
+        3,
+        4000,
+        8000,
+    )
 
 
 def test_probe_many_process_pool_matches_serial(librispeech_root):
@@ -376,7 +381,12 @@ def test_probe_many_process_pool_matches_serial(librispeech_root):
     serial = audio_mod.probe_many(paths, nj=1)
     pooled = audio_mod.probe_many(paths, nj=2)
     assert serial == pooled
-    assert Counter(i.rule for i in serial.values()) == {None: 10, "empty_audio": 1, "corrupt_audio": 2, "silent_audio": 1}
+    assert Counter(i.rule for i in serial.values()) == {
+        None: 10,
+        "empty_audio": 1,
+        "corrupt_audio": 2,
+        "silent_audio": 1,
+    }
 
 
 # ---------------------------------------------------------------- Libri-Light
@@ -418,7 +428,9 @@ def test_librilight_segments(librilight_root, tmp_path):
     mine = sorted((u, float(s), float(e)) for u, (rec, s, e) in segs.items() if rec == rec1)
     assert [u for u, _, _ in mine] == [f"{rec1}-{k:04d}" for k in range(4)]
     assert [x for _, s, e in mine for x in (s, e)] == pytest.approx(flat(LL_EXPECTED))
-    fixed = sorted((float(s), float(e)) for u, (rec, s, e) in segs.items() if rec.endswith("02_baum_sea_fairies_64kb"))
+    fixed = sorted(
+        (float(s), float(e)) for u, (rec, s, e) in segs.items() if rec.endswith("02_baum_sea_fairies_64kb")
+    )
     assert flat(fixed) == pytest.approx([0, 16.25, 16.25, 32.5, 32.5, 48.75, 48.75, 65.0])
     assert len(segs) == 4 + 4 + 4
     n = {k: int(v) for k, v in read_table(d / "utt2num_samples").items()}
@@ -490,7 +502,14 @@ def test_existing_user_dir_rules_and_derived_files(tmp_path, monkeypatch):
     _write(d / "utt2spk", ["ep2 guest", "ep1 host", "ep3 host", "ep4 host", "ep5 host", "ep6 host"])
     _write(
         d / "text",
-        ["ep1 welcome to the show.", "ep2 Thanks for having me!", "ep3 gone", "ep4 piped", "ep5 no wav entry", "ep6 x"],
+        [
+            "ep1 welcome to the show.",
+            "ep2 Thanks for having me!",
+            "ep3 gone",
+            "ep4 piped",
+            "ep5 no wav entry",
+            "ep6 x",
+        ],
     )
     original_text = (d / "text").read_text()
     reports, failures = run(tmp_path / "data", "podcast")
@@ -498,13 +517,23 @@ def test_existing_user_dir_rules_and_derived_files(tmp_path, monkeypatch):
     (r,) = reports
     assert r.kind == "kaldi_dir" and r.found == 6 and r.kept == 2
     assert r.rejected == {"no_audio": 2, "unsupported_wav_entry": 2}
-    assert r.repaired == {"relative_path": 1, "speaker_prefix": 2, "uppercase": 2, "punctuation": 2, "resample": 1, "downmix": 1}
+    assert r.repaired == {
+        "relative_path": 1,
+        "speaker_prefix": 2,
+        "uppercase": 2,
+        "punctuation": 2,
+        "resample": 1,
+        "downmix": 1,
+    }
     # utt2spk was not sorted by speaker ("ep2 guest" after "ep1 host"): ids get the speaker prefix.
     assert read_table(d / "utt2spk") == {"guest-ep2": "guest", "host-ep1": "host"}
     assert read_table(d / "text") == {"guest-ep2": "THANKS FOR HAVING ME", "host-ep1": "WELCOME TO THE SHOW"}
     assert read_table(d / "wav.scp")["host-ep1"] == str(tmp_path / "audio" / "ep1.wav")
     assert read_table(d / "spk2utt") == {"guest": "guest-ep2", "host": "host-ep1"}
-    assert read_table(d / "utt2num_samples") == {"guest-ep2": str(soxr_len(round(1.5 * 44100), 44100)), "host-ep1": "32000"}
+    assert read_table(d / "utt2num_samples") == {
+        "guest-ep2": str(soxr_len(round(1.5 * 44100), 44100)),
+        "host-ep1": "32000",
+    }
     assert read_rejected(d) == {
         "ep3": "no_audio",
         "ep4": "unsupported_wav_entry",
@@ -720,7 +749,10 @@ def test_rerun_changes_nothing_and_changes_are_picked_up(librispeech_root, tmp_p
     assert [r.skipped for r in reports] == [True, False, False]
     assert read_table(datadir / "train_clean_100" / "utt2num_samples")["103-1240-0000"] == "8000"
     reports, _ = run(
-        datadir, "dev_clean", librispeech_root=root, options=Options(max_utt_seconds=MAX_UTT + 2, segment_seconds=SEG)
+        datadir,
+        "dev_clean",
+        librispeech_root=root,
+        options=Options(max_utt_seconds=MAX_UTT + 2, segment_seconds=SEG),
     )
     assert not reports[0].skipped and "26-495-0000" in read_table(datadir / "dev_clean" / "utt2spk")
     # A deleted output is seen too.
@@ -738,7 +770,9 @@ def test_prepared_set_without_its_corpus_is_an_existing_dir(librispeech_root, tm
     assert failures == [] and reports[0].kind == "kaldi_dir" and not reports[0].skipped
     after = mtimes(d)
     # The rules find nothing to change: only the .done marker is rewritten (now as an existing dir).
-    assert {k: v for k, v in after.items() if k != ".done"} == {k: v for k, v in before.items() if k != ".done"}
+    assert {k: v for k, v in after.items() if k != ".done"} == {
+        k: v for k, v in before.items() if k != ".done"
+    }
     assert json.loads((d / ".done").read_text())["kind"] == "kaldi_dir"
     reports, _ = run(tmp_path, "train_clean_100")
     assert reports[0].skipped and mtimes(d) == after

@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,9 @@ LINE_RE = re.compile(r"^(\d+-\d+-\d{4}) ([A-Z']+(?: [A-Z']+)*)$")
 
 
 def _make(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(out), *extra], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,14 @@ def _speakers_txt(root: Path) -> dict[int, dict]:
         spk, sex, subset, minutes, name = fields
         m = re.fullmatch(r"espeak-ng (\S+)\+(\S+) s(\d+) p(\d+) g(\d+)", name)
         assert m, name
-        out[int(spk)] = {"sex": sex, "subset": subset, "minutes": float(minutes),
-                         "combo": f"{m[1]}+{m[2]}", "rate": int(m[3]), "pitch": int(m[4])}
+        out[int(spk)] = {
+            "sex": sex,
+            "subset": subset,
+            "minutes": float(minutes),
+            "combo": f"{m[1]}+{m[2]}",
+            "rate": int(m[3]),
+            "pitch": int(m[4]),
+        }
     return out
 
 
@@ -170,8 +176,10 @@ def test_rules_hold_at_full_size(full_plan: ec.CorpusPlan) -> None:
     transcripts = {s: {} for s in ec.SUBSETS}
     for u in full_plan.utterances:
         transcripts[u.subset][u.uid] = u.transcript
-    speakers = {s.id: {"subset": s.subset, "combo": s.combo, "rate": s.rate,
-                       "pitch": s.pitch} for s in full_plan.speakers}
+    speakers = {
+        s.id: {"subset": s.subset, "combo": s.combo, "rate": s.rate, "pitch": s.pitch}
+        for s in full_plan.speakers
+    }
     _check_rules(transcripts, speakers)
     # no sentence twice anywhere, unique ids, test-other variants never used elsewhere
     all_text = [u.transcript for u in full_plan.utterances]
@@ -179,20 +187,38 @@ def test_rules_hold_at_full_size(full_plan: ec.CorpusPlan) -> None:
     assert len({u.uid for u in full_plan.utterances}) == len(full_plan.utterances)
     other_variants = {s.variant for s in full_plan.speakers if s.subset == "test-other"}
     assert other_variants
-    assert not other_variants & {s.variant for s in full_plan.speakers
-                                 if s.subset != "test-other"}
+    assert not other_variants & {s.variant for s in full_plan.speakers if s.subset != "test-other"}
 
 
 def test_check_voice_rules_rejects_violations(full_plan: ec.CorpusPlan) -> None:
     train = next(s for s in full_plan.speakers if s.subset == "train-clean")
-    bad_other = [train, ec.Speaker(id=1, subset="test-other", voice=train.voice,
-                                    variant=train.variant, sex=train.sex, rate=150, pitch=40,
-                                    word_gap=0, chapters=(5,))]
+    bad_other = [
+        train,
+        ec.Speaker(
+            id=1,
+            subset="test-other",
+            voice=train.voice,
+            variant=train.variant,
+            sex=train.sex,
+            rate=150,
+            pitch=40,
+            word_gap=0,
+            chapters=(5,),
+        ),
+    ]
     with pytest.raises(RuntimeError, match="test-other"):
         ec.check_voice_rules(bad_other)
-    clone = ec.Speaker(id=2, subset="test-clean", voice=train.voice, variant=train.variant,
-                        sex=train.sex, rate=train.rate, pitch=train.pitch, word_gap=0,
-                        chapters=(6,))
+    clone = ec.Speaker(
+        id=2,
+        subset="test-clean",
+        voice=train.voice,
+        variant=train.variant,
+        sex=train.sex,
+        rate=train.rate,
+        pitch=train.pitch,
+        word_gap=0,
+        chapters=(6,),
+    )
     with pytest.raises(RuntimeError, match="duplicates"):
         ec.check_voice_rules([train, clone])
 
@@ -232,8 +258,7 @@ def test_plan_depends_on_seed_only() -> None:
 
 
 def test_morphology() -> None:
-    assert ec.parse_verb("stop*") == ec.Verb("stop", "stops", "stopped", "stopped",
-                                                 "stopping")
+    assert ec.parse_verb("stop*") == ec.Verb("stop", "stops", "stopped", "stopped", "stopping")
     assert ec.parse_verb("carry").past == "carried"
     assert ec.parse_verb("agree").ing == "agreeing"
     assert ec.parse_verb("hope").ing == "hoping"
@@ -241,8 +266,7 @@ def test_morphology() -> None:
     assert ec.number_words(342) == ["three", "hundred", "and", "forty", "two"]
     assert ec.number_words(1905) == ["one", "thousand", "nine", "hundred", "and", "five"]
     assert ec.year_words(1805) == ["eighteen", "oh", "five"]
-    assert [ec.article(w) for w in ("apple", "useful", "hour", "red")] == \
-        ["an", "a", "an", "a"]
+    assert [ec.article(w) for w in ("apple", "useful", "hour", "red")] == ["an", "a", "an", "a"]
 
 
 # ------------------------------------------------------------------ LM text
@@ -295,7 +319,7 @@ def test_utterances_are_randomized(corpus: Path) -> None:
     levels, floors = [], []
     for path in sorted(corpus.rglob("*.flac"))[:12]:
         x, _ = sf.read(str(path))
-        levels.append(20 * np.log10(np.sqrt(np.mean(x ** 2))))
+        levels.append(20 * np.log10(np.sqrt(np.mean(x**2))))
         floors.append(20 * np.log10(np.sqrt(np.mean(x[:400] ** 2))))  # lead-in: noise only
         assert np.count_nonzero(x[:400]) > 300  # noise, not digital silence
         assert floors[-1] < levels[-1] - 15
@@ -304,8 +328,7 @@ def test_utterances_are_randomized(corpus: Path) -> None:
 
 def test_planned_durations_are_close(corpus: Path) -> None:
     plan = ec.build_plan(int(SEED), float(SCALE))
-    err = [abs(sf.info(str(corpus / u.relpath)).duration - u.est_sec) / u.est_sec
-           for u in plan.utterances]
+    err = [abs(sf.info(str(corpus / u.relpath)).duration - u.est_sec) / u.est_sec for u in plan.utterances]
     assert np.mean(err) < 0.15
 
 
@@ -370,9 +393,9 @@ def test_refuses_foreign_directory(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["README.TXT"]
 
 
-@pytest.mark.parametrize("args, message", [(["--scale", "0"], "--scale"),
-                                           (["--nj", "0"], "--nj"),
-                                           (["--seed", "-1"], "--seed")])
+@pytest.mark.parametrize(
+    "args, message", [(["--scale", "0"], "--scale"), (["--nj", "0"], "--nj"), (["--seed", "-1"], "--seed")]
+)
 def test_bad_arguments_fail_before_work(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "x"
     proc = _make(out, *args)

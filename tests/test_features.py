@@ -7,6 +7,7 @@ reference is ESPnet's real DefaultFrontend.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,8 @@ def _espeak(text: str, path: Path, voice: str = "en-us") -> np.ndarray:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """Audio files in several formats plus the 16 kHz speech they hold."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng (the audio is synthesized)")
     root = tmp_path_factory.mktemp("audio")
     raw = [_espeak(t, root / f"raw{i}.wav") for i, t in enumerate(SENTENCES)]
     s16 = [soxr.resample(w, 22050, 16000).astype(np.float32) for w in raw]
@@ -91,9 +94,7 @@ def _data_dir(path: Path, entries: dict, segments=None) -> Path:
 def _default_frontend():
     from espnet2.asr.frontend.default import DefaultFrontend
 
-    return DefaultFrontend(
-        fs=16000, n_fft=512, win_length=400, hop_length=160, n_mels=80
-    ).eval()
+    return DefaultFrontend(fs=16000, n_fft=512, win_length=400, hop_length=160, n_mels=80).eval()
 
 
 def _mtimes(root: Path) -> dict:
@@ -380,9 +381,10 @@ def test_resume_redoes_only_unfinished_chunks(corpus, tmp_path, caplog):
     scp_before = (out / "feats.scp").read_text()
     # simulate a kill during chunk 1: its marker never written, a partial temp
     # ark left behind, the merge never reached
+    shard_dir = out / "data" / "00000"  # the shard format's subdirectory of shards 0-499
     for name in ("feats.1.done", "feats.1.ark"):
-        (out / "data" / name).unlink()
-    (out / "data" / "feats.1.ark.tmp").write_bytes(b"partial")
+        (shard_dir / name).unlink()
+    (shard_dir / "feats.1.ark.tmp").write_bytes(b"partial")
     (out / ".done").unlink()
     (out / "feats.scp").unlink()
     _age(out)
@@ -394,10 +396,10 @@ def test_resume_redoes_only_unfinished_chunks(corpus, tmp_path, caplog):
     after = _mtimes(out)
     for k in (0, 2):
         for ext in ("ark", "scp", "done"):
-            p = out / "data" / f"feats.{k}.{ext}"
+            p = shard_dir / f"feats.{k}.{ext}"
             assert after[p] == mtimes[p], p
-    assert (out / "data" / "feats.1.ark") in after and (out / "data" / "feats.1.done") in after
-    assert not (out / "data" / "feats.1.ark.tmp").exists()
+    assert (shard_dir / "feats.1.ark") in after and (shard_dir / "feats.1.done") in after
+    assert not (shard_dir / "feats.1.ark.tmp").exists()
     assert (out / "feats.scp").read_text() == scp_before
     for k, v in _load(out).items():
         np.testing.assert_array_equal(v, before[k])
@@ -415,13 +417,17 @@ def test_rerun_is_idempotent_and_changes_are_seen(corpus, tmp_path, caplog):
     assert result["status"] == "already done"
     assert "already done" in caplog.text
     assert _mtimes(out) == mtimes
-    # a changed transcript is copied again; the features are left alone
+    # a changed transcript is copied again (with the shards' transcripts and the manifest
+    # that records them); the features are left alone
     (data / "text").write_text("x NEW WORDS\ny OTHER WORDS\n")
     assert X.run(str(data), str(out), nj=1, chunk_size=1, progress=False)["status"] == "already done"
     assert (out / "text").read_text() == "x NEW WORDS\ny OTHER WORDS\n"
-    assert {p: t for p, t in _mtimes(out).items() if p.name != "text"} == {
-        p: t for p, t in mtimes.items() if p.name != "text"
-    }
+    assert "NEW WORDS" in "".join(p.read_text() for p in (out / "data").glob("*/text.*.txt"))
+
+    def features(m):
+        return {p: t for p, t in m.items() if p.name.startswith("feats.")}
+
+    assert features(_mtimes(out)) == features(mtimes) and features(mtimes)
     # a changed wav.scp changes the fingerprint: re-extracted
     (data / "wav.scp").write_text(f"x {files['a']}\ny {files['b']}\n")
     result = X.run(str(data), str(out), nj=1, chunk_size=1, progress=False)
@@ -449,9 +455,19 @@ def test_parallel_workers_match_serial(corpus, tmp_path):
 def test_cli_errors(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_ext.bin.extract_feats",
-         "--data_dir", str(tmp_path / "missing"), "--out_dir", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "espnet_ext.bin.extract_feats",
+            "--data_dir",
+            str(tmp_path / "missing"),
+            "--out_dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     assert proc.returncode == 2
     assert "missing" in proc.stderr and "does not exist" in proc.stderr
@@ -472,7 +488,5 @@ def test_stage_does_not_import_espnet2():
         "import sys, espnet_ext.bin.extract_feats; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'espnet2'))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert proc.stdout.strip() == "[]"

@@ -99,9 +99,20 @@ def test_unknown_key_and_bad_plugin_args_fail(tmp_path, capsys):
 
 def test_cli_accepts_the_shipped_configs():
     r = subprocess.run(
-        [sys.executable, "-m", "espnet_ext.bin.check_config", "--pretrain_config", str(PRETRAIN),
-         "--finetune_config", str(FINETUNE), "--decode_config", str(DECODE)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "espnet_ext.bin.check_config",
+            "--pretrain_config",
+            str(PRETRAIN),
+            "--finetune_config",
+            str(FINETUNE),
+            "--decode_config",
+            str(DECODE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "configs OK" in r.stderr
@@ -114,8 +125,18 @@ def test_encoder_lr_scale_builds_two_groups_and_schedules_both(tokens):
     from espnet_ext.tasks.asr import ASRTask
 
     parser = ASRTask.get_parser()
-    args = parser.parse_args(["--config", str(FINETUNE), "--token_list", str(tokens),
-                              "--token_type", "char", "--encoder_lr_scale", "0.25"])
+    args = parser.parse_args(
+        [
+            "--config",
+            str(FINETUNE),
+            "--token_list",
+            str(tokens),
+            "--token_type",
+            "char",
+            "--encoder_lr_scale",
+            "0.25",
+        ]
+    )
     model = ASRTask.build_model(args)
     (opt,) = ASRTask.build_optimizers(args, model)
     lr = args.optim_conf["lr"]
@@ -123,7 +144,8 @@ def test_encoder_lr_scale_builds_two_groups_and_schedules_both(tokens):
     n_enc = sum(p.numel() for p in model.encoder.parameters())
     assert sum(p.numel() for p in opt.param_groups[1]["params"]) == n_enc
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(
-        p.numel() for p in model.parameters())
+        p.numel() for p in model.parameters()
+    )
     sched = scheduler_classes[args.scheduler](opt, **args.scheduler_conf)
     for _ in range(args.scheduler_conf["warmup_steps"]):
         opt.step()

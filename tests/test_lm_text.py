@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "local"))
 import embedded_corpus as mec  # noqa: E402
 
-from espnet_ext.bin import lm_text, tokenizer  # noqa: E402
+from espnet_ext.bin import tokenizer  # noqa: E402
 
 
 def _sentences(n: int, seed: str) -> list:
@@ -34,19 +34,41 @@ def fixture(tmp_path_factory):
     (d / "dev_text").write_text("".join(f"dev_{i} {t}\n" for i, t in enumerate(dev)))
     (d / "test_text").write_text("".join(f"test_{i} {t}\n" for i, t in enumerate(test)))
     corpus = _sentences(300, "lm")
-    lines = corpus[:100] + ["", dev[2], "THE CAFÉ WAS OPEN", " ".join(["WORD"] * 200)] + \
-        [test[0]] + corpus[100:] + ["  SPACED   OUT   WORDS  "]
+    lines = (
+        corpus[:100]
+        + ["", dev[2], "THE CAFÉ WAS OPEN", " ".join(["WORD"] * 200)]
+        + [test[0]]
+        + corpus[100:]
+        + ["  SPACED   OUT   WORDS  "]
+    )
     with gzip.open(d / "librispeech-lm-norm.txt.gz", "wt") as f:
         f.write("\n".join(lines) + "\n")
     return d, corpus
 
 
 def _run(d: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "espnet_ext.bin.lm_text", "--out_dir", str(out),
-           "--bpemodel", str(d / "bpe" / "bpe.model"), "--text", str(d / "train_text"),
-           "--plain", str(d / "librispeech-lm-norm.txt.gz"),
-           "--exclude", str(d / "dev_text"), "--exclude", str(d / "test_text"),
-           "--valid_text", str(d / "dev_text"), "--max_tokens", "300", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "espnet_ext.bin.lm_text",
+        "--out_dir",
+        str(out),
+        "--bpemodel",
+        str(d / "bpe" / "bpe.model"),
+        "--text",
+        str(d / "train_text"),
+        "--plain",
+        str(d / "librispeech-lm-norm.txt.gz"),
+        "--exclude",
+        str(d / "dev_text"),
+        "--exclude",
+        str(d / "test_text"),
+        "--valid_text",
+        str(d / "dev_text"),
+        "--max_tokens",
+        "300",
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -58,10 +80,18 @@ def test_every_line_kept_or_rejected_with_its_reason(fixture, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     plain = summary["sources"][str(d / "librispeech-lm-norm.txt.gz")]
     assert plain["read"] == 306 and plain["kept"] == 301  # 300 corpus lines + the spaced one
-    assert plain["rejected_by_reason"] == {"empty": 1, "held_out_sentence": 2,
-                                           "unknown_characters": 1, "too_long": 1}
+    assert plain["rejected_by_reason"] == {
+        "empty": 1,
+        "held_out_sentence": 2,
+        "unknown_characters": 1,
+        "too_long": 1,
+    }
     assert summary["sources"][str(d / "train_text")] == {
-        "read": 150, "kept": 150, "rejected": 0, "rejected_by_reason": {}}
+        "read": 150,
+        "kept": 150,
+        "rejected": 0,
+        "rejected_by_reason": {},
+    }
     assert summary["kept"] == 451
     rejected = (out / "rejected.tsv").read_text().splitlines()
     assert len(rejected) == 5
@@ -106,7 +136,20 @@ def test_bad_input_is_named(fixture, tmp_path):
     assert r.returncode == 2 and "id 'tr_0000' occurs twice" in r.stderr
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
-    r = subprocess.run([sys.executable, "-m", "espnet_ext.bin.lm_text", "--out_dir", str(tmp_path / "c"),
-                        "--bpemodel", str(d / "bpe" / "bpe.model"), "--plain", str(empty)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "espnet_ext.bin.lm_text",
+            "--out_dir",
+            str(tmp_path / "c"),
+            "--bpemodel",
+            str(d / "bpe" / "bpe.model"),
+            "--plain",
+            str(empty),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "no LM training sentence kept" in r.stderr

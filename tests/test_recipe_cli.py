@@ -1,5 +1,6 @@
 """The recipe's command-line contract: Kaldi-style options, --help, unknown options."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,18 +14,40 @@ def _run(args, cwd=ROOT):
     return subprocess.run(["bash", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
-COMMON = [("stage", "1"), ("stop_stage", "8"), ("nj", "2"), ("datadir", "data"), ("dumpdir", "dump"),
-          ("expdir", "exp"), ("test_sets", "test_clean test_other"), ("use_lm", "true")]
-EMBEDDED = [("corpus", "embedded"), ("ngpu", "0"), ("num_nodes", "1"), ("nbpe", "40"),
-            ("train_set", "train_clean"), ("valid_set", "dev_clean"),
-            ("pretrain_sources", "unlabeled train_clean"),
-            ("finetune_config", "conf/finetune_conformer_transformer_embedded.yaml"),
-            ("ablation_decode_config", "conf/tuning/decode_asr_embedded_ablation.yaml")]
-FULL_SCALE = [("corpus", "librispeech"), ("ngpu", "8"), ("num_nodes", "16"), ("cmd_backend", "slurm"),
-              ("nbpe", "5000"), ("train_set", "train_960"), ("valid_set", "dev_other"),
-              ("pretrain_sources", "ll_small ll_medium ll_large train_960"),
-              ("finetune_config", "conf/finetune_conformer_transformer.yaml"), ("lm_config", "conf/train_lm.yaml"),
-              ("ablation_config", "")]
+COMMON = [
+    ("stage", "1"),
+    ("stop_stage", "8"),
+    ("nj", "2"),
+    ("datadir", "data"),
+    ("dumpdir", "dump"),
+    ("expdir", "exp"),
+    ("test_sets", "test_clean test_other"),
+    ("use_lm", "true"),
+]
+EMBEDDED = [
+    ("corpus", "embedded"),
+    ("ngpu", "0"),
+    ("num_nodes", "1"),
+    ("nbpe", "40"),
+    ("train_set", "train_clean"),
+    ("valid_set", "dev_clean"),
+    ("pretrain_sources", "unlabeled train_clean"),
+    ("finetune_config", "conf/finetune_conformer_transformer_embedded.yaml"),
+    ("ablation_decode_config", "conf/tuning/decode_asr_embedded_ablation.yaml"),
+]
+FULL_SCALE = [
+    ("corpus", "librispeech"),
+    ("ngpu", "8"),
+    ("num_nodes", "16"),
+    ("cmd_backend", "slurm"),
+    ("nbpe", "5000"),
+    ("train_set", "train_960"),
+    ("valid_set", "dev_other"),
+    ("pretrain_sources", "ll_small ll_medium ll_large cv_validated train_960"),
+    ("finetune_config", "conf/tuning/finetune_conformer_transformer_public.yaml"),
+    ("lm_config", "conf/train_lm.yaml"),
+    ("ablation_config", ""),
+]
 
 
 def _help_line(out, opt):
@@ -33,8 +56,11 @@ def _help_line(out, opt):
     return line
 
 
-@pytest.mark.parametrize("cwd,expected", [(ROOT, COMMON + EMBEDDED), (UPSTREAM, COMMON + FULL_SCALE)],
-                         ids=["top-embedded", "egs2-full-scale"])
+@pytest.mark.parametrize(
+    "cwd,expected",
+    [(ROOT, COMMON + EMBEDDED), (UPSTREAM, COMMON + FULL_SCALE)],
+    ids=["top-embedded", "egs2-full-scale"],
+)
 def test_help_lists_every_option_with_default(cwd, expected):
     """--help lists every option of ssl_asr.sh with its value once the recipe's run.sh set it."""
     r = _run(["./run.sh", "--help"], cwd=cwd)
@@ -56,7 +82,9 @@ def test_corpus_values_are_required_options_of_the_stage_script():
     r = _run(["./ssl_asr.sh", "--corpus", "embedded"])
     assert r.returncode != 0 and "--pretrain_sources is required" in r.stdout + r.stderr
     # Stage 9's configs are required only when stage 9 is to run.
-    r = _run(["./run.sh", "--stage", "9", "--stop_stage", "9", "--ablation_config", "", "--expdir", "/nonexistent"])
+    r = _run(
+        ["./run.sh", "--stage", "9", "--stop_stage", "9", "--ablation_config", "", "--expdir", "/nonexistent"]
+    )
     assert r.returncode != 0 and "--ablation_config is required" in r.stdout + r.stderr
 
 
@@ -83,10 +111,11 @@ def test_dash_and_equals_forms(tmp_path):
     script = tmp_path / "s.sh"
     script.write_text(
         "# <options>\nfoo_bar=1  # a number\nflag=false  # a flag\n# </options>\n"
-        f". {ROOT}/utils/parse_options.sh\necho \"$foo_bar $flag $*\"\n"
+        f'. {ROOT}/utils/parse_options.sh\necho "$foo_bar $flag $*"\n'
     )
-    r = subprocess.run(["bash", str(script), "--foo-bar=7", "--flag", "true", "rest"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["bash", str(script), "--foo-bar=7", "--flag", "true", "rest"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "7 true rest"
 
@@ -102,16 +131,36 @@ def test_upstream_layout_links_resolve():
         assert real.is_dir() and not real.is_symlink(), name
         assert top.is_symlink() and not Path(top.readlink()).is_absolute() and top.resolve() == real.resolve()
     conf = UPSTREAM / "conf"
-    # Variants (ablation, tuning probes) live under conf/tuning/, as ESPnet recipes keep them.
-    assert sorted(p.name for p in (conf / "tuning").glob("*.yaml")) == [
-        "decode_asr_embedded_ablation.yaml", "finetune_conformer_transformer_embedded_lowres.yaml"]
+    # Variants (ablation, geometry and data-size variants) live under conf/tuning/, as ESPnet
+    # recipes keep them; conf/ itself holds one stable name per role.
+    variants = {p.name for p in (conf / "tuning").glob("*.yaml")}
+    assert {
+        "decode_asr_embedded_ablation.yaml",
+        "finetune_conformer_transformer_embedded_lowres.yaml",
+    } <= variants
+    assert not variants & {p.name for p in conf.glob("*.yaml")}
+    assert not any(n.endswith(("_lowres.yaml", "_ablation.yaml", "_fill.yaml")) for n in os.listdir(conf))
 
 
 def test_language_model_options_fail_before_any_work(tmp_path):
     env_run = lambda args, **env: subprocess.run(  # noqa: E731
-        ["bash", "./run.sh", "--datadir", str(tmp_path / "data"), "--expdir", str(tmp_path / "exp"),
-         "--dumpdir", str(tmp_path / "dump"), *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=120, env={**__import__("os").environ, **env})
+        [
+            "bash",
+            "./run.sh",
+            "--datadir",
+            str(tmp_path / "data"),
+            "--expdir",
+            str(tmp_path / "exp"),
+            "--dumpdir",
+            str(tmp_path / "dump"),
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, **env},
+    )
     # LibriSpeech without its LM corpus: the message says where to get it and how to do without.
     (tmp_path / "ls").mkdir()
     r = env_run(["--corpus", "librispeech"], LIBRISPEECH=str(tmp_path / "ls"), LIBRISPEECH_LM_TEXT="")
@@ -122,7 +171,9 @@ def test_language_model_options_fail_before_any_work(tmp_path):
     assert r.returncode != 0 and "takes true or false" in r.stderr
     # An LM that the decoding config would ignore (lm_weight 0) is a configuration error.
     dec = tmp_path / "decode.yaml"
-    dec.write_text((ROOT / "conf" / "decode_asr_embedded.yaml").read_text().replace("lm_weight:", "lm_weight: 0.0 #"))
+    dec.write_text(
+        (ROOT / "conf" / "decode_asr_embedded.yaml").read_text().replace("lm_weight:", "lm_weight: 0.0 #")
+    )
     r = env_run(["--decode_config", str(dec)])
     assert r.returncode != 0 and "lm_weight is 0.0" in r.stdout + r.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
@@ -134,8 +185,11 @@ def test_full_scale_recipe_dry_run_from_its_folder(tmp_path):
     run prints the three 128-rank Slurm launches (LM, pre-training, fine-tuning), writes nothing."""
     (tmp_path / "ls").mkdir()
     (tmp_path / "lm.txt.gz").write_bytes(b"")
-    env = {**__import__("os").environ, "LIBRISPEECH": str(tmp_path / "ls"),
-           "LIBRISPEECH_LM_TEXT": str(tmp_path / "lm.txt.gz")}
+    env = {
+        **__import__("os").environ,
+        "LIBRISPEECH": str(tmp_path / "ls"),
+        "LIBRISPEECH_LM_TEXT": str(tmp_path / "lm.txt.gz"),
+    }
     r = subprocess.run(["bash", "./run.sh", "--dry_run", "true", "--expdir", str(tmp_path / "exp"),
                         "--datadir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump")],
                        cwd=UPSTREAM, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
@@ -143,7 +197,13 @@ def test_full_scale_recipe_dry_run_from_its_folder(tmp_path):
     out = r.stdout
     assert out.count("sbatch --wait") == 3
     assert out.count("16 nodes x 8 GPUs = 128 ranks") == 3
-    for expected in ["--config conf/pretrain_conformer_bestrq.yaml", "--config conf/finetune_conformer_transformer.yaml",
-                     "--config conf/train_lm.yaml", "bpe_unigram5000", "/train_960/", "/dev_other/"]:
+    for expected in [
+        "--config conf/tuning/pretrain_conformer_bestrq_public.yaml",
+        "--config conf/tuning/finetune_conformer_transformer_public.yaml",
+        "--config conf/train_lm.yaml",
+        "bpe_unigram5000",
+        "/train_960/",
+        "/dev_other/",
+    ]:
         assert expected in out, expected
     assert not any((tmp_path / d).exists() for d in ["exp", "data", "dump"])

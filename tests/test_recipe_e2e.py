@@ -22,12 +22,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (the embedded corpus)"),
+]
 
 SCALE = os.environ.get("E2E_SCALE", "0.25")
 PRETRAIN_ARGS = "--max_epoch 6 --num_iters_per_epoch 100 --scheduler_conf total_steps=600"
-FINETUNE_ARGS = ("--max_epoch 8 --num_iters_per_epoch 100 --scheduler_conf total_steps=800 "
-                 "--keep_nbest_models 1")
+FINETUNE_ARGS = (
+    "--max_epoch 8 --num_iters_per_epoch 100 --scheduler_conf total_steps=800 --keep_nbest_models 1"
+)
 LM_ARGS = "--num_iters_per_epoch 200 --scheduler_conf total_steps=200"
 
 
@@ -37,14 +41,22 @@ def recipe(tmp_path_factory):
     env = dict(os.environ, EMBEDDED=str(work / "corpus"))
     cmd = [
         "./run.sh",
-        "--embedded_scale", SCALE,
-        "--datadir", str(work / "data"),
-        "--dumpdir", str(work / "dump"),
-        "--expdir", str(work / "exp"),
-        "--pretrain_args", PRETRAIN_ARGS,
-        "--finetune_args", FINETUNE_ARGS,
-        "--lm_args", LM_ARGS,
-        "--inference_batch_size", "8",
+        "--embedded_scale",
+        SCALE,
+        "--datadir",
+        str(work / "data"),
+        "--dumpdir",
+        str(work / "dump"),
+        "--expdir",
+        str(work / "exp"),
+        "--pretrain_args",
+        PRETRAIN_ARGS,
+        "--finetune_args",
+        FINETUNE_ARGS,
+        "--lm_args",
+        LM_ARGS,
+        "--inference_batch_size",
+        "8",
     ]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     (work / "run.out").write_text(r.stdout + r.stderr)
@@ -80,11 +92,13 @@ def test_results_files(recipe):
         # Scored for real: from jiwer's counts; a few minutes of training recognize something.
         assert 0.0 <= r["cer"] < r["wer"] < 100.0 and r["n_words"] > 0, r
         assert r["word_substitutions"] + r["word_deletions"] + r["word_insertions"] == round(
-            r["wer"] * r["n_words"] / 100)
+            r["wer"] * r["n_words"] / 100
+        )
         n_ref = len((work / "dump" / r["test_set"] / "text").read_text().splitlines())
         assert r["n_utts"] == n_ref
     assert {r["decode"] for r in results} == {
-        "decode_asr_embedded_lm_lm_train_lm_embedded_bpe40_valid.loss.best"}
+        "decode_asr_embedded_lm_lm_train_lm_embedded_bpe40_valid.loss.best"
+    }
     md = (work / "exp" / "RESULTS.md").read_text()
     assert "|test_clean|" in md and "|test_other|" in md
     assert "Successfully finished" in out
@@ -118,8 +132,11 @@ def test_language_model_stage(recipe):
     assert summary["sources"][corpus_text]["kept"] > 20000
     n_text = len((lm_data / "text").read_text().splitlines())
     assert n_text == summary["kept"] == len((lm_data / "text_shape.bpe").read_text().splitlines())
-    held = {ln.split(" ", 1)[1] for d in ("dev_clean", "test_clean", "test_other")
-            for ln in (work / "data" / d / "text").read_text().splitlines()}
+    held = {
+        ln.split(" ", 1)[1]
+        for d in ("dev_clean", "test_clean", "test_other")
+        for ln in (work / "data" / d / "text").read_text().splitlines()
+    }
     lm_sentences = {ln.split(" ", 1)[1] for ln in (lm_data / "text").read_text().splitlines()}
     assert not held & lm_sentences
     lm = work / "exp" / "lm_train_lm_embedded_bpe40"
@@ -142,7 +159,7 @@ def test_packed_model_transcribes_in_a_fresh_process(recipe, tmp_path):
 import espnet_ext, soundfile
 from espnet_model_zoo.downloader import ModelDownloader
 from espnet2.bin.asr_inference import Speech2Text
-files = ModelDownloader({str(tmp_path / 'cache')!r}).download_and_unpack({str(moved)!r})
+files = ModelDownloader({str(tmp_path / "cache")!r}).download_and_unpack({str(moved)!r})
 assert "lm_train_lm_embedded" in files.get("lm_file", ""), files  # the LM is packed too
 s2t = Speech2Text(**files, beam_size=4, ctc_weight=0.3)
 speech, rate = soundfile.read({str(wav)!r}, dtype="float32")
@@ -150,7 +167,9 @@ assert rate == 16000
 text = s2t(speech)[0][0]
 print("HYP:", text)
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     hyp = [ln for ln in r.stdout.splitlines() if ln.startswith("HYP:")]
     assert hyp and len(hyp[0]) > len("HYP: ")
@@ -158,15 +177,38 @@ print("HYP:", text)
 
 def test_rerun_of_finished_stages_changes_nothing(recipe):
     work, _ = recipe
-    watched = [work / "data" / "train_clean" / "text", work / "dump" / "train_clean" / "feats.scp",
-               work / "data" / "token_list" / "bpe_unigram40" / "tokens.txt",
-               work / "data" / "lm_train_bpe40" / "text",
-               work / "exp" / "lm_train_lm_embedded_bpe40" / "valid.loss.best.pth"]
+    watched = [
+        work / "data" / "train_clean" / "text",
+        work / "dump" / "train_clean" / "feats.scp",
+        work / "data" / "token_list" / "bpe_unigram40" / "tokens.txt",
+        work / "data" / "lm_train_bpe40" / "text",
+        work / "exp" / "lm_train_lm_embedded_bpe40" / "valid.loss.best.pth",
+    ]
     before = [p.stat().st_mtime_ns for p in watched]
     env = dict(os.environ, EMBEDDED=str(work / "corpus"))
-    r = subprocess.run(["./run.sh", "--stage", "1", "--stop_stage", "3", "--embedded_scale", SCALE,
-                        "--datadir", str(work / "data"), "--dumpdir", str(work / "dump"),
-                        "--expdir", str(work / "exp"), "--lm_args", LM_ARGS],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            "./run.sh",
+            "--stage",
+            "1",
+            "--stop_stage",
+            "3",
+            "--embedded_scale",
+            SCALE,
+            "--datadir",
+            str(work / "data"),
+            "--dumpdir",
+            str(work / "dump"),
+            "--expdir",
+            str(work / "exp"),
+            "--lm_args",
+            LM_ARGS,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert [p.stat().st_mtime_ns for p in watched] == before

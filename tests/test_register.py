@@ -57,3 +57,19 @@ def test_refuses_to_shadow_a_different_class():
     _add(table, "x", A, "t")  # same class again: fine (idempotent)
     with pytest.raises(RuntimeError, match="refusing to shadow"):
         _add(table, "x", B, "t")
+
+
+def test_hooked_modules_keep_their_source_and_the_hook_imports_nothing_heavy():
+    """The registering loader delegates get_source etc. (tracebacks and inspect show ESPnet's
+    lines); importing espnet_ext (what espnet_ext.pth does at start-up) stays cheap."""
+    code = (
+        "import sys, espnet_ext\n"
+        "print('importlib.abc' in sys.modules, 'torch' in sys.modules)\n"
+        "import inspect, espnet2.tasks.abs_task as m\n"
+        "print(type(m.__loader__).__name__, 'class AbsTask' in inspect.getsource(m))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.split("\n")
+    assert lines[0] == "False False"
+    assert lines[1] == "_RegisteringLoader True"

@@ -34,9 +34,7 @@ def test_schedule_values():
     assert lrs[5] == pytest.approx(PEAK / 2)
     assert lrs[10] == pytest.approx(PEAK)
     assert lrs[60] == pytest.approx((PEAK + FLOOR) / 2)
-    assert lrs[35] == pytest.approx(
-        FLOOR + (PEAK - FLOOR) * 0.5 * (1 + math.cos(math.pi * 0.25))
-    )
+    assert lrs[35] == pytest.approx(FLOOR + (PEAK - FLOOR) * 0.5 * (1 + math.cos(math.pi * 0.25)))
     assert lrs[110] == pytest.approx(FLOOR)
     assert lrs[129] == pytest.approx(FLOOR)
     assert all(a <= b for a, b in zip(lrs[:10], lrs[1:11]))

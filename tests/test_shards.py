@@ -22,9 +22,9 @@ from espnet2.train.collate_fn import CommonCollateFn
 
 from espnet_ext.bin import shards as shards_cli
 from espnet_ext.features import extract as X
-from espnet_ext.data import shard_plan as P
-from espnet_ext.data import shards as S
-from espnet_ext.iterators.sharded import ShardedIterFactory
+from espnet_ext.shards import format as S
+from espnet_ext.shards import plan as P
+from espnet_ext.shards.iterator import ShardedIterFactory
 
 REPO = Path(__file__).resolve().parents[1]
 N_UTTS = 120
@@ -33,12 +33,16 @@ CHUNK = 16  # -> 8 shards, the last one with 8 utterances
 
 @pytest.fixture(scope="module")
 def dump(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng (the audio is synthesized)")
     root = tmp_path_factory.mktemp("shards")
     waves = []
-    for i, text in enumerate([
-        "The quick brown fox jumps over the lazy dog near the river bank today.",
-        "Speech recognition turns sound into words, one frame at a time.",
-    ]):
+    for i, text in enumerate(
+        [
+            "The quick brown fox jumps over the lazy dog near the river bank today.",
+            "Speech recognition turns sound into words, one frame at a time.",
+        ]
+    ):
         raw = root / f"raw{i}.wav"
         subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True)
         wave, rate = soundfile.read(raw, dtype="float32")
@@ -110,7 +114,7 @@ def test_stage2_resume_rewrites_a_missing_index(dump, tmp_path, caplog):
     shutil.copytree(dump, copy)
     data = dump.parent / "data"
     manifest = (dump / "shards.tsv").read_text()
-    (copy / "data" / "feats.3.idx").unlink()
+    (copy / "data" / "00000" / "feats.3.idx").unlink()
     (copy / ".done").unlink()
     # the chunk paths recorded in the copy's scp point to the original dump: rewrite
     with caplog.at_level("INFO"):
@@ -131,8 +135,7 @@ def test_chunks_without_utterances_are_not_shards(dump, tmp_path):
     manifest = S.ShardManifest.load(str(out))
     assert manifest.table[:, 0].tolist() == [0, 2] and manifest.n_utts == 2
     assert manifest.ark_path(1).name == "feats.2.ark"
-    factory = ShardedIterFactory(str(out), rule=P.BatchRule("count", 1),
-                                 collate_fn=CommonCollateFn())
+    factory = ShardedIterFactory(str(out), rule=P.BatchRule("count", 1), collate_fn=CommonCollateFn())
     assert sorted(u for ids in _ids(factory.build_iter(1)) for u in ids) == ["a", "c"]
 
 
@@ -141,14 +144,47 @@ def test_chunks_without_utterances_are_not_shards(dump, tmp_path):
 # ---------------------------------------------------------------------------
 
 
+def test_shards_go_into_subdirectories(dump, reference, tmp_path, monkeypatch):
+    """Issue 13: shard k's files go to ``data/<k // SHARDS_PER_DIR>/`` (3 a directory here,
+    500 in the recipe), a re-run resumes there, and a manifest of the flat layout still reads."""
+    monkeypatch.setattr(S, "SHARDS_PER_DIR", 3)
+    out = tmp_path / "dump"
+    X.run(str(dump.parent / "data"), str(out), nj=1, chunk_size=CHUNK, progress=False)
+    dirs = sorted(p.name for p in (out / "data").iterdir())
+    assert dirs == ["00000", "00001", "00002"]  # 8 shards, 3 a directory
+    counts = {d: len(list((out / "data" / d).iterdir())) for d in dirs}
+    assert counts == {"00000": 12, "00001": 12, "00002": 8}, counts  # ark, scp, idx, done per shard
+    manifest = S.ShardManifest.load(str(out))
+    assert manifest.ark_path(4) == out / "data" / "00001" / "feats.4.ark"
+    assert S.verify(str(out)) == []
+    got = {k: np.array(v) for k, v in kaldiio.load_scp(str(out / "feats.scp")).items()}
+    assert got.keys() == reference.keys()
+    for k, v in got.items():
+        np.testing.assert_array_equal(v, reference[k])
+    assert sorted(u for ids in _ids(_factory(out).build_iter(1)) for u in ids) == sorted(reference)
+    # a manifest whose patterns have no {dir} (the flat layout) resolves as before
+    flat = S.ShardManifest.load(str(dump))
+    flat.ark_pattern = "data/feats.{shard}.ark"
+    assert flat.ark_path(2) == dump / "data" / "feats.2.ark"
+
+
+def test_data_plan_keeps_directories_small_at_600k_hours():
+    from espnet_ext.distributed.data_plan import data_plan, plan_lines
+
+    plan = data_plan(600_000, 1000)
+    assert plan.shards == 144_000 and plan.directories == 288
+    assert plan.files_per_directory == 2_000
+    text = "\n".join(plan_lines(plan))
+    assert "288 directories" in text and "at most 2,000 files per directory" in text
+
+
 @pytest.mark.parametrize("rule", [P.BatchRule("count", 4), P.BatchRule("bins", 1500)])
 @pytest.mark.parametrize("world,streams", [(1, 1), (2, 2), (3, 1), (4, 3)])
 def test_every_utterance_once_per_pass_and_equal_steps(dump, reference, rule, world, streams):
     seen = collections.Counter()
     steps = []
     for rank in range(world):
-        factory = _factory(dump, rule=rule, rank=rank, world_size=world,
-                           streams_per_rank=streams)
+        factory = _factory(dump, rule=rule, rank=rank, world_size=world, streams_per_rank=streams)
         n = 0
         for ids, batch in factory.build_iter(1):
             n += 1
@@ -228,8 +264,7 @@ def _best_minmax(lengths, k):
     best = {(0, 0): 0}
     for g in range(1, k + 1):
         for j in range(1, n + 1):
-            cands = [max(best[(i, g - 1)], (j - i) * lengths[j - 1])
-                     for i in range(j) if (i, g - 1) in best]
+            cands = [max(best[(i, g - 1)], (j - i) * lengths[j - 1]) for i in range(j) if (i, g - 1) in best]
             if cands:
                 best[(j, g)] = min(cands)
     return best[(n, k)]
@@ -251,8 +286,7 @@ def test_frame_partition_is_optimal_and_exact():
 def test_bucketing_keeps_padding_low(dump):
     manifest = S.ShardManifest.load(str(dump))
     frames = np.concatenate([manifest.read_index(r).frames for r in range(manifest.n_shards)])
-    ours = [b["speech_lengths"].numpy()
-            for _, b in _factory(dump, window=64).build_iter(1)]
+    ours = [b["speech_lengths"].numpy() for _, b in _factory(dump, window=64).build_iter(1)]
     shuffled = np.random.default_rng(0).permutation(frames)
     random_batches = [shuffled[i : i + 4] for i in range(0, len(frames), 4)]
     assert P.padding_fraction(ours) < 0.1 < P.padding_fraction(random_batches)
@@ -272,16 +306,17 @@ def broken(dump, tmp_path):
 
 
 def _first_batch(path, **kw):
-    factory = ShardedIterFactory(str(path), rule=P.BatchRule("count", 4), window=20,
-                                 collate_fn=CommonCollateFn(), **kw)
+    factory = ShardedIterFactory(
+        str(path), rule=P.BatchRule("count", 4), window=20, collate_fn=CommonCollateFn(), **kw
+    )
     return next(iter(factory.build_iter(1)))
 
 
 def test_missing_or_truncated_ark_is_named_before_training(broken):
-    (broken / "data" / "feats.3.ark").unlink()
+    (broken / "data" / "00000" / "feats.3.ark").unlink()
     with pytest.raises(S.ShardError, match=r"shard 3 \(.*feats.3.ark\): ark missing"):
         _first_batch(broken)
-    (broken / "data" / "feats.3.ark").write_bytes(b"")
+    (broken / "data" / "00000" / "feats.3.ark").write_bytes(b"")
     with pytest.raises(S.ShardError, match=r"shard 3 .*: ark has 0 bytes, the manifest says \d+"):
         _first_batch(broken)
     assert any("shard 3" in p for p in S.verify(str(broken), content=False))
@@ -300,14 +335,15 @@ def test_missing_or_truncated_ark_is_named_before_training(broken):
 
 
 def test_altered_index_and_corrupt_ark_are_named(broken):
-    idx = broken / "data" / "feats.2.idx"
+    idx = broken / "data" / "00000" / "feats.2.idx"
     idx.write_text(idx.read_text().replace("\t1", "\t2", 1))
-    factory = ShardedIterFactory(str(broken), rule=P.BatchRule("count", 4), window=20,
-                                 collate_fn=CommonCollateFn(), num_workers=1)
+    factory = ShardedIterFactory(
+        str(broken), rule=P.BatchRule("count", 4), window=20, collate_fn=CommonCollateFn(), num_workers=1
+    )
     with pytest.raises(S.ShardError, match=r"shard 2 .*CRC-32"):
         list(factory.build_iter(1))  # raised in a DataLoader worker, re-raised here
     # same size, garbage inside: found when read, and by verify
-    ark = broken / "data" / "feats.6.ark"
+    ark = broken / "data" / "00000" / "feats.6.ark"
     data = bytearray(ark.read_bytes())
     data[: len(data) // 2] = bytes(len(data) // 2)
     ark.write_bytes(bytes(data))
@@ -337,8 +373,7 @@ def test_bad_manifest_is_named(dump, broken, tmp_path):
         S.ShardManifest.load(str(broken))
     # a hand-edited manifest (spaces, blank lines) reads the same as the written one
     path.write_text("\n".join(lines[:2] + [" ".join(x.split()) for x in lines[2:]] + [""]) + "\n\n")
-    assert np.array_equal(S.ShardManifest.load(str(broken)).table,
-                          S.ShardManifest.load(str(dump)).table)
+    assert np.array_equal(S.ShardManifest.load(str(broken)).table, S.ShardManifest.load(str(dump)).table)
 
 
 def test_bad_configuration_fails_before_reading(dump):
@@ -404,15 +439,25 @@ def test_espnet_ssl_trainer_runs_through_the_sharded_path(dump, tmp_path):
     (tmp_path / "tokens.txt").write_text("<blank>\n<unk>\n<sos/eos>\n")
     # stage 4's arguments; the shape files are passed as the recipe does but not read
     cmd = [
-        sys.executable, "-m", "espnet_ext.bin.ssl_train",
-        "--config", str(tmp_path / "conf.yaml"),
-        "--ngpu", "0",
-        "--token_list", str(tmp_path / "tokens.txt"),
-        "--train_data_path_and_name_and_type", f"{dump}/feats.scp,speech,kaldi_ark",
-        "--train_shape_file", str(tmp_path / "absent_shape"),
-        "--valid_data_path_and_name_and_type", f"{dump}/feats.scp,speech,kaldi_ark",
-        "--valid_shape_file", str(tmp_path / "absent_shape"),
-        "--output_dir", str(tmp_path / "exp"),
+        sys.executable,
+        "-m",
+        "espnet_ext.bin.ssl_train",
+        "--config",
+        str(tmp_path / "conf.yaml"),
+        "--ngpu",
+        "0",
+        "--token_list",
+        str(tmp_path / "tokens.txt"),
+        "--train_data_path_and_name_and_type",
+        f"{dump}/feats.scp,speech,kaldi_ark",
+        "--train_shape_file",
+        str(tmp_path / "absent_shape"),
+        "--valid_data_path_and_name_and_type",
+        f"{dump}/feats.scp,speech,kaldi_ark",
+        "--valid_shape_file",
+        str(tmp_path / "absent_shape"),
+        "--output_dir",
+        str(tmp_path / "exp"),
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
@@ -423,3 +468,13 @@ def test_espnet_ssl_trainer_runs_through_the_sharded_path(dump, tmp_path):
     assert "1epoch results" in log and "bestrq_loss=" in log
     assert (tmp_path / "exp" / "checkpoint.pth").is_file()
     assert (tmp_path / "exp" / "valid.loss.best.pth").exists()
+
+
+def test_verify_cli_takes_paths_after_quick(tmp_path, capsys):
+    """Stage 4 calls `python -m espnet_ext.bin.shards verify --quick DIR DIR`: the paths come
+    after the flag (parsed, then each checked: a missing manifest is a problem, exit 1)."""
+    from espnet_ext.bin import shards as cli
+
+    assert cli.main(["verify", "--quick", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "a") in err and str(tmp_path / "b") in err

@@ -86,9 +86,7 @@ def assert_padding_invariant(enc, lengths):
     with torch.no_grad():
         (out, hs), olens, _ = enc(x, torch.tensor(lengths), return_all_hs=True)
         for i, n in enumerate(lengths):
-            (alone, hs_alone), olen, _ = enc(
-                x[i : i + 1, :n], torch.tensor([n]), return_all_hs=True
-            )
+            (alone, hs_alone), olen, _ = enc(x[i : i + 1, :n], torch.tensor([n]), return_all_hs=True)
             m = int(olen)
             assert m == int(olens[i]) == alone.size(1)
             torch.testing.assert_close(out[i, :m], alone[0], rtol=1e-4, atol=1e-4)
@@ -344,9 +342,7 @@ def test_state_dict_has_no_position_tables():
     params = {name for name, _ in enc.named_parameters()}
     keys = set(enc.state_dict())
     assert keys == params  # no buffers: rotary tables are computed per length
-    assert not any(
-        word in key for key in keys for word in ("rot", "pos", "cos", "sin", "freq")
-    )
+    assert not any(word in key for key in keys for word in ("rot", "pos", "cos", "sin", "freq"))
     bn = tiny(num_blocks=1, cnn_module_norm="batch_norm")
     extra = set(bn.state_dict()) - {name for name, _ in bn.named_parameters()}
     assert extra and all(".conv.conv_norm." in key for key in extra)

@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Run a command, or an array of jobs, on this machine. Kaldi run.pl-compatible subset:
-#     run_local.sh [JOB=a:b] <logfile> <command ...>
+#     run_local.sh [--gpu N] [--num_threads N] [JOB=a:b] <logfile> <command ...>
 # With JOB=a:b, jobs a..b run in parallel, 'JOB' in <logfile> and in the command is replaced
 # by the index, each job writes its own log, and the exit status is non-zero if any failed
 # (the failed logs are named). Without it, the command's output also streams to stderr.
+# --gpu N (N > 0): job i sees GPU i-1 only (CUDA_VISIBLE_DEVICES; one GPU per job, as
+# the decoding uses it); --num_threads is accepted for Kaldi's contract and ignored here.
 set -u
+gpu=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --gpu) gpu=$2; shift 2 ;;
+        --num_threads) shift 2 ;;
+        *) break ;;
+    esac
+done
 range=""
 case "${1:-}" in JOB=*:*) range=${1#JOB=}; shift ;; esac
 if [ $# -lt 2 ]; then
@@ -23,6 +33,9 @@ run_one() {  # <index or empty> <logfile> <command ...>
         echo "# Started at $(date)"
     } > "${lf}"
     local rc=0
+    if [ "${gpu}" -gt 0 ]; then
+        args=(env "CUDA_VISIBLE_DEVICES=$(( ${idx:-1} - 1 ))" "${args[@]}")
+    fi
     if [ -z "${idx}" ]; then
         "${args[@]}" 2>&1 | tee -a "${lf}" >&2
         rc=${PIPESTATUS[0]}

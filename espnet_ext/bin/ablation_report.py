@@ -6,8 +6,11 @@ Reads every ``<expdir>/<prefix>_{scratch,pretrained}_seed<N>/``: its scored deco
 (``*/<test_set>/score/result.json``) and the validation results ESPnet logged after each
 epoch in ``train.log`` (CTC CER and attention accuracy on the dev set), and writes
 ``<expdir>/RESULTS.ablation.md``: per arm, the mean and sample standard deviation over seeds
-of test WER/CER, the dev curve at each validation point, and whether the pre-trained arm
-beats the scratch arm by more than the seed spread.
+of test WER/CER, the dev curve at each validation point, whether the pre-trained arm
+beats the scratch arm by more than the seed spread, and the paired-bootstrap probability
+(over test utterances, :mod:`espnet_ext.utils.bootstrap`) that the pre-trained arm is better:
+for each seed (the two runs of that seed on the same utterances) and for the arms pooled
+over seeds (each utterance's errors averaged over the seeds of each arm).
 """
 
 import argparse
@@ -19,6 +22,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import yaml
+
+from espnet_ext.utils import bootstrap
 
 _ARM = re.compile(r"_(scratch|pretrained)_seed(\d+)$")
 
@@ -43,6 +48,33 @@ def _mean_sd(xs: List[float]) -> str:
     return f"{statistics.mean(xs):.2f} ± {sd:.2f}"
 
 
+def _paired(per_utt: Dict[str, Dict[str, Dict[int, dict]]]) -> List[str]:
+    """Paired bootstrap, pretrained (A) vs scratch (B), per seed and pooled over seeds."""
+    lines = []
+    for test_set, arms in sorted(per_utt.items()):
+        p_runs, s_runs = arms.get("pretrained", {}), arms.get("scratch", {})
+        seeds = sorted(set(p_runs) & set(s_runs))
+        if not seeds:
+            continue
+        per_seed = []
+        for seed in seeds:
+            p, _ = bootstrap.paired_from_tables(p_runs[seed], s_runs[seed])
+            per_seed.append(f"seed {seed}: {p:.3f}")
+        utts = sorted(p_runs[seeds[0]])
+        words = [p_runs[seeds[0]][u][1] for u in utts]
+        mean_errors = {
+            arm: [statistics.mean(runs[s][u][0] for s in seeds) for u in utts]
+            for arm, runs in (("pretrained", p_runs), ("scratch", s_runs))
+        }
+        pooled = bootstrap.paired_better(mean_errors["pretrained"], mean_errors["scratch"], words)
+        lines.append(
+            f"- {test_set}: paired bootstrap over {len(utts)} utterances ({bootstrap.N_RESAMPLES} "
+            f"resamples): P(pretrained better than scratch) = **{pooled:.3f}** pooled over seeds "
+            f"{seeds} ({'; '.join(per_seed)})"
+        )
+    return lines
+
+
 def report(expdir: Path, prefix: str, decode: str = "*") -> str:
     runs: Dict[str, Dict[int, Path]] = {"scratch": {}, "pretrained": {}}
     for d in sorted(expdir.glob(f"{prefix}_*_seed*")):
@@ -57,10 +89,17 @@ def report(expdir: Path, prefix: str, decode: str = "*") -> str:
     steps_per_epoch = int(cfg.get("num_iters_per_epoch") or 0) // int(cfg.get("accum_grad", 1))
 
     scores: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
+    per_utt: Dict[str, Dict[str, Dict[int, dict]]] = {}  # test set -> arm -> seed -> utt table
     for arm, seeds in runs.items():
         for seed, d in seeds.items():
             for res in sorted(d.glob(f"{decode}/*/score/result.json")):
                 r = json.loads(res.read_text())
+                try:
+                    per_utt.setdefault(res.parent.parent.name, {}).setdefault(arm, {})[seed] = (
+                        bootstrap.read_utt_errors(res.parent)
+                    )
+                except FileNotFoundError:
+                    pass
                 s = scores.setdefault(res.parent.parent.name, {}).setdefault(arm, {"wer": [], "cer": []})
                 s["wer"].append(r["wer"])
                 s["cer"].append(r["cer"])
@@ -90,9 +129,16 @@ def report(expdir: Path, prefix: str, decode: str = "*") -> str:
                 f"standard deviation is {spread:.2f}: "
                 + ("**gain exceeds the seed spread**" if gain > spread else "gain within the seed spread")
             )
-    lines += [""] + verdicts + ["", "Dev-set curve (ESPnet's validation after each epoch; mean ± sd over seeds):", ""]
-    lines += ["|update|scratch CTC CER %|pretrained CTC CER %|scratch att. acc %|pretrained att. acc %|",
-              "|---|---|---|---|---|"]
+    lines += (
+        [""]
+        + verdicts
+        + _paired(per_utt)
+        + ["", "Dev-set curve (ESPnet's validation after each epoch; mean ± sd over seeds):", ""]
+    )
+    lines += [
+        "|update|scratch CTC CER %|pretrained CTC CER %|scratch att. acc %|pretrained att. acc %|",
+        "|---|---|---|---|---|",
+    ]
     curves = {arm: [_valid_curve(d / "train.log") for d in seeds.values()] for arm, seeds in runs.items()}
     n_points = min(len(c) for cs in curves.values() for c in cs)
     for i in range(n_points):
@@ -108,8 +154,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--expdir", type=Path, required=True)
     p.add_argument("--prefix", required=True)
-    p.add_argument("--decode", default="*",
-                   help="the decoding folder to report (default: every one; a run decoded twice counts twice)")
+    p.add_argument(
+        "--decode",
+        default="*",
+        help="the decoding folder to report (default: every one; a run decoded twice counts twice)",
+    )
     args = p.parse_args(argv)
     try:
         text = report(args.expdir, args.prefix, args.decode)

@@ -52,8 +52,9 @@ def _build(task, path: Path, extra: List[str]):
         raise ConfigError(f"{path}: cannot build the model: {type(e).__name__}: {e}") from e
 
 
-def check(pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bool,
-          lm: Optional[Path] = None) -> None:
+def check(
+    pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bool, lm: Optional[Path] = None
+) -> None:
     import tempfile
 
     for p in (pretrain, finetune, decode) + ((lm,) if lm else ()):
@@ -63,6 +64,7 @@ def check(pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bo
 
     espnet_ext.register()
     from espnet2.bin.asr_inference import get_parser as inference_parser
+
     from espnet_ext.tasks.asr import ASRTask
     from espnet_ext.tasks.lm import LMTask
     from espnet_ext.tasks.ssl import SSLTask
@@ -83,8 +85,11 @@ def check(pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bo
                 f"{finetune}: encoder {type(asr_model.encoder).__name__} differs from the pre-trained "
                 f"{type(ssl_model.encoder).__name__} in {pretrain}"
             )
-        bad = [f"{k}: pre-trained {src.get(k)} vs fine-tune {dst.get(k)}"
-               for k in sorted(set(src) | set(dst)) if src.get(k) != dst.get(k)]
+        bad = [
+            f"{k}: pre-trained {src.get(k)} vs fine-tune {dst.get(k)}"
+            for k in sorted(set(src) | set(dst))
+            if src.get(k) != dst.get(k)
+        ]
         if bad:
             raise ConfigError(
                 f"{finetune}: its encoder does not match the pre-trained encoder of {pretrain}, so the "
@@ -97,8 +102,10 @@ def check(pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bo
     if unknown:
         raise ConfigError(f"{decode}: unknown decoding options {unknown}")
     if lm is not None and not float(dec.get("lm_weight", 0.0) or 0.0) > 0:
-        raise ConfigError(f"{decode}: lm_weight is {dec.get('lm_weight', 0.0)}, so the LM of {lm} "
-                          f"would not be used: set lm_weight > 0, or run with --use_lm false")
+        raise ConfigError(
+            f"{decode}: lm_weight is {dec.get('lm_weight', 0.0)}, so the LM of {lm} "
+            f"would not be used: set lm_weight > 0, or run with --use_lm false"
+        )
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -110,8 +117,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--lm_config", type=Path, default=None, help="LM training config (--use_lm true)")
     args = p.parse_args(argv)
     try:
-        check(args.pretrain_config, args.finetune_config, args.decode_config,
-              args.init_from_pretrained == "true", args.lm_config)
+        check(
+            args.pretrain_config,
+            args.finetune_config,
+            args.decode_config,
+            args.init_from_pretrained == "true",
+            args.lm_config,
+        )
     except ConfigError as e:
         sys.exit(f"check_config: ERROR: {e}")
     print("check_config: configs OK", file=sys.stderr)

@@ -11,11 +11,11 @@ utterance otherwise) and optionally ``text``, ``utt2spk``, ``spk2utt``.
 
 Output in ``--out_dir``:
 
-* ``data/feats.<k>.ark`` / ``.scp`` / ``.idx`` / ``.done``: chunk k
+* ``data/<d>/feats.<k>.ark`` / ``.scp`` / ``.idx`` / ``.done``: chunk k
   (``--chunk_size`` utterances in sorted order), each written to a temporary
   name and renamed; the ``.done`` marker (written last) makes a killed run
   resume with only the unfinished chunks.  Each chunk is a shard of the
-  sharded data path (:mod:`espnet_ext.data.shards`): ``.idx`` is its index
+  sharded data path (:mod:`espnet_ext.shards.format`): ``.idx`` is its index
   (``<utt>\t<offset>\t<frames>``), and the marker records the ark's size and
   CRC-32.
 * ``shards.tsv``: the shard manifest (one row per shard with utterances,
@@ -60,9 +60,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", required=True, help="Kaldi data dir with wav.scp")
     parser.add_argument("--out_dir", required=True, help="output dir (e.g. dump/<set>)")
     parser.add_argument("--nj", type=int, default=4, help="parallel worker processes")
-    parser.add_argument(
-        "--chunk_size", type=int, default=200, help="utterances per chunk (resume unit)"
-    )
+    parser.add_argument("--chunk_size", type=int, default=200, help="utterances per chunk (resume unit)")
     return parser
 
 

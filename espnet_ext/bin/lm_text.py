@@ -110,19 +110,24 @@ def build(args: argparse.Namespace) -> Dict:
         for t in transcripts(path):
             held.setdefault(t, str(path))
     sources = [(p, read_kaldi_text) for p in args.text] + [(p, read_plain_text) for p in args.plain]
-    summary: Dict = {"sources": {}, "excluded_sets": [str(p) for p in args.exclude],
-                     "max_tokens": args.max_tokens}
+    summary: Dict = {
+        "sources": {},
+        "excluded_sets": [str(p) for p in args.exclude],
+        "max_tokens": args.max_tokens,
+    }
     seen_ids: Set[str] = set()
     started = time.monotonic()
     with contextlib.ExitStack() as outputs:  # committed together, only if some sentence is kept
-        ftext, fshape, frej = (outputs.enter_context(atomic_open(out / name))
-                               for name in ("text", "text_shape.bpe", "rejected.tsv"))
+        ftext, fshape, frej = (
+            outputs.enter_context(atomic_open(out / name))
+            for name in ("text", "text_shape.bpe", "rejected.tsv")
+        )
         for path, reader in sources:
             reasons: Counter = Counter()
             kept = read = 0
             batch: List[Tuple[int, str, str]] = []
 
-            def flush() -> None:
+            def flush(batch=batch, reasons=reasons, path=path) -> None:  # this source's
                 nonlocal kept
                 if not batch:
                     return
@@ -160,26 +165,35 @@ def build(args: argparse.Namespace) -> Dict:
                 if len(batch) >= CHUNK:
                     flush()
                     if read % (50 * CHUNK) == 0:
-                        logging.info(f"{path}: {read} lines, {kept} kept "
-                                     f"({time.monotonic() - started:.0f} s)")
+                        logging.info(
+                            f"{path}: {read} lines, {kept} kept ({time.monotonic() - started:.0f} s)"
+                        )
             flush()
             rejected = sum(reasons.values())
             if kept + rejected != read:
                 raise AssertionError(f"{path}: {read} lines read but {kept} kept + {rejected} rejected")
-            summary["sources"][str(path)] = {"read": read, "kept": kept, "rejected": rejected,
-                                             "rejected_by_reason": dict(reasons)}
+            summary["sources"][str(path)] = {
+                "read": read,
+                "kept": kept,
+                "rejected": rejected,
+                "rejected_by_reason": dict(reasons),
+            }
             logging.info(f"{path}: {read} lines: {kept} kept, {rejected} rejected {dict(reasons)}")
         total = sum(s["kept"] for s in summary["sources"].values())
         if total == 0:
-            raise LMTextError(f"no LM training sentence kept from {[str(p) for p, _ in sources]} "
-                              f"(see {out / 'rejected.tsv'})")
+            raise LMTextError(
+                f"no LM training sentence kept from {[str(p) for p, _ in sources]} "
+                f"(see {out / 'rejected.tsv'})"
+            )
     summary["kept"] = total
 
     if args.valid_text is not None:
         rows = [(uid, t) for _, uid, t in read_kaldi_text(args.valid_text) if uid and t]
         lengths = tok.lengths([t for _, t in rows])
-        write_text_atomic(out / "valid_shape.bpe",
-                          "".join(f"{uid} {length}\n" for (uid, _), (length, _) in zip(rows, lengths)))
+        write_text_atomic(
+            out / "valid_shape.bpe",
+            "".join(f"{uid} {length}\n" for (uid, _), (length, _) in zip(rows, lengths)),
+        )
         summary["valid"] = {"text": str(args.valid_text), "sentences": len(rows)}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     write_stamp(done, stamp)
@@ -187,16 +201,30 @@ def build(args: argparse.Namespace) -> Dict:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_ext.bin.lm_text", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m espnet_ext.bin.lm_text",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--bpemodel", type=Path, required=True, help="sentencepiece model (stage 3)")
-    p.add_argument("--text", type=Path, action="append", default=[],
-                   help="Kaldi text file to include (repeatable)")
-    p.add_argument("--plain", type=Path, action="append", default=[],
-                   help="one-sentence-per-line corpus, .gz allowed (repeatable)")
-    p.add_argument("--exclude", type=Path, action="append", default=[],
-                   help="Kaldi text whose sentences must not be LM training text (repeatable)")
+    p.add_argument(
+        "--text", type=Path, action="append", default=[], help="Kaldi text file to include (repeatable)"
+    )
+    p.add_argument(
+        "--plain",
+        type=Path,
+        action="append",
+        default=[],
+        help="one-sentence-per-line corpus, .gz allowed (repeatable)",
+    )
+    p.add_argument(
+        "--exclude",
+        type=Path,
+        action="append",
+        default=[],
+        help="Kaldi text whose sentences must not be LM training text (repeatable)",
+    )
     p.add_argument("--valid_text", type=Path, default=None, help="Kaldi text for the LM's validation")
     p.add_argument("--max_tokens", type=int, default=600, help="longer sentences are rejected")
     return p
@@ -208,9 +236,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (lm_text) %(message)s")
     if not args.text and not args.plain:
         p.error("give at least one --text or --plain source")
-    for opt, paths in (("--text", args.text), ("--plain", args.plain), ("--exclude", args.exclude),
-                       ("--valid_text", [args.valid_text] if args.valid_text else []),
-                       ("--bpemodel", [args.bpemodel])):
+    for opt, paths in (
+        ("--text", args.text),
+        ("--plain", args.plain),
+        ("--exclude", args.exclude),
+        ("--valid_text", [args.valid_text] if args.valid_text else []),
+        ("--bpemodel", [args.bpemodel]),
+    ):
         for path in paths:
             if not path.is_file():
                 p.error(f"{opt} {path}: no such file")
@@ -221,8 +253,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except LMTextError as e:
         print(f"lm_text: error: {e}", file=sys.stderr)
         return 2
-    print(f"lm_text: {s['kept']} sentences in {args.out_dir / 'text'}; rejected lines with "
-          f"reasons in {args.out_dir / 'rejected.tsv'}", file=sys.stderr)
+    print(
+        f"lm_text: {s['kept']} sentences in {args.out_dir / 'text'}; rejected lines with "
+        f"reasons in {args.out_dir / 'rejected.tsv'}",
+        file=sys.stderr,
+    )
     return 0
 
 

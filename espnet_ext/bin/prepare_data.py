@@ -35,7 +35,9 @@ def get_parser() -> argparse.ArgumentParser:
         description="Prepare Kaldi-style data dirs (stage 1). See espnet_ext.data.prepare for the rules.",
     )
     p.add_argument("--datadir", required=True, help="where DATA/<set> dirs are written")
-    p.add_argument("--sets", required=True, help='space-separated set names, e.g. "dev_clean ll_small cv_train"')
+    p.add_argument(
+        "--sets", required=True, help='space-separated set names, e.g. "dev_clean ll_small cv_train"'
+    )
     p.add_argument("--combine", default="", help='"dst=a,b dst2=c,d": combine prepared sets')
     p.add_argument("--librispeech", default=None, help="LibriSpeech-layout root (holds dev-clean/, ...)")
     p.add_argument("--librilight", default=None, help="Libri-Light root (holds small/, medium/, ...)")
@@ -44,7 +46,16 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment_seconds", type=float, default=30.0, help="Libri-Light segment length limit")
     p.add_argument("--nj", type=int, default=1, help="parallel audio-check processes")
     p.add_argument(
-        "--audio_check", choices=("full", "header"), default="full", help="decode every file (full) or read headers"
+        "--audio_check",
+        choices=("full", "header"),
+        default="full",
+        help="decode every file (full) or read headers",
+    )
+    p.add_argument(
+        "--utt2source",
+        action="store_true",
+        help="combined sets also get utt2source (<utt> <source set>): stage 2 then cuts each "
+        "source into its own shards (needed to mix the sources by weight in pre-training)",
     )
     p.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
@@ -58,6 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         segment_seconds=args.segment_seconds,
         nj=args.nj,
         audio_check=args.audio_check,
+        utt2source=args.utt2source,
     )
     try:
         reports, failures = prepare(

@@ -12,10 +12,12 @@ Every reference utterance is scored: one with no hypothesis line counts as an em
 hypothesis (all deletions) and is listed in the log and in result.json ("missing").
 A hypothesis for an utterance that has no reference is an error.
 
-Writes ``result.json`` (wer, cer in percent; substitutions, deletions, insertions, hits
+Writes ``result.json`` (wer, cer in percent; wer_ci_low, wer_ci_high: the 95% bootstrap
+confidence interval of the WER over utterances; substitutions, deletions, insertions, hits
 for words and for characters; n_utts, n_words, n_chars), ``wer.txt`` (a summary line) and
 ``alignment.txt`` (per utterance: REF/HYP aligned word by word with S/D/I marks and that
-utterance's error counts).
+utterance's error counts) and ``utt_errors.txt`` (``utt word_errors ref_words`` per line, what
+the bootstrap error bars of :mod:`espnet_ext.utils.bootstrap` resample).
 """
 
 import argparse
@@ -29,6 +31,7 @@ from typing import Dict, List, Optional
 
 import jiwer
 
+from espnet_ext.utils import bootstrap
 from espnet_ext.utils.kaldi_table import iter_rows
 
 _NOT_KEPT = re.compile(r"[^\w\s']|_")
@@ -59,22 +62,24 @@ def _align_lines(ref: str, hyp: str) -> List[str]:
     r, h, m = [], [], []
     rw, hw = out.references[0], out.hypotheses[0]
     for chunk in out.alignments[0]:
-        if chunk.type == "equal":
+        if chunk.type in ("equal", "substitute"):
+            mark = " " if chunk.type == "equal" else "S"
             for i in range(chunk.ref_end_idx - chunk.ref_start_idx):
                 w1, w2 = rw[chunk.ref_start_idx + i], hw[chunk.hyp_start_idx + i]
                 n = max(len(w1), len(w2))
-                r.append(w1.ljust(n)); h.append(w2.ljust(n)); m.append(" " * n)
-        elif chunk.type == "substitute":
-            for i in range(chunk.ref_end_idx - chunk.ref_start_idx):
-                w1, w2 = rw[chunk.ref_start_idx + i], hw[chunk.hyp_start_idx + i]
-                n = max(len(w1), len(w2))
-                r.append(w1.ljust(n)); h.append(w2.ljust(n)); m.append("S".ljust(n))
+                r.append(w1.ljust(n))
+                h.append(w2.ljust(n))
+                m.append(mark.ljust(n))
         elif chunk.type == "delete":
             for w1 in rw[chunk.ref_start_idx : chunk.ref_end_idx]:
-                r.append(w1); h.append("*" * len(w1)); m.append("D".ljust(len(w1)))
+                r.append(w1)
+                h.append("*" * len(w1))
+                m.append("D".ljust(len(w1)))
         elif chunk.type == "insert":
             for w2 in hw[chunk.hyp_start_idx : chunk.hyp_end_idx]:
-                r.append("*" * len(w2)); h.append(w2); m.append("I".ljust(len(w2)))
+                r.append("*" * len(w2))
+                h.append(w2)
+                m.append("I".ljust(len(w2)))
     return ["REF: " + " ".join(r), "HYP: " + " ".join(h), "     " + " ".join(m).rstrip()]
 
 
@@ -88,7 +93,9 @@ def score(ref_path: Path, hyp_path: Path, out_dir: Path) -> dict:
         )
     missing = sorted(set(refs) - set(hyps))
     if missing:
-        logging.warning(f"{len(missing)} of {len(refs)} utterances have no hypothesis (scored as empty): {missing[:5]}")
+        logging.warning(
+            f"{len(missing)} of {len(refs)} utterances have no hypothesis (scored as empty): {missing[:5]}"
+        )
     utts = sorted(refs)
     ref_list = [refs[u] for u in utts]
     hyp_list = [hyps.get(u, "") for u in utts]
@@ -115,15 +122,22 @@ def score(ref_path: Path, hyp_path: Path, out_dir: Path) -> dict:
         "hyp": str(hyp_path),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "alignment.txt", "w", encoding="utf-8") as f:
+    with (
+        open(out_dir / "alignment.txt", "w", encoding="utf-8") as f,
+        open(out_dir / "utt_errors.txt", "w", encoding="utf-8") as per_utt,
+    ):
         for u, r, h in zip(utts, ref_list, hyp_list):
             one = jiwer.process_words(r, h)
+            per_utt.write(f"{u} {one.substitutions + one.deletions + one.insertions} {len(r.split())}\n")
             f.write(
                 f"{u} S={one.substitutions} D={one.deletions} I={one.insertions} N={len(r.split())}"
                 + (" (no hypothesis)" if u in missing else "")
                 + "\n"
             )
             f.write("\n".join(_align_lines(r, h)) + "\n\n")
+    table = bootstrap.read_utt_errors(out_dir)
+    low, high = bootstrap.wer_ci([table[u][0] for u in utts], [table[u][1] for u in utts])
+    result["wer_ci_low"], result["wer_ci_high"] = low, high
     (out_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     summary = (
         f"%WER {result['wer']:.2f} [ {w.substitutions + w.deletions + w.insertions} / {n_words}, "

@@ -28,8 +28,14 @@ def subset(src: Path, dst: Path, minutes: float, seed: int, frame_shift_s: float
     for name in ("feats.scp", "feats_shape", "text"):
         if not (src / name).is_file():
             raise FileNotFoundError(f"{src / name}: missing (run stage 2 for this set first)")
-    fingerprint = json.dumps({"src": str(src.resolve()), "minutes": minutes, "seed": seed,
-                              "shape": (src / "feats_shape").stat().st_size})
+    fingerprint = json.dumps(
+        {
+            "src": str(src.resolve()),
+            "minutes": minutes,
+            "seed": seed,
+            "shape": (src / "feats_shape").stat().st_size,
+        }
+    )
     done = dst / DONE_FILE
     if stamp_matches(done, fingerprint):
         return (dst / "feats.scp").read_text().split("\n")[:-1]

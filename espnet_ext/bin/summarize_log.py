@@ -1,6 +1,6 @@
 """Print one line about a finished ESPnet training: the last epoch's results and its time.
 
-    python -m espnet_ext.bin.summarize_log exp/ssl_x/train.log
+python -m espnet_ext.bin.summarize_log exp/ssl_x/train.log
 """
 
 import re

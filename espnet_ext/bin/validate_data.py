@@ -21,9 +21,13 @@ __all__ = ["main"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m espnet_ext.bin.validate_data", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m espnet_ext.bin.validate_data", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("datadirs", nargs="+", help="data dirs to check")
-    p.add_argument("--check_audio", action="store_true", help="also open every recording (header) with soundfile")
+    p.add_argument(
+        "--check_audio", action="store_true", help="also open every recording (header) with soundfile"
+    )
     p.add_argument(
         "--no_derived", action="store_true", help="do not require spk2utt and utt2num_samples (raw user dirs)"
     )

@@ -10,6 +10,4 @@ Common Voice or existing dirs, with documented bad-input rules and a validator.
 - ``combine``: reads validated dirs back and combines them.
 - ``librispeech``, ``librilight``, ``commonvoice``, ``existing``: readers.
 - ``pipeline``: applies the rules to what a reader found.
-- ``shards``, ``shard_plan``: the feature shards of stage 2 and their batching
-  (entry point ``python -m espnet_ext.bin.shards verify``).
 """

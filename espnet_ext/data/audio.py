@@ -105,7 +105,9 @@ def probe_audio(path: str, check: AudioCheck = "full") -> AudioInfo:
         return AudioInfo(path, rule="corrupt_audio", detail=f"{path}: {_one_line(e)}")
     rate, channels, frames = int(info.samplerate), int(info.channels), int(info.frames)
     if rate <= 0 or channels <= 0:
-        return AudioInfo(path, rate, channels, frames, "corrupt_audio", f"{path}: rate {rate}, {channels} channels")
+        return AudioInfo(
+            path, rate, channels, frames, "corrupt_audio", f"{path}: rate {rate}, {channels} channels"
+        )
     if frames <= 0:
         return AudioInfo(path, rate, channels, 0, "empty_audio", f"{path}: zero frames")
     if check == "header":
@@ -121,21 +123,35 @@ def probe_audio(path: str, check: AudioCheck = "full") -> AudioInfo:
                 if block.shape[0] == 0:
                     break
                 if not as_int and not np.isfinite(block).all():
-                    return AudioInfo(path, rate, channels, frames, "corrupt_audio", f"{path}: non-finite samples")
+                    return AudioInfo(
+                        path, rate, channels, frames, "corrupt_audio", f"{path}: non-finite samples"
+                    )
                 decoded += block.shape[0]
                 nonzero = nonzero or bool(np.any(block))
     except Exception as e:
         return AudioInfo(
-            path, rate, channels, frames, "corrupt_audio", f"{path}: decoding failed after {decoded} frames: {_one_line(e)}"
+            path,
+            rate,
+            channels,
+            frames,
+            "corrupt_audio",
+            f"{path}: decoding failed after {decoded} frames: {_one_line(e)}",
         )
     if decoded == 0:
         return AudioInfo(path, rate, channels, 0, "empty_audio", f"{path}: zero frames decoded")
     if decoded < frames and info.format != "MP3":
         return AudioInfo(
-            path, rate, channels, frames, "corrupt_audio", f"{path}: decoded {decoded} of {frames} frames (truncated)"
+            path,
+            rate,
+            channels,
+            frames,
+            "corrupt_audio",
+            f"{path}: decoded {decoded} of {frames} frames (truncated)",
         )
     if not nonzero:
-        return AudioInfo(path, rate, channels, decoded, "silent_audio", f"{path}: all {decoded} samples are zero")
+        return AudioInfo(
+            path, rate, channels, decoded, "silent_audio", f"{path}: all {decoded} samples are zero"
+        )
     # MP3 headers may estimate the length; the decoded count is the truth.
     return AudioInfo(path, rate, channels, decoded)
 
@@ -149,7 +165,9 @@ def _probe_chunk(args: tuple[list[str], AudioCheck]) -> list[AudioInfo]:
     return [probe_audio(p, check) for p in paths]
 
 
-def probe_many(paths: Iterable[str], *, nj: int = 1, check: AudioCheck = "full", label: str = "") -> dict[str, AudioInfo]:
+def probe_many(
+    paths: Iterable[str], *, nj: int = 1, check: AudioCheck = "full", label: str = ""
+) -> dict[str, AudioInfo]:
     """Probe unique paths, in ``nj`` worker processes when ``nj > 1``.
 
     Returns:

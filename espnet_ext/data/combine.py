@@ -41,7 +41,6 @@ def read_data_dir(path: Path | str) -> DataDir:
     )
 
 
-
 # ---------------------------------------------------------------- combining
 
 
@@ -99,4 +98,3 @@ def combine_data_dirs(sources: Sequence[tuple[str, Path]]) -> DataDir:
                     out.segments[utt] = Segment(utt, 0.0, n / 16000)
         out.rejected.extend(d.rejected)
     return out
-

@@ -52,7 +52,9 @@ def scan_commonvoice(root: Path, split: str) -> Scan:
             if len(row) != len(header):
                 ident = row[col["path"]] if len(row) > col["path"] and row[col["path"]] else where
                 candidates.append(
-                    Candidate(ident, problem=("bad_row", f"{where}: {len(row)} columns, header has {len(header)}"))
+                    Candidate(
+                        ident, problem=("bad_row", f"{where}: {len(row)} columns, header has {len(header)}")
+                    )
                 )
                 continue
             clip = row[col["path"]].strip()
@@ -65,13 +67,17 @@ def scan_commonvoice(root: Path, split: str) -> Scan:
                 continue
             seen[utt] = lineno
             if not clip or any(ch.isspace() for ch in clip) or "/" in clip:
-                candidates.append(Candidate(utt, spk, problem=("bad_id", f"{where}: unusable clip name '{clip}'")))
+                candidates.append(
+                    Candidate(utt, spk, problem=("bad_id", f"{where}: unusable clip name '{clip}'"))
+                )
                 continue
             path = clips / clip
             try:
                 cst = os.stat(path)
             except OSError:
-                candidates.append(Candidate(utt, spk, problem=("no_audio", f"{where}: {path} does not exist")))
+                candidates.append(
+                    Candidate(utt, spk, problem=("no_audio", f"{where}: {path} does not exist"))
+                )
                 continue
             listing.append((f"clips/{clip}", cst.st_size, cst.st_mtime_ns))
             candidates.append(Candidate(utt, spk, path=str(path), text=row[col["sentence"]]))

@@ -68,7 +68,11 @@ def scan_existing(d: Path) -> Scan:
     text, text_dups = _table(d / "text") if labeled else ({}, {})
     segmented = (d / "segments").is_file()
     segments, seg_dups = _table(d / "segments") if segmented else ({}, {})
-    dups = {**wav_dups, **spk_dups, **text_dups, **seg_dups} if not segmented else {**spk_dups, **text_dups, **seg_dups}
+    dups = (
+        {**wav_dups, **spk_dups, **text_dups, **seg_dups}
+        if not segmented
+        else {**spk_dups, **text_dups, **seg_dups}
+    )
 
     utts = set(utt2spk) | set(text) | (set(segments) if segmented else set(wav))
     ordered = sorted(utts)
@@ -103,7 +107,10 @@ def scan_existing(d: Path) -> Scan:
                 if seg is None:
                     c.problem = ("no_audio", f"'{utt}' has no line in {d / 'segments'}")
                 elif len(fields) != 3:
-                    c.problem = ("bad_segment", f"{d / 'segments'}:{seg.lineno}: expected '<utt> <rec> <start> <end>'")
+                    c.problem = (
+                        "bad_segment",
+                        f"{d / 'segments'}:{seg.lineno}: expected '<utt> <rec> <start> <end>'",
+                    )
                 else:
                     try:
                         c.recording, c.start, c.end = fields[0], float(fields[1]), float(fields[2])

@@ -56,7 +56,6 @@ class DataDir:
         return sorted(self.utt2spk)
 
 
-
 # ---------------------------------------------------------------- writing
 
 
@@ -66,13 +65,11 @@ def format_time(seconds: float) -> str:
     return "0" if s in ("", "-0") else s
 
 
-
 def spk2utt_of(utt2spk: dict[str, str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for utt in sorted(utt2spk):
         out.setdefault(utt2spk[utt], []).append(utt)
     return out
-
 
 
 def render_files(d: DataDir) -> dict[str, Optional[str]]:
@@ -85,7 +82,10 @@ def render_files(d: DataDir) -> dict[str, Optional[str]]:
         "utt2num_samples": format_table((u, str(n)) for u, n in d.utt2num_samples.items()),
         "text": format_table(d.text.items()) if d.text is not None else None,
         "segments": (
-            format_table((u, f"{s.recording} {format_time(s.start)} {format_time(s.end)}") for u, s in d.segments.items())
+            format_table(
+                (u, f"{s.recording} {format_time(s.start)} {format_time(s.end)}")
+                for u, s in d.segments.items()
+            )
             if d.segments is not None
             else None
         ),
@@ -126,7 +126,6 @@ def write_data_dir(d: DataDir, path: Path, *, backup_dir: Optional[Path] = None)
     return changed
 
 
-
 def files_digest(path: Path, names: Iterable[str] = CORE_FILES) -> dict[str, Optional[str]]:
     """sha256 of each named file in ``path`` (None when absent)."""
     out = {}
@@ -134,4 +133,3 @@ def files_digest(path: Path, names: Iterable[str] = CORE_FILES) -> dict[str, Opt
         p = Path(path) / name
         out[name] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
     return out
-

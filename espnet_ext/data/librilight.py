@@ -174,15 +174,73 @@ def scan_librilight(subset_dir: Path, *, segment_seconds: float) -> Scan:
             stem = name[: -len(".flac")]
             if len(parts) != 3:
                 candidates.append(
-                    Candidate(safe_id(rel), problem=("bad_id", f"{path} is not at <speaker>/<book>/<file>.flac"))
+                    Candidate(
+                        safe_id(rel), problem=("bad_id", f"{path} is not at <speaker>/<book>/<file>.flac")
+                    )
                 )
                 continue
             spk, book = safe_id(parts[0]), safe_id(parts[1])
             rec = f"{spk}-{book}-{safe_id(stem)}"
             if rec in seen:
-                candidates.append(Candidate(rec, spk, problem=("duplicate_id", f"{path} and {seen[rec]} map to '{rec}'")))
+                candidates.append(
+                    Candidate(rec, spk, problem=("duplicate_id", f"{path} and {seen[rec]} map to '{rec}'"))
+                )
                 continue
             seen[rec] = path
             meta = load_voice_activity(os.path.join(root, stem + ".json"))
             candidates.append(Candidate(rec, spk, path=path, meta=meta))
     return Scan(candidates, listing, labeled=False, segmenter=make_segmenter(segment_seconds))
+
+
+# ---------------------------------------------------------------------------
+# The limited-supervision sets (Libri-Light's librispeech_finetuning)
+# ---------------------------------------------------------------------------
+
+#: Libri-Light's labeled low-resource sets (Kahn et al. 2020, sec. 3.3), as named sets:
+#: folders of ``LIBRILIGHT/librispeech_finetuning`` in LibriSpeech layout
+#: (``<spk>/<chapter>/*.flac`` + ``<spk>-<chapter>.trans.txt``). 10 min is the first of the
+#: six 10-minute splits of 1h; 10 h is 1h plus 9h, so ll_10min < ll_1h < ll_10h.
+FINETUNING_DIR = "librispeech_finetuning"
+_ONE_HOUR = [f"1h/{i}/{kind}" for i in range(6) for kind in ("clean", "other")]
+FINETUNING_SETS = {
+    "ll_10min": ["1h/0/clean", "1h/0/other"],
+    "ll_1h": _ONE_HOUR,
+    "ll_10h": _ONE_HOUR + ["9h/clean", "9h/other"],
+}
+
+
+def finetuning_folders(root: Path, set_name: str) -> tuple[list[Path], list[Path]]:
+    """``(folders of the set, those missing)`` under ``root/librispeech_finetuning``."""
+    folders = [Path(root) / FINETUNING_DIR / f for f in FINETUNING_SETS[set_name]]
+    return folders, [f for f in folders if not f.is_dir()]
+
+
+def scan_finetuning(root: Path, set_name: str) -> Scan:
+    """One limited-supervision set: its folders read as LibriSpeech subsets and merged
+    (an utterance id in two folders is rejected ``duplicate_id``, naming both)."""
+    from espnet_ext.data.librispeech import scan_librispeech
+
+    base = Path(os.path.abspath(root)) / FINETUNING_DIR
+    candidates: list[Candidate] = []
+    listing: list[tuple[str, int, int]] = []
+    where: dict[str, str] = {}
+    for rel in FINETUNING_SETS[set_name]:
+        scan = scan_librispeech(base / rel)
+        if not scan.labeled:
+            candidates.append(
+                Candidate(
+                    safe_id(rel),
+                    problem=(
+                        "no_transcript",
+                        f"{base / rel} has no *.trans.txt (not a librispeech_finetuning folder?)",
+                    ),
+                )
+            )
+        listing += [(f"{rel}/{p}", size, mtime) for p, size, mtime in scan.listing]
+        for c in scan.candidates:
+            if c.problem is None and c.id in where:
+                c.problem = ("duplicate_id", f"{c.path} repeats {where[c.id]}")
+            elif c.problem is None:
+                where[c.id] = c.path or rel
+            candidates.append(c)
+    return Scan(candidates, listing, labeled=True)

@@ -59,7 +59,10 @@ def scan_librispeech(subset_dir: Path) -> Scan:
                                 Candidate(
                                     utt,
                                     spk.name,
-                                    problem=("duplicate_id", f"transcript line {where} repeats {lines[utt][1]}"),
+                                    problem=(
+                                        "duplicate_id",
+                                        f"transcript line {where} repeats {lines[utt][1]}",
+                                    ),
                                 )
                             )
                             continue
@@ -68,7 +71,9 @@ def scan_librispeech(subset_dir: Path) -> Scan:
                     utt = f.name[: -len(".flac")]
                     if utt in audio:
                         extra.append(
-                            Candidate(utt, spk.name, problem=("duplicate_id", f"{f.path} repeats {audio[utt][0]}"))
+                            Candidate(
+                                utt, spk.name, problem=("duplicate_id", f"{f.path} repeats {audio[utt][0]}")
+                            )
                         )
                         continue
                     audio[utt] = (f.path, spk.name, chap.name)

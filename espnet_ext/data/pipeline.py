@@ -15,7 +15,13 @@ from typing import Any, Callable, Optional
 
 from espnet_ext.data.audio import AudioInfo, segment_num_samples
 from espnet_ext.data.kaldi_dir import DataDir, Segment
-from espnet_ext.data.rules import MIN_UTT_SECONDS, RULES, SEGMENT_END_TOLERANCE, TARGET_RATE, normalize_transcript
+from espnet_ext.data.rules import (
+    MIN_UTT_SECONDS,
+    RULES,
+    SEGMENT_END_TOLERANCE,
+    TARGET_RATE,
+    normalize_transcript,
+)
 
 
 @dataclass
@@ -70,7 +76,9 @@ class Outcome:
     def check(self, label: str) -> None:
         total = sum(self.rejected.values())
         if self.found != self.kept + total:
-            raise RuntimeError(f"{label}: counts do not reconcile: found {self.found} != kept {self.kept} + rejected {total}")
+            raise RuntimeError(
+                f"{label}: counts do not reconcile: found {self.found} != kept {self.kept} + rejected {total}"
+            )
 
     def summary(self) -> str:
         def fmt(c: Counter) -> str:
@@ -105,7 +113,9 @@ def apply_rules(
     Returns:
         Outcome with the data dir content and the counts.
     """
-    data = DataDir(text={} if labeled else None, segments={} if segmenter or _any_segment(candidates) else None)
+    data = DataDir(
+        text={} if labeled else None, segments={} if segmenter or _any_segment(candidates) else None
+    )
     out = Outcome(data=data)
 
     def reject(c: Candidate, rule: str, detail: str = "") -> None:

@@ -2,8 +2,9 @@
 
 Each set name is resolved to the first of: an existing ``DATA/<set>`` holding
 ``wav.scp`` (or, when this stage prepared it from a corpus that is given again, that
-corpus); a LibriSpeech folder; a Libri-Light subset (``ll_<subset>``); a Common Voice
-split (``cv_<split>``).  See :mod:`espnet_ext.data.prepare` for the whole stage.
+corpus); a LibriSpeech folder; Libri-Light's limited-supervision sets (``ll_10min``,
+``ll_1h``, ``ll_10h``: ``librispeech_finetuning``) or a Libri-Light subset
+(``ll_<subset>``); a Common Voice split (``cv_<split>``).  See :mod:`espnet_ext.data.prepare` for the whole stage.
 """
 
 from __future__ import annotations
@@ -14,14 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from espnet_ext.data import librispeech
+from espnet_ext.data import librilight, librispeech
 from espnet_ext.data.kaldi_dir import CORE_FILES
 from espnet_ext.data.rules import MIN_SEGMENT_SECONDS
 from espnet_ext.utils.stamps import DONE_FILE, read_record
 
-__all__ = ["CORPUS_KINDS", "ConfigError", "Options", "Plan", "leftovers", "make_plans", "parse_combine", "resolve_set", "root_dir"]
+__all__ = [
+    "CORPUS_KINDS",
+    "ConfigError",
+    "Options",
+    "Plan",
+    "leftovers",
+    "make_plans",
+    "parse_combine",
+    "resolve_set",
+    "root_dir",
+]
 
-CORPUS_KINDS = ("librispeech", "librilight", "commonvoice")
+CORPUS_KINDS = ("librispeech", "librilight", "librilight_finetuning", "commonvoice")
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -37,13 +48,14 @@ class Options:
     segment_seconds: float = 30.0
     nj: int = 1
     audio_check: str = "full"
+    utt2source: bool = False  # combined sets also record each utterance's source set
 
     def relevant(self, kind: str) -> dict:
         """The options that change the result of a set of this kind."""
         if kind == "librilight":
             return {"segment_seconds": self.segment_seconds, "audio_check": self.audio_check}
         if kind == "combine":
-            return {}
+            return {"utt2source": True} if self.utt2source else {}
         return {"max_utt_seconds": self.max_utt_seconds, "audio_check": self.audio_check}
 
 
@@ -61,7 +73,6 @@ class Plan:
 def root_dir(value: Optional[str | Path]) -> Optional[Path]:
     """An absolute path for a ``--<corpus>`` option (None when not given)."""
     return Path(os.path.abspath(value)) if value not in (None, "") else None
-
 
 
 def _prefixed_subset(
@@ -95,6 +106,18 @@ def _corpus_source(name: str, roots: dict[str, Optional[Path]], looked: list[str
         if plan is not None:
             return plan
     ll = roots.get("librilight")
+    if name in librilight.FINETUNING_SETS:
+        if ll is None:
+            looked.append("Libri-Light limited supervision: --librilight not given")
+            return None
+        folders, missing = librilight.finetuning_folders(ll, name)
+        if not missing:
+            return Plan(name, "librilight_finetuning", ll, Path())
+        looked.append(
+            f"Libri-Light limited supervision: {', '.join(str(m) for m in missing)} "
+            f"(no such folder; from librispeech_finetuning.tgz)"
+        )
+        return None
     subset = _prefixed_subset(name, "ll_", "Libri-Light", "librilight", ll, looked)
     if subset is not None:
         plan = _folder_plan(name, "librilight", "Libri-Light", ll / subset, looked)
@@ -121,14 +144,21 @@ def leftovers(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.name not in ours)
 
 
-def resolve_set(name: str, datadir: Path, roots: dict[str, Optional[Path]], errors: list[str]) -> Optional[Plan]:
+def resolve_set(
+    name: str, datadir: Path, roots: dict[str, Optional[Path]], errors: list[str]
+) -> Optional[Plan]:
     """Where set ``name`` comes from (see the module docstring); problems go to ``errors``."""
     out = datadir / name
     looked: list[str] = []
     corpus = _corpus_source(name, roots, looked)
     if (out / "wav.scp").is_file():
         done = read_record(out / DONE_FILE)
-        if done and done.get("kind") in CORPUS_KINDS and corpus is not None and corpus.kind == done.get("kind"):
+        if (
+            done
+            and done.get("kind") in CORPUS_KINDS
+            and corpus is not None
+            and corpus.kind == done.get("kind")
+        ):
             corpus.out = out
             return corpus
         return Plan(name, "kaldi_dir", out, out)
@@ -138,7 +168,9 @@ def resolve_set(name: str, datadir: Path, roots: dict[str, Optional[Path]], erro
         return None
     extra = leftovers(out)
     if extra:
-        errors.append(f"set '{name}': {out} exists without wav.scp but holds {', '.join(extra)}; move it away")
+        errors.append(
+            f"set '{name}': {out} exists without wav.scp but holds {', '.join(extra)}; move it away"
+        )
         return None
     corpus.out = out
     return corpus
@@ -168,7 +200,9 @@ def make_plans(
     if options.max_utt_seconds <= 0:
         errors.append(f"--max_utt_seconds must be positive, got {options.max_utt_seconds}")
     if options.segment_seconds < 2 * MIN_SEGMENT_SECONDS:
-        errors.append(f"--segment_seconds must be at least {2 * MIN_SEGMENT_SECONDS}, got {options.segment_seconds}")
+        errors.append(
+            f"--segment_seconds must be at least {2 * MIN_SEGMENT_SECONDS}, got {options.segment_seconds}"
+        )
     if options.nj < 1:
         errors.append(f"--nj must be at least 1, got {options.nj}")
     if options.audio_check not in ("full", "header"):
@@ -203,7 +237,9 @@ def make_plans(
             errors.append(f"--combine {dst}: a source set is named twice")
         done = read_record(out / DONE_FILE)
         if out.exists() and any(out.iterdir()) and (done is None or done.get("kind") != "combine"):
-            errors.append(f"--combine {dst}: {out} exists and was not made by --combine; refusing to overwrite it")
+            errors.append(
+                f"--combine {dst}: {out} exists and was not made by --combine; refusing to overwrite it"
+            )
         plans.append(Plan(dst, "combine", datadir, out, tuple(srcs)))
         available.add(dst)
     if errors:

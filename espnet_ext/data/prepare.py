@@ -16,7 +16,9 @@ Each set name is resolved, before any work starts, to the first of:
    against that corpus instead.
 2. LibriSpeech: ``--librispeech ROOT`` and folder ``ROOT/<set, _ -> ->``
    (``librispeech.py``).
-3. Libri-Light: set ``ll_<subset>`` and folder ``LIBRILIGHT/<subset>``
+3. Libri-Light: ``ll_10min``, ``ll_1h``, ``ll_10h``, the limited-supervision sets
+   (labeled; ``LIBRILIGHT/librispeech_finetuning``: 10min = 1h/0, 1h = 1h/0-5,
+   10h = 1h + 9h), or set ``ll_<subset>`` and folder ``LIBRILIGHT/<subset>``
    (``librilight.py``).
 4. Common Voice: set ``cv_<split>`` and ``COMMONVOICE/<split>.tsv``
    (``commonvoice.py``).
@@ -54,7 +56,7 @@ from typing import Optional, Sequence
 
 from espnet_ext.data import commonvoice, existing, librilight, librispeech
 from espnet_ext.data.audio import probe_many
-from espnet_ext.data.combine import CombineError, combine_data_dirs
+from espnet_ext.data.combine import CombineError, combine_data_dirs, read_data_dir
 from espnet_ext.data.kaldi_dir import DataDir, files_digest, write_data_dir
 from espnet_ext.data.pipeline import Outcome, Scan, apply_rules
 from espnet_ext.data.plan import ConfigError, Options, Plan, leftovers, make_plans, parse_combine, root_dir
@@ -74,7 +76,6 @@ class SetError(RuntimeError):
     """One set could not be prepared (the others still are)."""
 
 
-
 @dataclass
 class SetReport:
     name: str
@@ -86,7 +87,6 @@ class SetReport:
     repaired: dict = field(default_factory=dict)
     utterances: int = 0
     segments_dropped: int = 0
-
 
 
 def _fingerprint(inputs: dict, out: Path) -> str:
@@ -139,12 +139,23 @@ def _swap(staging: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
-def _publish(plan: Plan, data: DataDir, label: str, source: str, counts: dict, inputs: dict) -> None:
-    """Write ``data`` into a staging dir, validate it, mark it done and swap it into place."""
+def _publish(
+    plan: Plan,
+    data: DataDir,
+    label: str,
+    source: str,
+    counts: dict,
+    inputs: dict,
+    extra: Optional[dict] = None,
+) -> None:
+    """Write ``data`` (and the ``extra`` files, name -> content) into a staging dir,
+    validate it, mark it done and swap it into place."""
     staging = plan.out.parent / f".{plan.name}.staging"
     if staging.exists():
         shutil.rmtree(staging)
     write_data_dir(data, staging)
+    for name, content in (extra or {}).items():
+        (staging / name).write_text(content, encoding="utf-8")
     _validate(staging, label)
     _write_done(staging, plan.kind, source, inputs.get("options", {}), counts, inputs)
     _swap(staging, plan.out)
@@ -155,6 +166,8 @@ def _scan(plan: Plan, options: Options) -> Scan:
         return librispeech.scan_librispeech(plan.source)
     if plan.kind == "librilight":
         return librilight.scan_librilight(plan.source, segment_seconds=options.segment_seconds)
+    if plan.kind == "librilight_finetuning":
+        return librilight.scan_finetuning(plan.source, plan.name)
     if plan.kind == "commonvoice":
         return commonvoice.scan_commonvoice(plan.source, plan.name[len("cv_") :])
     if plan.kind == "kaldi_dir":
@@ -209,7 +222,6 @@ def _validate(d: Path, label: str) -> None:
         ", labeled" if summary.labeled else ", unlabeled",
         ", segmented" if summary.segmented else "",
     )
-
 
 
 def _run_corpus(plan: Plan, options: Options) -> SetReport:
@@ -275,9 +287,13 @@ def _run_combine(plan: Plan, options: Options) -> SetReport:
     srcs = [(s, plan.source / s) for s in plan.sources]
     inputs = {
         "kind": "combine",
-        "sources": [(s, (read_record(p / DONE_FILE) or {}).get("fingerprint") or files_digest(p)) for s, p in srcs],
+        "sources": [
+            (s, (read_record(p / DONE_FILE) or {}).get("fingerprint") or files_digest(p)) for s, p in srcs
+        ],
         "rules_version": RULES_VERSION,
     }
+    if options.utt2source:  # (absent otherwise: earlier fingerprints stay valid)
+        inputs["options"] = options.relevant("combine")
     skipped = _already_done(plan, inputs, label)
     if skipped is not None:
         return skipped
@@ -287,9 +303,23 @@ def _run_combine(plan: Plan, options: Options) -> SetReport:
         raise SetError(f"{label}: {e}") from e
     n = len(data.utt2spk)
     counts = {"found": n, "kept": n, "rejected": {}, "repaired": {}, "utterances": n, "segments_dropped": 0}
-    _publish(plan, data, label, ",".join(plan.sources), counts, inputs)
-    logger.info("%s: %d utterances%s", label, n, "" if data.text is not None else ", no text")
-    return SetReport(plan.name, plan.kind, **counts)
+    extra = None
+    if options.utt2source:  # for weighted mixing: stage 2 cuts shards per source
+        owner = {utt: s for s, p in srcs for utt in read_data_dir(p).utt2spk}
+        extra = {"utt2source": "".join(f"{u} {owner[u]}\n" for u in sorted(data.utt2spk))}
+        by_source = {s: sum(1 for o in owner.values() if o == s) for s, _ in srcs}
+        counts["sources"] = by_source
+        if sum(by_source.values()) != n:
+            raise SetError(f"{label}: utt2source lists {sum(by_source.values())} utterances, the set {n}")
+    _publish(plan, data, label, ",".join(plan.sources), counts, inputs, extra)
+    logger.info(
+        "%s: %d utterances%s%s",
+        label,
+        n,
+        "" if data.text is not None else ", no text",
+        f", by source {counts['sources']}" if "sources" in counts else "",
+    )
+    return SetReport(plan.name, plan.kind, **{k: counts[k] for k in _COUNT_KEYS})
 
 
 def run_plan(plan: Plan, options: Options) -> SetReport:
@@ -300,7 +330,6 @@ def run_plan(plan: Plan, options: Options) -> SetReport:
     return _run_corpus(plan, options)
 
 
-
 def prepare(
     datadir: str | Path,
     sets: Sequence[str],
@@ -309,7 +338,7 @@ def prepare(
     librispeech_root: Optional[str | Path] = None,
     librilight_root: Optional[str | Path] = None,
     commonvoice_root: Optional[str | Path] = None,
-    options: Options = Options(),
+    options: Optional[Options] = None,
 ) -> tuple[list[SetReport], list[str]]:
     """Prepare ``sets`` (then the ``combine`` spec) under ``datadir``.
 
@@ -319,6 +348,7 @@ def prepare(
     Raises:
         ConfigError: before any work, if an argument or a set is unusable.
     """
+    options = options if options is not None else Options()
     datadir = Path(os.path.abspath(datadir))
     roots = {
         "librispeech": root_dir(librispeech_root),

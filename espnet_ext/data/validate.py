@@ -33,7 +33,6 @@ class DataDirError(ValueError):
         super().__init__("\n".join(shown) + (f"\n... and {more} more" if more > 0 else ""))
 
 
-
 @dataclass(frozen=True)
 class DirSummary:
     utterances: int
@@ -42,7 +41,6 @@ class DirSummary:
     labeled: bool
     segmented: bool
     hours: float
-
 
 
 def _check_sorted_unique(path: Path, entries: list[Entry], errors: list[str]) -> None:
@@ -57,7 +55,6 @@ def _check_sorted_unique(path: Path, entries: list[Entry], errors: list[str]) ->
         prev = e.key
 
 
-
 def wav_entry_problem(value: str) -> Optional[str]:
     """Why a wav.scp value is not a plain file path, or None."""
     v = value.strip()
@@ -70,7 +67,6 @@ def wav_entry_problem(value: str) -> Optional[str]:
     if any(ch.isspace() for ch in v):
         return "path with whitespace"
     return None
-
 
 
 def validate_data_dir(
@@ -133,7 +129,9 @@ def validate_data_dir(
         errors.append(f"{path / 'utt2spk'}:1: no utterances")
     for e in tables["utt2spk"]:
         if not e.value or len(e.value.split()) != 1:
-            errors.append(f"{path / 'utt2spk'}:{e.lineno}: expected '<utt> <speaker>', got '{e.key} {e.value}'")
+            errors.append(
+                f"{path / 'utt2spk'}:{e.lineno}: expected '<utt> <speaker>', got '{e.key} {e.value}'"
+            )
 
     segments: dict[str, tuple[Entry, Segment]] = {}
     if "segments" in tables:
@@ -174,7 +172,9 @@ def validate_data_dir(
             seg = segments[e.key][1]
             expect = segment_num_samples(seg.start, seg.end)
             if n != expect:
-                errors.append(f"{where}: {n} samples, but the segment {seg.start}-{seg.end} s has {expect} at 16 kHz")
+                errors.append(
+                    f"{where}: {n} samples, but the segment {seg.start}-{seg.end} s has {expect} at 16 kHz"
+                )
 
     # The utterance sets must agree (utt2spk is the reference).
     per_utt = ["text", "utt2num_samples", "segments" if "segments" in tables else "wav.scp"]
@@ -212,7 +212,9 @@ def validate_data_dir(
             elif utts != expected[e.key]:
                 diff = sorted(set(utts) ^ set(expected[e.key]))
                 what = f"differs in {diff[:3]}" if diff else "is not sorted"
-                errors.append(f"{where}: utterance list of speaker '{e.key}' {what} (not the inverse of utt2spk)")
+                errors.append(
+                    f"{where}: utterance list of speaker '{e.key}' {what} (not the inverse of utt2spk)"
+                )
         for e in tables["utt2spk"]:
             if e.value not in seen:
                 errors.append(f"{path / 'utt2spk'}:{e.lineno}: speaker '{e.value}' is missing from spk2utt")
@@ -252,7 +254,7 @@ def _check_audio(path, tables, segments, num_samples, errors) -> None:
             errors.append(f"{path / 'wav.scp'}:{e.lineno}: cannot open '{e.value}': {ex}")
     lines = {e.key: e.lineno for e in tables.get("utt2num_samples", [])}
     if segments:
-        for utt, (e, seg) in segments.items():
+        for _utt, (e, seg) in segments.items():
             info = infos.get(seg.recording)
             if info is not None and seg.end > info.duration + SEGMENT_END_TOLERANCE:
                 errors.append(

@@ -52,9 +52,7 @@ def global_batch_fix(*, target: int, ranks: int, batch_size: int, accum_grad: in
         return dataclasses.replace(fix, **alone)
     # Change both: a multiple of the ranks that divides the target, closest per rank.
     pairs = [
-        (ranks * n, target // (ranks * n))
-        for n in range(1, target // ranks + 1)
-        if target % (ranks * n) == 0
+        (ranks * n, target // (ranks * n)) for n in range(1, target // ranks + 1) if target % (ranks * n) == 0
     ]
     if pairs:
         both = min(pairs, key=lambda p: (abs(p[0] / ranks - batch_size / ranks), p[0]))
@@ -131,7 +129,9 @@ class BinsCannotHoldGlobalBatch:
     batch_type: str
 
 
-Problem = Union[TooFewUtterances, PerRankMismatch, GlobalBatchMismatch, UnequalSplit, BinsCannotHoldGlobalBatch]
+Problem = Union[
+    TooFewUtterances, PerRankMismatch, GlobalBatchMismatch, UnequalSplit, BinsCannotHoldGlobalBatch
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -275,7 +275,10 @@ def batch_arithmetic(
     if s.batch_type in UTTERANCE_BATCH_TYPES:
         stops, fatal = _utterance_problems(s, W, per_rank, rem, used)
     elif s.global_batch_utts is not None:
-        stops, fatal = [BinsCannotHoldGlobalBatch(s.global_batch_utts, s.global_batch_source, s.batch_type)], []
+        stops, fatal = (
+            [BinsCannotHoldGlobalBatch(s.global_batch_utts, s.global_batch_source, s.batch_type)],
+            [],
+        )
     else:
         stops, fatal = [], []
     return BatchArithmetic(

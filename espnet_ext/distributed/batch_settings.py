@@ -71,6 +71,7 @@ class DataSize:
     utterances: int
     source: str
     numel: Optional[int] = None  # sum of frames x dims (shape file only)
+    seconds: Optional[float] = None  # speech: the shape file's frames at 100/s, or --data_hours
 
 
 def command_options(command: Sequence[str]) -> Dict[str, List[str]]:
@@ -198,7 +199,7 @@ def read_batch_settings(command: Sequence[str]) -> BatchSettings:
 
 
 def _count_shape_file(shape: str) -> DataSize:
-    utts, numel = 0, 0
+    utts, numel, frames = 0, 0, 0
     with open(shape) as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
@@ -207,13 +208,16 @@ def _count_shape_file(shape: str) -> DataSize:
             if len(parts) != 2:
                 raise LaunchError(f"{shape}:{lineno}: expected '<utt> <dims>', got {line.strip()!r}")
             try:
-                numel += math.prod(int(d) for d in parts[1].split(","))
+                dims = [int(d) for d in parts[1].split(",")]
+                numel += math.prod(dims)
+                frames += dims[0]
             except ValueError:
                 raise LaunchError(f"{shape}:{lineno}: bad shape {parts[1]!r}") from None
             utts += 1
     if utts == 0:
         raise LaunchError(f"{shape}: no utterances")
-    return DataSize(utts, f"{utts:,} utterances ({shape})", numel=numel)
+    # frames at 10 ms: hours of speech for a feature shape file (<utt> <frames>,<dims>)
+    return DataSize(utts, f"{utts:,} utterances ({shape})", numel=numel, seconds=frames / 100)
 
 
 def data_size(
@@ -239,9 +243,9 @@ def data_size(
             utts,
             f"{utts:,} utterances ({data_hours:g} h at an assumed mean of "
             f"{mean_utt_seconds:g} s per utterance)",
+            seconds=data_hours * 3600,
         )
     shape = settings.train_shape_file
     if shape and os.path.isfile(shape):
         return _count_shape_file(shape)
     return None
-

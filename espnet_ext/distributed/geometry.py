@@ -8,11 +8,12 @@ combination when it is built and derives the numbers the rest of the launcher us
 import dataclasses
 import os
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 from espnet_ext.distributed.errors import LaunchError
 
 BACKENDS = ("local", "slurm", "torchrun")
+DEFAULT_MASTER_PORT = 29500  # torchrun backend without --master_port (torchrun's own default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +26,9 @@ class Geometry:
         num_nodes: number of nodes.
         cpu_procs: processes per node when ``ngpu`` is 0.
         hosts: the nodes for the ``torchrun`` backend, the first hosts the rendezvous.
-        master_port: rendezvous port (slurm, torchrun).
+        master_port: rendezvous port (slurm, torchrun); None: the slurm job picks a free one
+            on its first node, the torchrun backend uses ``DEFAULT_MASTER_PORT``, the local
+            backend's ``torchrun --standalone`` its own.
 
     Raises:
         LaunchError: the combination cannot run (named in the message).
@@ -36,7 +39,7 @@ class Geometry:
     num_nodes: int
     cpu_procs: int = 1
     hosts: Tuple[str, ...] = ()
-    master_port: int = 29500
+    master_port: Optional[int] = None
 
     def __post_init__(self) -> None:
         self._check_counts()
@@ -56,7 +59,7 @@ class Geometry:
                 f"--cpu_procs {self.cpu_procs} is for CPU training (--ngpu 0); with --ngpu "
                 f"{self.ngpu} there is one process per GPU"
             )
-        if not 0 < self.master_port < 65536:
+        if self.master_port is not None and not 0 < self.master_port < 65536:
             raise LaunchError(f"--master_port must be a TCP port (1-65535), got {self.master_port}")
 
     def _check_backend(self) -> None:

@@ -17,10 +17,13 @@ from espnet_ext.distributed.geometry import Geometry
 @dataclasses.dataclass
 class Process:
     """One process the launcher starts on this machine, and where its output goes
-    (``""``: the process writes the log itself, as sbatch does)."""
+    (``""``: the process writes the log itself, as sbatch does). ``submit_only``: the process
+    submits a job and returns (``sbatch --parsable``): its output is the job id, and the log
+    is the job's, so the launcher writes no footer."""
 
     argv: List[str]
     log: str
+    submit_only: bool = False
 
 
 @dataclasses.dataclass

@@ -22,6 +22,7 @@ from espnet_ext.distributed.batch import (
 )
 from espnet_ext.distributed.geometry import Geometry
 from espnet_ext.distributed.plan import LaunchPlan
+from espnet_ext.distributed.schedule import Schedule, describe_schedule_problem, schedule_lines
 
 
 def _plural(n: int, word: str, suffix: str = "s") -> str:
@@ -90,11 +91,14 @@ def _(p: TooFewUtterances) -> str:
 def _(p: PerRankMismatch) -> str:
     B, W, M, G, want = p.batch_size, p.ranks, p.micro_batch_per_rank, p.global_batch_utts, p.new_batch_size
     if p.new_accum_grad is not None:
-        fix = (f"Change batch_size {B} -> {want} and accum_grad {p.accum_grad} -> {p.new_accum_grad} "
-               f"({G} = {W} ranks x {M} x {p.new_accum_grad})")
+        fix = (
+            f"Change batch_size {B} -> {want} and accum_grad {p.accum_grad} -> {p.new_accum_grad} "
+            f"({G} = {W} ranks x {M} x {p.new_accum_grad})"
+        )
     else:
         fix = f"Change batch_size {B} -> {want}" + (
-            f"; {G} is not a multiple of {want}: change global_batch_utts too" if G else "")
+            f"; {G} is not a multiple of {want}: change global_batch_utts too" if G else ""
+        )
     return (
         f"{p.config or 'no --config'} is sized for micro_batch_per_rank {M} utterances per rank, "
         f"but batch_size {B} over {W} {_plural(W, 'rank')} gives {p.per_rank} per rank. " + fix
@@ -157,7 +161,9 @@ def _utterance_lines(a: BatchArithmetic) -> List[str]:
             f"micro-batch x {A} {_plural(A, 'accumulation step')}"
         )
         if W > 1:
-            lines.append(f"  micro-batch: batch_size {upto}{B} utterances over {W} ranks = {a.per_rank} per rank")
+            lines.append(
+                f"  micro-batch: batch_size {upto}{B} utterances over {W} ranks = {a.per_rank} per rank"
+            )
     elif B >= W and a.sharded:
         lines.append(
             f"  micro-batch: batch_size {upto}{B} utterances over {W} ranks: the sharded "
@@ -216,7 +222,9 @@ def _data_and_epoch_lines(a: BatchArithmetic) -> List[str]:
     if micro is None:
         return lines
     if a.by_utterances:
-        lines.append(f"    -> {micro:,} micro-batches = {a.steps_per_pass:,} optimizer steps per pass over the data")
+        lines.append(
+            f"    -> {micro:,} micro-batches = {a.steps_per_pass:,} optimizer steps per pass over the data"
+        )
     else:
         lines.append(
             f"    -> ~{micro:,} micro-batches = ~{a.steps_per_pass:,} optimizer steps per pass "
@@ -232,7 +240,9 @@ def _data_and_epoch_lines(a: BatchArithmetic) -> List[str]:
             f"{a.total_steps:,} optimizer steps = {a.total_passes:.3g} passes over the data"
         )
     else:
-        lines.append(f"  ESPnet epoch = one pass; max_epoch {a.max_epoch} -> {a.total_steps:,} optimizer steps")
+        lines.append(
+            f"  ESPnet epoch = one pass; max_epoch {a.max_epoch} -> {a.total_steps:,} optimizer steps"
+        )
     return lines
 
 
@@ -257,6 +267,15 @@ def plan_lines(plan: LaunchPlan) -> List[str]:
     return lines + [shlex.join(p.argv) for p in plan.processes]
 
 
+def submitted_lines(job_id: str, log: str) -> List[str]:
+    """What the launcher prints after ``sbatch --parsable`` (``--wait false``)."""
+    return [
+        f"launch: submitted job {job_id} (not waiting for it)",
+        f"  follow it:  squeue -j {job_id}   tail -f {log}",
+        f"  stop it:    scancel {job_id}   (a requeued job keeps its id)",
+    ]
+
+
 def launch_report(
     *,
     job_name: str,
@@ -264,13 +283,21 @@ def launch_report(
     arithmetic: BatchArithmetic,
     dry_run: bool,
     plan: Optional[LaunchPlan] = None,
+    schedule: Optional[Schedule] = None,
 ) -> List[str]:
     """What the launcher prints: the geometry, the arithmetic and, when the launch goes
     ahead (``plan`` given), the problems accepted and the commands."""
-    lines = [f"launch {job_name}{' (dry run: nothing runs)' if dry_run else ''}: {describe_geometry(geometry)}"]
+    lines = [
+        f"launch {job_name}{' (dry run: nothing runs)' if dry_run else ''}: {describe_geometry(geometry)}"
+    ]
     lines += arithmetic_lines(arithmetic)
+    lines += schedule_lines(schedule) if schedule is not None else []
     if plan is None:
         return lines
     lines += [f"  accepted (--accept_global_batch true): {describe_problem(p)}" for p in arithmetic.stops]
+    lines += [
+        f"  accepted (--accept_passes true): {describe_schedule_problem(p)}"
+        for p in (schedule.stops if schedule is not None else ())
+    ]
     lines.append("commands:" if plan.files or len(plan.processes) > 1 else "command:")
     return lines + plan_lines(plan)

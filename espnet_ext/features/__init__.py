@@ -65,7 +65,7 @@ reflection, as ``numpy.pad(mode="reflect")``).
 
 from espnet_ext.features import logmel
 from espnet_ext.features.audio import AudioError, read_audio
-from espnet_ext.features.logmel import (
+from espnet_ext.features.logmel import (  # noqa: F401 (re-exported: __all__)
     DEFAULT_OPTIONS,
     SAMPLE_RATE,
     LogMelOptions,

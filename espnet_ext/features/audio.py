@@ -50,22 +50,16 @@ def read_audio(
         last = min(total, int(round(e * rate)))
         if first >= total:
             raise AudioError(
-                f"{path}: segment starts at {s:.3f} s, past the end of the file "
-                f"({total / rate:.3f} s)"
+                f"{path}: segment starts at {s:.3f} s, past the end of the file ({total / rate:.3f} s)"
             )
     try:
-        data = soundfile.read(
-            path, start=first, stop=last, dtype="float32", always_2d=True
-        )[0]
+        data = soundfile.read(path, start=first, stop=last, dtype="float32", always_2d=True)[0]
     except Exception as exc:
         raise AudioError(f"{path}: cannot decode audio: {exc}") from exc
     if data.shape[0] == 0:
         raise AudioError(f"{path}: no samples in [{first}, {last})")
     if data.shape[0] != last - first:
-        raise AudioError(
-            f"{path}: truncated or corrupt: decoded {data.shape[0]} of "
-            f"{last - first} samples"
-        )
+        raise AudioError(f"{path}: truncated or corrupt: decoded {data.shape[0]} of {last - first} samples")
     wave = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     if not np.isfinite(wave).all():
         raise AudioError(f"{path}: audio contains NaN or infinite samples")

@@ -4,10 +4,16 @@ The entry point is :mod:`espnet_ext.bin.extract_feats` (its docstring describes 
 outputs).  :func:`run` splits the sorted utterances into chunks of ``chunk_size``;
 each chunk (:func:`process_chunk`, in a worker process that imports only
 numpy/torch/soundfile/kaldiio and runs one torch thread) is written as
-``data/feats.<k>.{ark,scp,idx}`` and marked done by ``data/feats.<k>.done`` (a record
+``data/<d>/feats.<k>.{ark,scp,idx}`` and marked done by ``data/<d>/feats.<k>.done`` (a record
 holding the chunk's summary), so a killed run resumes with the unfinished chunks.  The
 chunks are then merged into ``feats.scp``, ``feats_shape``, ``rejected`` and the shard
 manifest, and ``.done`` records the fingerprint of the inputs.
+
+Labeled sets: the shards also get their transcripts (``data/<d>/text.<k>.txt`` from the
+copied ``text``, :func:`espnet_ext.shards.text.write_transcripts`), rewritten whenever
+``text`` changes. A data dir with ``utt2source`` (a set combined with sources recorded,
+for weighted mixing) is cut into chunks per source, in the order the sources first
+appear there, and the manifest records each shard's source.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import kaldiio
 import torch
 
-from espnet_ext.data import shards as S
 from espnet_ext.features.audio import AudioError, read_audio
 from espnet_ext.features.inputs import DataDirError, UsageError, Utterance, fingerprint, read_data_dir
 from espnet_ext.features.logmel import DEFAULT_OPTIONS, LogMelOptions, compute_features
+from espnet_ext.shards import format as S
+from espnet_ext.shards import text as ST
 from espnet_ext.utils.atomic import atomic_open, write_bytes_atomic, write_text_atomic
 from espnet_ext.utils.kaldi_table import read_keys
 from espnet_ext.utils.stamps import DONE_FILE, read_record, write_record
@@ -46,7 +53,9 @@ log = logging.getLogger("extract_feats")
 
 
 def _chunk_paths(out_dir: Path, index: int) -> Dict[str, Path]:
-    base = out_dir / "data" / f"feats.{index}"
+    """Chunk ``index``'s files, in the shard format's subdirectory (``data/<d>/feats.<index>.*``)."""
+    ark = out_dir / S.shard_file(S.ARK_PATTERN, index)
+    base = ark.with_suffix("")
     return {k: Path(f"{base}.{k}") for k in ("ark", "scp", "idx", "done")}
 
 
@@ -56,8 +65,7 @@ def _load_utterance(u: Utterance, options: LogMelOptions):
     wave = read_audio(u.path, u.start, u.end, sample_rate=options.sample_rate)
     if wave.size < options.win_length:
         raise AudioError(
-            f"{u.path}: too short: {wave.size} samples, fewer than one "
-            f"{options.win_length}-sample window"
+            f"{u.path}: too short: {wave.size} samples, fewer than one {options.win_length}-sample window"
         )
     return wave
 
@@ -69,11 +77,12 @@ def process_chunk(
     fp: str,
     options: LogMelOptions = DEFAULT_OPTIONS,
 ) -> dict:
-    """Extract one chunk into ``data/feats.<chunk>.{ark,scp,idx}`` and mark it done.
+    """Extract one chunk into ``data/<d>/feats.<chunk>.{ark,scp,idx}`` and mark it done.
 
     Returns the chunk summary that is also stored in the ``.done`` marker.
     """
     paths = _chunk_paths(Path(out_dir), chunk)
+    paths["ark"].parent.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     scp_lines, shapes, rejected, index = [], {}, [], []
@@ -126,8 +135,8 @@ def _read_marker(path: Path, fp: str, utts: Sequence[Utterance]) -> Optional[dic
 
 
 def _remove_stale_chunks(out_dir: Path, n_chunks: int) -> None:
-    """Delete chunk files of an earlier plan with more chunks."""
-    for path in (out_dir / "data").glob("feats.*"):
+    """Delete chunk files of an earlier plan with more chunks (and of the flat layout)."""
+    for path in [*(out_dir / "data").glob("feats.*"), *(out_dir / "data").glob("*/feats.*")]:
         index = path.name.split(".")[1]
         if index.isdigit() and int(index) >= n_chunks:
             path.unlink()
@@ -178,22 +187,71 @@ def _sync_meta(data_dir: Path, out_dir: Path, written: set, filtered: bool) -> L
     return changed
 
 
-def _write_shard_manifest(out_dir: Path, summaries: List[dict], n_mels: int) -> Path:
+def _write_shard_manifest(
+    out_dir: Path,
+    summaries: List[dict],
+    n_mels: int,
+    sources: Optional[List[str]] = None,
+    chunk_sources: Optional[List[int]] = None,
+) -> Path:
     """``shards.tsv`` for the chunks (in chunk order); empty chunks are left out."""
-    rows = []
+    rows, row_sources = [], []
     for s in summaries:
         frames = list(s["shapes"].values())
         if frames:
-            rows.append(S.ShardRow(
-                shard=s["chunk"], utts=len(frames), frames=sum(frames), max_frames=max(frames),
-                ark_bytes=s["ark_bytes"], ark_crc32=s["ark_crc32"], index_crc32=s["index_crc32"],
-            ))
-    return S.write_manifest(out_dir, rows, feat_dim=n_mels)
+            rows.append(
+                S.ShardRow(
+                    shard=s["chunk"],
+                    utts=len(frames),
+                    frames=sum(frames),
+                    max_frames=max(frames),
+                    ark_bytes=s["ark_bytes"],
+                    ark_crc32=s["ark_crc32"],
+                    index_crc32=s["index_crc32"],
+                )
+            )
+            if sources is not None:
+                row_sources.append(chunk_sources[s["chunk"]])
+    path = S.write_manifest(
+        out_dir,
+        rows,
+        feat_dim=n_mels,
+        sources=sources,
+        row_sources=row_sources if sources is not None else None,
+    )
+    if (out_dir / "text").is_file():
+        path = ST.write_transcripts(str(out_dir), out_dir / "text")
+    return path
 
 
-def _merge(
-    out_dir: Path, summaries: List[dict], n_mels: int
-) -> Tuple[int, int, float, set, bool]:
+def _read_utt2source(data: Path, utts: Sequence[Utterance]):
+    """``(sources, source index per utterance)`` from ``utt2source``, or (None, None).
+
+    Raises:
+        DataDirError: an utterance without a source (named).
+    """
+    path = data / "utt2source"
+    if not path.is_file():
+        return None, None
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if len(fields) == 2:
+            table[fields[0]] = fields[1]
+    sources: List[str] = []
+    for name in table.values():
+        if name not in sources:
+            sources.append(name)
+    index = {name: i for i, name in enumerate(sources)}
+    out = []
+    for u in utts:
+        if u.utt not in table:
+            raise DataDirError(f"{path}: utterance {u.utt!r} has no source")
+        out.append(index[table[u.utt]])
+    return sources, out
+
+
+def _merge(out_dir: Path, summaries: List[dict], n_mels: int) -> Tuple[int, int, float, set, bool]:
     scp_lines, shape_lines, rejected = [], [], []
     seconds = 0.0
     for s in summaries:
@@ -241,6 +299,9 @@ def run(
     if not utts:
         raise DataDirError(f"{data}: wav.scp/segments list no utterances")
     fp = fingerprint(data, options)
+    sources, utt_sources = _read_utt2source(data, utts)
+    if sources is not None:  # the chunks depend on it
+        fp = f"{fp}+{zlib.crc32((data / 'utt2source').read_bytes()):08x}"
     t0 = time.perf_counter()
 
     done_file = out / DONE_FILE
@@ -252,6 +313,11 @@ def run(
             changed = _sync_meta(data, out, written, filtered=done.get("rejected", 0) > 0)
             if changed:
                 log.info("%s: %s changed in %s: re-copied", out, ", ".join(changed), data)
+            if (out / "text").is_file() and (
+                "text" in changed or S.ShardManifest.load(str(out)).text_pattern is None
+            ):
+                ST.write_transcripts(str(out), out / "text")
+                log.info("%s: wrote the shards' transcripts", out)
             log.info("%s: already done (%d utterances), nothing to do", out, done.get("written", 0))
             return {**done, "status": "already done", "wall": time.perf_counter() - t0}
         if done.get("fingerprint") == fp:
@@ -261,7 +327,15 @@ def run(
         done_file.unlink()
 
     (out / "data").mkdir(parents=True, exist_ok=True)
-    chunks = [utts[i : i + chunk_size] for i in range(0, len(utts), chunk_size)]
+    if sources is None:
+        chunks = [utts[i : i + chunk_size] for i in range(0, len(utts), chunk_size)]
+        chunk_sources = None
+    else:  # each chunk (shard) holds one source
+        chunks, chunk_sources = [], []
+        for i in range(len(sources)):
+            own = [u for u, j in zip(utts, utt_sources) if j == i]
+            chunks += [own[a : a + chunk_size] for a in range(0, len(own), chunk_size)]
+            chunk_sources += [i] * len(range(0, len(own), chunk_size))
     _remove_stale_chunks(out, len(chunks))
     summaries: Dict[int, dict] = {}
     for k, chunk in enumerate(chunks):
@@ -271,7 +345,12 @@ def run(
     pending = [k for k in range(len(chunks)) if k not in summaries]
     log.info(
         "%s: %d utterances in %d chunks; %d chunks already done, %d to do (nj=%d)",
-        data, len(utts), len(chunks), len(summaries), len(pending), nj,
+        data,
+        len(utts),
+        len(chunks),
+        len(summaries),
+        len(pending),
+        nj,
     )
 
     bar = None
@@ -305,10 +384,7 @@ def run(
             with concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(nj, len(pending)), mp_context=ctx, initializer=_init_worker
             ) as pool:
-                futures = [
-                    pool.submit(process_chunk, k, chunks[k], str(out), fp, options)
-                    for k in pending
-                ]
+                futures = [pool.submit(process_chunk, k, chunks[k], str(out), fp, options) for k in pending]
                 try:
                     for fut in concurrent.futures.as_completed(futures):
                         _finished(fut.result())
@@ -328,11 +404,10 @@ def run(
     n_written, n_rejected, seconds, written, filtered = _merge(out, ordered, options.n_mels)
     if n_written + n_rejected != len(utts):
         raise RuntimeError(
-            f"{out}: found {len(utts)} utterances but wrote {n_written} and "
-            f"rejected {n_rejected}"
+            f"{out}: found {len(utts)} utterances but wrote {n_written} and rejected {n_rejected}"
         )
     _sync_meta(data, out, written, filtered)
-    _write_shard_manifest(out, ordered, options.n_mels)
+    _write_shard_manifest(out, ordered, options.n_mels, sources, chunk_sources)
     wall = time.perf_counter() - t0
     result = {
         "fingerprint": fp,
@@ -345,12 +420,19 @@ def run(
     write_record(done_file, result)
     log.info(
         "%s: found %d = written %d + rejected %d%s",
-        out, len(utts), n_written, n_rejected,
+        out,
+        len(utts),
+        n_written,
+        n_rejected,
         f" (see {out / 'rejected'})" if n_rejected else "",
     )
     log.info(
-        "%s: %.2f h of audio in %.1f s wall, %.0fx real time with nj=%d "
-        "(%d chunks extracted in this run)",
-        out, seconds / 3600, wall, seconds / max(wall, 1e-9), nj, len(pending),
+        "%s: %.2f h of audio in %.1f s wall, %.0fx real time with nj=%d (%d chunks extracted in this run)",
+        out,
+        seconds / 3600,
+        wall,
+        seconds / max(wall, 1e-9),
+        nj,
+        len(pending),
     )
     return {**result, "status": "done", "wall": wall}

@@ -83,7 +83,7 @@ def read_data_dir(data_dir: Path) -> List[Utterance]:
         try:
             s, e = float(start), float(end)
         except ValueError:
-            raise DataDirError(f"{segments}: {utt!r}: times must be numbers, got {start!r} {end!r}")
+            raise DataDirError(f"{segments}: {utt!r}: times must be numbers, got {start!r} {end!r}") from None
         if s < 0 or e <= s:
             raise DataDirError(f"{segments}: {utt!r}: need 0 <= start < end, got {s} {e}")
         utts.append(Utterance(utt=utt, path=wavs.get(rec), start=s, end=e, recording=rec))

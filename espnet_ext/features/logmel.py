@@ -49,17 +49,14 @@ class LogMelOptions:
                 f"{self.n_fft}, {self.win_length}, {self.hop_length}"
             )
         if self.win_length > self.n_fft:
-            problems.append(
-                f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})"
-            )
+            problems.append(f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")
         if self.n_mels <= 0:
             problems.append(f"n_mels must be > 0, got {self.n_mels}")
         top = self.sample_rate / 2.0
         fmax = top if self.fmax is None else self.fmax
         if not 0.0 <= self.fmin < fmax <= top:
             problems.append(
-                f"need 0 <= fmin < fmax <= sample_rate/2 = {top:g}, "
-                f"got fmin={self.fmin}, fmax={self.fmax}"
+                f"need 0 <= fmin < fmax <= sample_rate/2 = {top:g}, got fmin={self.fmin}, fmax={self.fmax}"
             )
         if self.log_floor <= 0 or self.std_floor <= 0:
             problems.append("log_floor and std_floor must be > 0")
@@ -255,15 +252,11 @@ def _check_batch(waves: torch.Tensor, lengths) -> torch.Tensor:
         raise ValueError(f"waves must be (B, N), got shape {tuple(waves.shape)}")
     lengths = torch.as_tensor(lengths).to("cpu", torch.long)
     if lengths.dim() != 1 or lengths.numel() != waves.size(0):
-        raise ValueError(
-            f"lengths must be (B,) = ({waves.size(0)},), got {tuple(lengths.shape)}"
-        )
+        raise ValueError(f"lengths must be (B,) = ({waves.size(0)},), got {tuple(lengths.shape)}")
     if waves.size(0) == 0:
         raise ValueError("empty batch")
     if int(lengths.min()) < 1 or int(lengths.max()) > waves.size(1):
-        raise ValueError(
-            f"lengths must lie in [1, {waves.size(1)}], got {lengths.tolist()}"
-        )
+        raise ValueError(f"lengths must lie in [1, {waves.size(1)}], got {lengths.tolist()}")
     return lengths
 
 
@@ -306,9 +299,7 @@ def compute_features_batch(
         window = default_window.to(waves.device) if window is None else window
         melmat = default_melmat.to(waves.device) if melmat is None else melmat
     frames = 1 + lengths // options.hop_length
-    out = waves.new_zeros(
-        waves.size(0), int(frames.max()), options.n_mels, dtype=torch.float32
-    )
+    out = waves.new_zeros(waves.size(0), int(frames.max()), options.n_mels, dtype=torch.float32)
     for b, n in enumerate(lengths.tolist()):
         out[b, : int(frames[b])] = _features_one(
             waves[b, :n], options=options, normalize=normalize, window=window, melmat=melmat
@@ -316,9 +307,7 @@ def compute_features_batch(
     return out, frames.to(waves.device)
 
 
-def utterance_mvn(
-    feats: torch.Tensor, frames: torch.Tensor, *, std_floor: float = 1e-5
-) -> torch.Tensor:
+def utterance_mvn(feats: torch.Tensor, frames: torch.Tensor, *, std_floor: float = 1e-5) -> torch.Tensor:
     """Per-utterance, per-channel mean/variance normalization over valid frames.
 
     Args:

@@ -98,18 +98,12 @@ def check_config(
         if not 0.0 <= value < 1.0:
             raise ValueError(f"ssl_conformer: {name} must be in [0, 1), got {value}")
     if input_layer != "conv2d":
-        raise ValueError(
-            f"ssl_conformer: input_layer must be 'conv2d' (4x subsampling), "
-            f"got {input_layer!r}"
-        )
+        raise ValueError(f"ssl_conformer: input_layer must be 'conv2d' (4x subsampling), got {input_layer!r}")
     if not normalize_before:
-        raise ValueError(
-            "ssl_conformer: normalize_before must be true (pre-LN residual units)"
-        )
+        raise ValueError("ssl_conformer: normalize_before must be true (pre-LN residual units)")
     if activation_type not in _ACTIVATIONS:
         raise ValueError(
-            f"ssl_conformer: activation_type must be one of {sorted(_ACTIVATIONS)}, "
-            f"got {activation_type!r}"
+            f"ssl_conformer: activation_type must be one of {sorted(_ACTIVATIONS)}, got {activation_type!r}"
         )
     if cnn_module_kernel < 1 or cnn_module_kernel % 2 == 0:
         raise ValueError(
@@ -118,8 +112,7 @@ def check_config(
         )
     if cnn_module_norm not in ("layer_norm", "batch_norm"):
         raise ValueError(
-            f"ssl_conformer: cnn_module_norm must be 'layer_norm' or 'batch_norm', "
-            f"got {cnn_module_norm!r}"
+            f"ssl_conformer: cnn_module_norm must be 'layer_norm' or 'batch_norm', got {cnn_module_norm!r}"
         )
     if not (rotary_base > 1.0 and math.isfinite(rotary_base)):
         raise ValueError(f"ssl_conformer: rotary_base must be > 1, got {rotary_base}")
@@ -156,29 +149,18 @@ def input_lengths(
             asynchronous device-side asserts (:func:`check_values`).
     """
     if xs_pad.dim() != 3 or xs_pad.size(-1) != input_size:
-        raise ValueError(
-            f"xs_pad must be (batch, frames, {input_size}), "
-            f"got shape {tuple(xs_pad.shape)}"
-        )
+        raise ValueError(f"xs_pad must be (batch, frames, {input_size}), got shape {tuple(xs_pad.shape)}")
     batch, frames = xs_pad.shape[:2]
     if ilens is None and masks is None:
         raise ValueError("give ilens or masks: neither was given")
     if ilens is not None and (
-        ilens.shape != (batch,)
-        or ilens.dtype.is_floating_point
-        or ilens.dtype == torch.bool
+        ilens.shape != (batch,) or ilens.dtype.is_floating_point or ilens.dtype == torch.bool
     ):
         raise ValueError(
-            f"ilens must be an integer tensor of shape ({batch},), "
-            f"got {ilens.dtype} {tuple(ilens.shape)}"
+            f"ilens must be an integer tensor of shape ({batch},), got {ilens.dtype} {tuple(ilens.shape)}"
         )
     if masks is not None:
-        if (
-            masks.dim() != 2
-            or masks.size(0) != batch
-            or masks.size(1) > frames
-            or masks.dtype != torch.bool
-        ):
+        if masks.dim() != 2 or masks.size(0) != batch or masks.size(1) > frames or masks.dtype != torch.bool:
             raise ValueError(
                 f"masks must be bool of shape ({batch}, <= {frames}) with True "
                 f"at padding, got {masks.dtype} {tuple(masks.shape)}"
@@ -186,14 +168,15 @@ def input_lengths(
         mask_lengths = (~masks).sum(-1)
         check_values(
             masks == ~valid_mask(mask_lengths, masks.size(1)),
-            lambda: "masks must mark padding only at the end of each utterance "
-            "(like make_pad_mask(ilens))",
+            lambda: "masks must mark padding only at the end of each utterance (like make_pad_mask(ilens))",
         )
         if ilens is not None:
             check_values(
                 mask_lengths == ilens.to(mask_lengths),
-                lambda: f"masks and ilens disagree: masks give lengths "
-                f"{mask_lengths.tolist()}, ilens {ilens.tolist()}",
+                lambda: (
+                    f"masks and ilens disagree: masks give lengths "
+                    f"{mask_lengths.tolist()}, ilens {ilens.tolist()}"
+                ),
             )
         lengths = mask_lengths
     else:
@@ -201,7 +184,6 @@ def input_lengths(
     lengths = lengths.to(device=xs_pad.device, dtype=torch.long)
     check_values(
         (lengths >= 1) & (lengths <= frames),
-        lambda: f"every length must be in [1, {frames}] (frames in xs_pad), "
-        f"got {lengths.tolist()}",
+        lambda: f"every length must be in [1, {frames}] (frames in xs_pad), got {lengths.tolist()}",
     )
     return lengths

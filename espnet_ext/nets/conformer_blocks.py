@@ -31,27 +31,21 @@ def _activation(name: str) -> torch.nn.Module:
     return _ACTIVATIONS[name]()
 
 
-def _rotary_tables(
-    length: int, head_dim: int, base: float, device: torch.device
-) -> Rotary:
+def _rotary_tables(length: int, head_dim: int, base: float, device: torch.device) -> Rotary:
     """Rotary cos/sin tables, theta_i = base^(-2i/d) (Su et al. 2021, sec. 3.2).
 
     Returns:
         cos, sin: (length, head_dim) float32, each half-dimension repeated twice
         (the "rotate half" pairing of dimension i with i + head_dim/2).
     """
-    inv_freq = base ** (
-        -torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim
-    )
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
     positions = torch.arange(length, device=device, dtype=torch.float32)
     angles = torch.outer(positions, inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 
 
-def _apply_rotary(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> torch.Tensor:
+def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate (B, H, T, dh) queries or keys by position (Su et al. 2021, sec. 3.4.2)."""
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
@@ -67,9 +61,7 @@ class _FeedForward(torch.nn.Module):
         activation: a key of ``_ACTIVATIONS``.
     """
 
-    def __init__(
-        self, d_model: int, hidden: int, dropout_rate: float, activation: str
-    ):
+    def __init__(self, d_model: int, hidden: int, dropout_rate: float, activation: str):
         super().__init__()
         self.norm = torch.nn.LayerNorm(d_model)
         self.w_1 = torch.nn.Linear(d_model, hidden)
@@ -113,9 +105,7 @@ class _RotarySelfAttention(torch.nn.Module):
         self.out = torch.nn.Linear(d_model, d_model)
         self.dropout = torch.nn.Dropout(dropout_rate)
 
-    def forward(
-        self, x: torch.Tensor, rotary: Rotary, key_mask: Optional[torch.Tensor]
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary: Rotary, key_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """Attend.
 
         Args:
@@ -179,11 +169,7 @@ class _ConvModule(torch.nn.Module):
             groups=d_model,
         )
         self.batch_norm = norm == "batch_norm"
-        self.conv_norm = (
-            torch.nn.BatchNorm1d(d_model)
-            if self.batch_norm
-            else torch.nn.LayerNorm(d_model)
-        )
+        self.conv_norm = torch.nn.BatchNorm1d(d_model) if self.batch_norm else torch.nn.LayerNorm(d_model)
         self.activation = _activation(activation)
         self.pointwise_out = torch.nn.Linear(d_model, d_model)
         self.dropout = torch.nn.Dropout(dropout_rate)
@@ -243,19 +229,11 @@ class _ConformerBlock(torch.nn.Module):
         conv_norm: str,
     ):
         super().__init__()
-        self.ff_macaron = (
-            _FeedForward(d_model, linear_units, dropout_rate, activation)
-            if macaron
-            else None
-        )
+        self.ff_macaron = _FeedForward(d_model, linear_units, dropout_rate, activation) if macaron else None
         self.ff_scale = 0.5 if macaron else 1.0
-        self.attn = _RotarySelfAttention(
-            d_model, heads, dropout_rate, attention_dropout_rate
-        )
+        self.attn = _RotarySelfAttention(d_model, heads, dropout_rate, attention_dropout_rate)
         self.conv = (
-            _ConvModule(d_model, kernel_size, dropout_rate, activation, conv_norm)
-            if use_conv
-            else None
+            _ConvModule(d_model, kernel_size, dropout_rate, activation, conv_norm) if use_conv else None
         )
         self.ff = _FeedForward(d_model, linear_units, dropout_rate, activation)
         self.norm_out = torch.nn.LayerNorm(d_model)

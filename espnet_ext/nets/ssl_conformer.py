@@ -33,11 +33,11 @@ import logging
 from typing import List, Optional, Tuple, Union
 
 import torch
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from typeguard import typechecked
 
-from espnet2.asr.encoder.abs_encoder import AbsEncoder
-from espnet_ext.nets.conformer_blocks import _ConformerBlock, _rotary_tables
 from espnet_ext.nets.checks import check_config, input_lengths
+from espnet_ext.nets.conformer_blocks import _ConformerBlock, _rotary_tables
 from espnet_ext.nets.lengths import valid_mask
 from espnet_ext.nets.subsampling import _Conv2dSubsampling4, subsampled_lengths
 

@@ -53,15 +53,11 @@ class _Conv2dSubsampling4(torch.nn.Module):
     def __init__(self, input_size: int, output_size: int, channels: int):
         super().__init__()
         self.conv1 = torch.nn.Conv2d(1, channels, kernel_size=3, stride=2, padding=0)
-        self.conv2 = torch.nn.Conv2d(
-            channels, channels, kernel_size=3, stride=2, padding=1
-        )
+        self.conv2 = torch.nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)
         freq = ((input_size + 1) // 2 + 1) // 2
         self.out = torch.nn.Linear(channels * freq, output_size)
 
-    def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Subsample.
 
         Args:

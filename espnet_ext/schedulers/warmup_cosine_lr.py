@@ -9,10 +9,9 @@ import math
 from typing import List
 
 import torch
+from espnet2.schedulers.abs_scheduler import AbsBatchStepScheduler
 from torch.optim.lr_scheduler import LRScheduler
 from typeguard import typechecked
-
-from espnet2.schedulers.abs_scheduler import AbsBatchStepScheduler
 
 
 class WarmupCosineLR(LRScheduler, AbsBatchStepScheduler):
@@ -44,14 +43,11 @@ class WarmupCosineLR(LRScheduler, AbsBatchStepScheduler):
             raise ValueError(f"warmupcosinelr: warmup_steps must be >= 0, got {warmup_steps}")
         if total_steps <= warmup_steps:
             raise ValueError(
-                f"warmupcosinelr: total_steps ({total_steps}) must exceed "
-                f"warmup_steps ({warmup_steps})"
+                f"warmupcosinelr: total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})"
             )
         peaks = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
         if min_lr < 0 or any(min_lr > peak for peak in peaks):
-            raise ValueError(
-                f"warmupcosinelr: min_lr ({min_lr}) must be in [0, optimizer lr {peaks}]"
-            )
+            raise ValueError(f"warmupcosinelr: min_lr ({min_lr}) must be in [0, optimizer lr {peaks}]")
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps
         self.min_lr = float(min_lr)

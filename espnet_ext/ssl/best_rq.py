@@ -28,9 +28,9 @@ from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
+from espnet2.ssl.loss.abs_loss import AbsSSLLoss
 from typeguard import typechecked
 
-from espnet2.ssl.loss.abs_loss import AbsSSLLoss
 from espnet_ext.nets.checks import check_values, require_positive
 from espnet_ext.nets.lengths import ceil_div, valid_mask
 
@@ -158,8 +158,7 @@ class BestRQLoss(AbsSSLLoss):
         self.register_buffer("projection", projection)  # (N, stack*F, dim)
         self.register_buffer("codebooks", codebooks)  # (N, K, dim), unit rows
         self.heads = torch.nn.ModuleList(
-            torch.nn.Linear(encoder_output_size, codebook_size)
-            for _ in range(num_codebooks)
+            torch.nn.Linear(encoder_output_size, codebook_size) for _ in range(num_codebooks)
         )
 
     def _draw_quantizer(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -170,15 +169,11 @@ class BestRQLoss(AbsSSLLoss):
         projection = torch.empty(self.num_codebooks, in_dim, self.codebook_dim)
         for proj in projection:
             torch.nn.init.xavier_uniform_(proj, generator=gen)
-        codebooks = torch.randn(
-            self.num_codebooks, self.codebook_size, self.codebook_dim, generator=gen
-        )
+        codebooks = torch.randn(self.num_codebooks, self.codebook_size, self.codebook_dim, generator=gen)
         return projection, F.normalize(codebooks, dim=-1)
 
     @torch.no_grad()
-    def compute_targets(
-        self, feats: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
+    def compute_targets(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Code ids of every stacked frame.
 
         Args:
@@ -258,10 +253,12 @@ class BestRQLoss(AbsSSLLoss):
         enc_lengths = encoder_output_lengths.to(target_lengths.device)
         check_values(
             (target_lengths - enc_lengths).abs() <= _MAX_LENGTH_MISMATCH,
-            lambda: f"best_rq: encoder output lengths {enc_lengths.tolist()} do not "
-            f"match ceil(feature lengths / {self.stack_frames}) = "
-            f"{target_lengths.tolist()}; stack_frames must equal the "
-            "encoder's subsampling factor",
+            lambda: (
+                f"best_rq: encoder output lengths {enc_lengths.tolist()} do not "
+                f"match ceil(feature lengths / {self.stack_frames}) = "
+                f"{target_lengths.tolist()}; stack_frames must equal the "
+                "encoder's subsampling factor"
+            ),
         )
         # Align at the first frame; keep frames present in both sequences.
         frames = min(enc_frames, targets.shape[-1])
@@ -280,9 +277,7 @@ class BestRQLoss(AbsSSLLoss):
         # Every count stays on the device: no .item(), no data-dependent shape.
         num_valid = valid.sum()
         num_masked = masked.sum()
-        ppls, codes = zip(
-            *(_codebook_perplexity(t, valid, self.codebook_size) for t in targets)
-        )
+        ppls, codes = zip(*(_codebook_perplexity(t, valid, self.codebook_size) for t in targets))
 
         # The heads score every aligned frame and the loss keeps the masked
         # ones: selecting them first (hidden[masked]) has a data-dependent
@@ -310,19 +305,4 @@ class BestRQLoss(AbsSSLLoss):
             "bestrq_ppl": torch.stack(ppls).mean(),
             "bestrq_codes": torch.stack(codes).mean(),
         }
-        return loss, stats
-
-        selected = hidden[:, :frames][masked]  # (M, D)
-        loss = hidden.new_zeros(())
-        correct = 0
-        for head, target in zip(self.heads, targets):
-            logits = head(selected)  # (M, K)
-            goal = target[masked]
-            loss = loss + F.cross_entropy(logits.float(), goal)
-            correct += int((logits.argmax(dim=-1) == goal).sum())
-        loss = loss / self.num_codebooks
-        stats.update(
-            bestrq_loss=float(loss.detach()),
-            bestrq_acc=correct / (num_masked * self.num_codebooks),
-        )
         return loss, stats

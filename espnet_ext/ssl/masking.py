@@ -107,8 +107,7 @@ class BestRQMasking(torch.nn.Module):
             raise ValueError(f"block_mask: mask_prob must be in [0, 1], got {mask_prob}")
         if span_ms <= 0 or frame_shift_ms <= 0:
             raise ValueError(
-                f"block_mask: span_ms and frame_shift_ms must be > 0, "
-                f"got {span_ms} and {frame_shift_ms}"
+                f"block_mask: span_ms and frame_shift_ms must be > 0, got {span_ms} and {frame_shift_ms}"
             )
         require_positive("block_mask", stride=stride)
         if noise_std < 0:
@@ -147,9 +146,7 @@ class BestRQMasking(torch.nn.Module):
                 ``stride`` int.
         """
         if feats.dim() != 3:
-            raise ValueError(
-                f"block_mask: feats must be (batch, frames, dim), got {tuple(feats.shape)}"
-            )
+            raise ValueError(f"block_mask: feats must be (batch, frames, dim), got {tuple(feats.shape)}")
         batch, frames, _ = feats.shape
         if pad_masks is None:
             lengths = torch.full((batch,), frames, dtype=torch.long, device=feats.device)
@@ -173,9 +170,7 @@ class BestRQMasking(torch.nn.Module):
             )
             encoder_mask = _expand_spans(starts, self.span_groups)
         else:
-            encoder_mask = torch.zeros(
-                batch, num_groups, dtype=torch.bool, device=feats.device
-            )
+            encoder_mask = torch.zeros(batch, num_groups, dtype=torch.bool, device=feats.device)
         input_mask = encoder_mask.repeat_interleave(self.stride, dim=1)[:, :frames]
 
         noise = torch.randn_like(feats) * self.noise_std

@@ -6,6 +6,8 @@
   pre-trained encoder is usually fine-tuned more gently than the freshly initialized
   decoder and CTC head (e.g. wav2vec 2.0, Baevski et al. 2020, sec. 4.4 freezes it at
   first; BEST-RQ fine-tunes all with one schedule). 1.0 is ESPnet's behaviour.
+* ``--iterator_type sharded``: speech and transcripts from stage 2's shards
+  (:mod:`espnet_ext.shards.factory`; data entries as for ESPnet's iterator).
 """
 
 import argparse
@@ -15,12 +17,10 @@ import torch
 from espnet2.tasks.abs_task import optim_classes
 from espnet2.tasks.asr import ASRTask as _StockASRTask
 
-from espnet_ext.train.trainer import Trainer
+from espnet_ext.tasks.base import ProjectTask
 
 
-class ASRTask(_StockASRTask):
-    trainer = Trainer
-
+class ASRTask(ProjectTask, _StockASRTask):
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         super().add_task_arguments(parser)
@@ -33,7 +33,9 @@ class ASRTask(_StockASRTask):
         )
 
     @classmethod
-    def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> List[torch.optim.Optimizer]:
+    def build_optimizers(
+        cls, args: argparse.Namespace, model: torch.nn.Module
+    ) -> List[torch.optim.Optimizer]:
         scale = getattr(args, "encoder_lr_scale", 1.0)
         if scale == 1.0:
             return super().build_optimizers(args, model)

@@ -17,6 +17,11 @@ previous checkpoints are never touched before the new one is committed. A failed
 (``ENOSPC`` and other ``OSError``) removes its own partial files and raises
 :class:`CheckpointWriteError`.
 
+Writing normally happens in a background thread on a host snapshot of the state
+(:mod:`espnet_ext.train.async_writer`); this module is the synchronous writer it runs.
+Loading memory-maps the file (``torch.load(mmap=True)``, which the default zip format of
+``torch.save`` supports), so a resume does not hold a second copy of the state.
+
 Everything stored loads with ``torch.load(weights_only=True)``: RNG states and reporter
 statistics are converted to tensors and plain Python values.
 
@@ -105,13 +110,14 @@ class ChecksumWriter:
     """File-like sink for ``torch.save``: writes everything to an unbuffered binary file,
     counts bytes and keeps a running CRC-32. An ``OSError`` from the file (e.g. ENOSPC)
     is kept in :attr:`error`, because ``torch.save`` reports it as an unrelated
-    ``RuntimeError``."""
+    ``RuntimeError``. ``progress(bytes_so_far)`` is called after each write."""
 
-    def __init__(self, raw):
+    def __init__(self, raw, progress: Optional[Callable[[int], None]] = None):
         self.raw = raw
         self.crc = 0
         self.bytes = 0
         self.error: Optional[OSError] = None
+        self.progress = progress
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
@@ -124,19 +130,23 @@ class ChecksumWriter:
             raise
         self.crc = zlib.crc32(data, self.crc)
         self.bytes += len(data)
+        if self.progress is not None:
+            self.progress(self.bytes)
         return len(data)
 
     def flush(self) -> None:
         self.raw.flush()
 
 
-def _write_durably(path: Path, produce: Callable[[ChecksumWriter], None]) -> ChecksumWriter:
+def _write_durably(
+    path: Path, produce: Callable[[ChecksumWriter], None], progress: Optional[Callable[[int], None]] = None
+) -> ChecksumWriter:
     """``produce(writer)`` into a temporary file, fsync, rename to ``path``."""
     tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
     writer = None
     try:
         with atomic_open(path, "wb", tmp=tmp, sync_dir=True, buffering=0) as raw:
-            writer = ChecksumWriter(raw)
+            writer = ChecksumWriter(raw, progress)
             produce(writer)
     except BaseException as e:
         if writer is not None and writer.error is not None and e is not writer.error:
@@ -145,15 +155,22 @@ def _write_durably(path: Path, produce: Callable[[ChecksumWriter], None]) -> Che
     return writer
 
 
-def save_step_checkpoint(state: Dict[str, Any], directory: Path, epoch: int, position: int) -> StepCheckpoint:
+def save_step_checkpoint(
+    state: Dict[str, Any],
+    directory: Path,
+    epoch: int,
+    position: int,
+    progress: Optional[Callable[[int], None]] = None,
+) -> StepCheckpoint:
     """Atomically write ``state`` as the step checkpoint (epoch, position) and commit it
-    with its manifest. Raises :class:`CheckpointWriteError` (partial files removed)."""
+    with its manifest. Raises :class:`CheckpointWriteError` (partial files removed).
+    ``progress(bytes_so_far)`` is called as the file is written (a watchdog's pet)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     checkpoint = StepCheckpoint(step_checkpoint_path(directory, epoch, position), epoch, position)
     start = time.perf_counter()
     try:
-        writer = _write_durably(checkpoint.path, lambda w: torch.save(state, w))
+        writer = _write_durably(checkpoint.path, lambda w: torch.save(state, w), progress)
         manifest = {
             "format": FORMAT,
             "file": checkpoint.path.name,
@@ -170,14 +187,15 @@ def save_step_checkpoint(state: Dict[str, Any], directory: Path, epoch: int, pos
         # The .pth may already be in place without its manifest: remove it too.
         checkpoint.path.unlink(missing_ok=True)
         hint = " (disk full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-        raise CheckpointWriteError(
-            f"could not write step checkpoint {checkpoint.path}{hint}: {e}"
-        ) from e
+        raise CheckpointWriteError(f"could not write step checkpoint {checkpoint.path}{hint}: {e}") from e
     return checkpoint
 
 
-def verify_step_checkpoint(checkpoint: StepCheckpoint) -> Optional[str]:
-    """``None`` if the checkpoint is complete and intact, else the reason it is not."""
+def verify_step_checkpoint(
+    checkpoint: StepCheckpoint, progress: Optional[Callable[[], None]] = None
+) -> Optional[str]:
+    """``None`` if the checkpoint is complete and intact, else the reason it is not.
+    ``progress()`` is called after each chunk of the CRC re-read (a watchdog's pet)."""
     try:
         manifest = json.loads(checkpoint.manifest_path.read_text())
     except FileNotFoundError:
@@ -199,6 +217,8 @@ def verify_step_checkpoint(checkpoint: StepCheckpoint) -> Optional[str]:
         with open(checkpoint.path, "rb") as f:
             while chunk := f.read(_READ_CHUNK):
                 crc = zlib.crc32(chunk, crc)
+                if progress is not None:
+                    progress()
     except OSError as e:
         return f"cannot read: {e}"
     if f"{crc:08x}" != manifest.get("crc32"):
@@ -266,7 +286,7 @@ class ResumeChoice:
     skipped: List[Tuple[StepCheckpoint, str]]
 
 
-def choose_resume_point(output_dir: Path) -> ResumeChoice:
+def choose_resume_point(output_dir: Path, progress: Optional[Callable[[], None]] = None) -> ResumeChoice:
     """The newest valid training state in ``output_dir``.
 
     A step checkpoint wins when it is later than the epochs finished in ESPnet's
@@ -290,7 +310,7 @@ def choose_resume_point(output_dir: Path) -> ResumeChoice:
     for checkpoint in list_step_checkpoints(output_dir / STEP_DIR):
         if finished is not None and checkpoint.epoch <= finished:
             break
-        reason = verify_step_checkpoint(checkpoint)
+        reason = verify_step_checkpoint(checkpoint, progress)
         if reason is None:
             return ResumeChoice(checkpoint, finished, skipped)
         logging.warning(f"skipping step checkpoint {checkpoint.path}: {reason}")
@@ -315,8 +335,11 @@ def remove_newer_than(directory: Path, key: Optional[Tuple[int, int]]) -> List[S
     return removed
 
 
-def load_step_checkpoint(checkpoint: StepCheckpoint) -> Dict[str, Any]:
-    state = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
+def load_step_checkpoint(checkpoint: StepCheckpoint, mmap: bool = True) -> Dict[str, Any]:
+    """The checkpoint's state, its tensors memory-mapped from the file (``mmap``): pages
+    are read when touched, and nothing stays in memory once the references are dropped
+    (see :meth:`espnet_ext.train.resume.RunContext.prepare`)."""
+    state = torch.load(checkpoint.path, map_location="cpu", weights_only=True, mmap=mmap)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{checkpoint.path} is not a {FORMAT} checkpoint")
     if (state.get("epoch"), state.get("position")) != checkpoint.key:

@@ -35,8 +35,7 @@ def add_compile_arguments(parser: argparse.ArgumentParser) -> None:
         "--torch_compile",
         choices=COMPILE_MODES,
         default="none",
-        help="Compile the encoder, SSL utils and losses with torch.compile in this "
-        "mode ('none': eager)",
+        help="Compile the encoder, SSL utils and losses with torch.compile in this mode ('none': eager)",
     )
     group.add_argument(
         "--torch_compile_backend",
@@ -53,9 +52,7 @@ def _compile_one(module: torch.nn.Module, mode: str, backend: str) -> None:
     module.compile(**kwargs)
 
 
-def maybe_compile(
-    model: torch.nn.Module, mode: Optional[str], backend: str = "inductor"
-) -> List[str]:
+def maybe_compile(model: torch.nn.Module, mode: Optional[str], backend: str = "inductor") -> List[str]:
     """Compile the training forward's submodules of ``model`` in place.
 
     Args:
@@ -91,7 +88,5 @@ def maybe_compile(
     if not compiled:
         _compile_one(model, mode, backend)
         compiled.append("<model>")
-    logger.info(
-        "torch.compile (mode=%s, backend=%s): %s", mode, backend, ", ".join(compiled)
-    )
+    logger.info("torch.compile (mode=%s, backend=%s): %s", mode, backend, ", ".join(compiled))
     return compiled

@@ -7,14 +7,22 @@ peer, a lost node or NCCL can leave them waiting until the process-group timeout
 nothing happens for ``timeout`` seconds while it is armed, it logs which rank stalled and
 where, dumps every thread's stack, and ends the process with :data:`EXIT_CODE`. The
 launcher (torchrun, or ESPnet's own spawn) then tears the job down.
+
+Saving and resuming stay watched: :meth:`ProgressWatchdog.phase` arms a named phase
+with its own limit (e.g. a longer one while waiting for a multi-GB checkpoint write,
+whose ``fsync`` makes no visible progress) and restores the previous phase afterwards;
+long loops inside it (CRC re-reads, the background writer's chunks) :meth:`pet` it, so a
+long legitimate write is not killed but a stuck one still is.
 """
 
+import contextlib
 import faulthandler
 import logging
 import os
 import sys
 import threading
 import time
+from typing import Iterator, Optional, Tuple
 
 EXIT_CODE = 124  # as timeout(1)
 
@@ -28,7 +36,7 @@ class ProgressWatchdog:
         poll: seconds between checks (default ``min(timeout / 10, 10)``).
     """
 
-    def __init__(self, timeout: float, label: str, poll: float = None):
+    def __init__(self, timeout: float, label: str, poll: Optional[float] = None):
         if timeout <= 0:
             raise ValueError(f"watchdog timeout must be > 0, got {timeout}")
         self.timeout = timeout
@@ -37,15 +45,38 @@ class ProgressWatchdog:
         self._lock = threading.Lock()
         self._last = time.monotonic()
         self._phase = None  # None: disarmed
+        self._limit = timeout  # the armed phase's limit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="espnet_ext-watchdog", daemon=True)
         self._thread.start()
 
-    def arm(self, phase: str) -> None:
-        """Start watching; ``phase`` says what is expected to progress."""
+    def arm(self, phase: str, timeout: Optional[float] = None) -> None:
+        """Start watching; ``phase`` says what is expected to progress, ``timeout``
+        (default: the constructor's) how long it may be silent."""
         with self._lock:
             self._phase = phase
+            self._limit = self.timeout if timeout is None else timeout
             self._last = time.monotonic()
+
+    @property
+    def state(self) -> Tuple[Optional[str], float]:
+        """The armed phase (None: disarmed) and its limit."""
+        with self._lock:
+            return self._phase, self._limit
+
+    @contextlib.contextmanager
+    def phase(self, phase: str, timeout: Optional[float] = None) -> Iterator["ProgressWatchdog"]:
+        """Armed as ``phase`` inside the block; the previous phase (or disarmed) after it,
+        with a fresh start of its silence count."""
+        previous, limit = self.state
+        self.arm(phase, timeout)
+        try:
+            yield self
+        finally:
+            if previous is None:
+                self.disarm()
+            else:
+                self.arm(previous, limit)
 
     def pet(self) -> None:
         self._last = time.monotonic()
@@ -61,15 +92,16 @@ class ProgressWatchdog:
     def _watch(self) -> None:
         while not self._stop.wait(self._poll):
             with self._lock:
-                phase = self._phase
+                phase, limit = self._phase, self._limit
                 silent = time.monotonic() - self._last
-            if phase is not None and silent > self.timeout:
-                self._fire(phase, silent)
+            if phase is not None and silent > limit:
+                self._fire(phase, silent, limit)
 
-    def _fire(self, phase: str, silent: float) -> None:
+    def _fire(self, phase: str, silent: float, limit: Optional[float] = None) -> None:
+        limit = self.timeout if limit is None else limit
         message = (
             f"{self.label}: no progress in {phase} for {silent:.0f} s (watchdog limit "
-            f"{self.timeout:.0f} s): a peer rank has probably died or hung. Exiting with "
+            f"{limit:.0f} s): a peer rank or the storage has probably died or hung. Exiting with "
             f"code {EXIT_CODE}; stacks follow."
         )
         try:

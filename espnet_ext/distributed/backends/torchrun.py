@@ -4,7 +4,7 @@ import shlex
 from pathlib import Path
 from typing import List, Sequence
 
-from espnet_ext.distributed.geometry import Geometry
+from espnet_ext.distributed.geometry import DEFAULT_MASTER_PORT, Geometry
 from espnet_ext.distributed.plan import LaunchPlan, Process, has_path_sh, torchrun_args
 
 
@@ -34,11 +34,12 @@ def build_plan(
         remote_shell: how to run a command on a host.
     """
     path_sh = ". ./path.sh && " if has_path_sh(workdir) else ""
+    port = geometry.master_port if geometry.master_port is not None else DEFAULT_MASTER_PORT
     processes = []
     for k, host in enumerate(geometry.hosts):
         torchrun = torchrun_args(geometry) + [
             "--rdzv_backend", "static", "--master_addr", geometry.hosts[0],
-            "--master_port", str(geometry.master_port), "--node_rank", str(k), "--no-python",
+            "--master_port", str(port), "--node_rank", str(k), "--no-python",
         ] + command  # fmt: skip
         remote = f"cd {shlex.quote(workdir)} && {path_sh}{shlex.join(torchrun)}"
         processes.append(Process(list(remote_shell) + [host, remote], node_log(log, k)))

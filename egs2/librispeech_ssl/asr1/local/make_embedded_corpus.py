@@ -35,12 +35,14 @@ from embedded_corpus import CorpusError, make_corpus  # noqa: E402  (package nex
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", required=True, type=Path, help="corpus root (LibriSpeech layout)")
     p.add_argument("--seed", type=int, default=1, help="seed of every random choice")
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="multiply all subset sizes (1.0: about 2.7 h in total)")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="multiply all subset sizes (1.0: about 2.7 h in total)"
+    )
     p.add_argument("--nj", type=int, default=2, help="parallel synthesis processes")
     return p
 

@@ -23,23 +23,47 @@ Use without synthesis::
     ec.vocabulary_stats(plan.sentences())
 """
 
-from .common import (GENERATOR_VERSION, SAMPLE_RATE, SUBSETS, TEST_SUBSETS, TRAIN_SUBSETS,
-                     CorpusError)
+from .common import GENERATOR_VERSION, SAMPLE_RATE, SUBSETS, TEST_SUBSETS, TRAIN_SUBSETS, CorpusError
 from .corpus import LOCK, MANIFEST, STARTED, make_corpus
 from .grammar import SentenceGenerator
 from .lm_text import LM_MIN_SENTENCES, LM_SENTENCES, LM_TEXT, lm_sentences
-from .plan import (CorpusPlan, Utterance, build_plan, estimate_seconds, plan_sentences,
-                   vocabulary_stats)
+from .plan import CorpusPlan, Utterance, build_plan, estimate_seconds, plan_sentences, vocabulary_stats
 from .synthesis import SynthesisError, render_utterance
 from .voices import HELD_OUT_VARIANTS, VARIANT_SEX, VOICES, Speaker, check_voice_rules
 from .words import Verb, article, number_words, parse_verb, year_words
 
 __all__ = [
-    "GENERATOR_VERSION", "SAMPLE_RATE", "SUBSETS", "TEST_SUBSETS", "TRAIN_SUBSETS",
-    "CorpusError", "LOCK", "MANIFEST", "STARTED", "make_corpus", "SentenceGenerator",
-    "LM_MIN_SENTENCES", "LM_SENTENCES", "LM_TEXT", "lm_sentences", "CorpusPlan",
-    "Utterance", "build_plan", "estimate_seconds", "plan_sentences", "vocabulary_stats",
-    "SynthesisError", "render_utterance", "HELD_OUT_VARIANTS", "VARIANT_SEX", "VOICES",
-    "Speaker", "check_voice_rules", "Verb", "article", "number_words", "parse_verb",
+    "GENERATOR_VERSION",
+    "SAMPLE_RATE",
+    "SUBSETS",
+    "TEST_SUBSETS",
+    "TRAIN_SUBSETS",
+    "CorpusError",
+    "LOCK",
+    "MANIFEST",
+    "STARTED",
+    "make_corpus",
+    "SentenceGenerator",
+    "LM_MIN_SENTENCES",
+    "LM_SENTENCES",
+    "LM_TEXT",
+    "lm_sentences",
+    "CorpusPlan",
+    "Utterance",
+    "build_plan",
+    "estimate_seconds",
+    "plan_sentences",
+    "vocabulary_stats",
+    "SynthesisError",
+    "render_utterance",
+    "HELD_OUT_VARIANTS",
+    "VARIANT_SEX",
+    "VOICES",
+    "Speaker",
+    "check_voice_rules",
+    "Verb",
+    "article",
+    "number_words",
+    "parse_verb",
     "year_words",
 ]

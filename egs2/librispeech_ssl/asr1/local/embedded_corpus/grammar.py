@@ -50,14 +50,16 @@ class SentenceGenerator(PhraseGenerator):
         vp = self._finite(verb, subj, self._tense())
         if self._p(0.5):
             return list(subj.words) + vp + list(to.words) + list(thing.words) + self._tail(0.1)
-        return list(subj.words) + vp + list(thing.words) + ["to"] + list(to.words) + \
-            self._tail(0.1)
+        return list(subj.words) + vp + list(thing.words) + ["to"] + list(to.words) + self._tail(0.1)
 
     def intransitive_clause(self) -> list[str]:
         verb = self.lx.intransitive.pick(self.rng)
         subj = self.subject(animal_ok=True)
-        return list(subj.words) + self._finite(verb, subj, self._tense()) + \
-            self._tail(loc=0.6, manner=0.3, time=0.35)
+        return (
+            list(subj.words)
+            + self._finite(verb, subj, self._tense())
+            + self._tail(loc=0.6, manner=0.3, time=0.35)
+        )
 
     def motion_clause(self) -> list[str]:
         r = self.rng
@@ -84,16 +86,19 @@ class SentenceGenerator(PhraseGenerator):
                 second = pool.pick(r)
                 if second != adj[0]:
                     adj += ["and", second]
-            degree = [r.choice(("very", "quite", "rather", "too", "so"))] if self._p(0.25) \
-                else []
-            return list(subj.words) + self._finite_be(subj, past) + degree + adj + \
-                self._tail(loc=0.15, manner=0.0, time=0.2)
+            degree = [r.choice(("very", "quite", "rather", "too", "so"))] if self._p(0.25) else []
+            return (
+                list(subj.words)
+                + self._finite_be(subj, past)
+                + degree
+                + adj
+                + self._tail(loc=0.15, manner=0.0, time=0.2)
+            )
         if u < 0.6:  # "there were five horses in the barn"
             cat = r.choice(("ANIMAL", "PERSON", "THING", "FOOD", "VEHICLE", "PLANT"))
             np_ = self.noun_phrase(cat)
             be = ("was" if past else "is") if not np_.plural else ("were" if past else "are")
-            return ["there", be] + list(np_.words) + self.loc_pp() + \
-                self._tail(loc=0.0, manner=0.0, time=0.3)
+            return ["there", be] + list(np_.words) + self.loc_pp() + self._tail(loc=0.0, manner=0.0, time=0.3)
         if u < 0.8:  # "Mary was a kind teacher"
             subj = self.person(pronoun_ok=False)
             noun = self.lx.nouns["OCCUPATION"].pick(r)
@@ -103,25 +108,39 @@ class SentenceGenerator(PhraseGenerator):
             else:
                 pred = [article((adjs + [noun.sg])[0])] + adjs + [noun.sg]
             subj = NP(subj.words, 3, subj.plural)
-            return list(subj.words) + self._finite_be(subj, past) + pred + \
-                self._tail(loc=0.2, manner=0.0, time=0.1)
+            return (
+                list(subj.words)
+                + self._finite_be(subj, past)
+                + pred
+                + self._tail(loc=0.2, manner=0.0, time=0.1)
+            )
         # measures: "the bridge was two hundred feet long", "the journey took three days"
         v = r.random()
         if v < 0.35:
-            np_ = self.noun_phrase(r.choice(("PLACE", "BUILDING", "VEHICLE", "THING")),
-                                   plural=False)
-            return list(np_.words) + ["was" if past else "is"] + self._number(2, 900) + \
-                [r.choice(("feet", "yards", "miles")), r.choice(("long", "high", "wide",
-                                                                  "away", "deep"))]
+            np_ = self.noun_phrase(r.choice(("PLACE", "BUILDING", "VEHICLE", "THING")), plural=False)
+            return (
+                list(np_.words)
+                + ["was" if past else "is"]
+                + self._number(2, 900)
+                + [r.choice(("feet", "yards", "miles")), r.choice(("long", "high", "wide", "away", "deep"))]
+            )
         if v < 0.7:
             subj = self.person()
             thing = self.noun_phrase(r.choice(("THING", "FOOD", "ANIMAL", "CLOTHING")))
-            return list(subj.words) + ["paid"] + self._number(2, 99) + \
-                [r.choice(("dollars", "pounds", "shillings", "pennies")), "for"] + \
-                list(thing.words)
+            return (
+                list(subj.words)
+                + ["paid"]
+                + self._number(2, 99)
+                + [r.choice(("dollars", "pounds", "shillings", "pennies")), "for"]
+                + list(thing.words)
+            )
         trip = self.noun_phrase("ABSTRACT", plural=False)
-        return list(trip.words) + [r.choice(("took", "lasted"))] + self._number(2, 40) + \
-            [r.choice(("days", "hours", "weeks", "minutes", "years"))]
+        return (
+            list(trip.words)
+            + [r.choice(("took", "lasted"))]
+            + self._number(2, 40)
+            + [r.choice(("days", "hours", "weeks", "minutes", "years"))]
+        )
 
     def clause(self) -> list[str]:
         u = self.rng.random()
@@ -155,8 +174,13 @@ class SentenceGenerator(PhraseGenerator):
         subj = self.person()
         tv, cats, _ = self.lx.transitive_pool.pick(r)
         tense = r.choice(("past", "past", "present", "neg_past"))
-        return list(subj.words) + self._finite(verb, subj, tense) + ["to", tv.base] + \
-            list(self.object_of(cats).words) + self._tail(loc=0.2, manner=0.0, time=0.2)
+        return (
+            list(subj.words)
+            + self._finite(verb, subj, tense)
+            + ["to", tv.base]
+            + list(self.object_of(cats).words)
+            + self._tail(loc=0.2, manner=0.0, time=0.2)
+        )
 
     def relative_sentence(self) -> list[str]:
         r = self.rng
@@ -168,8 +192,13 @@ class SentenceGenerator(PhraseGenerator):
             iv = self.lx.intransitive.pick(r)
             rel = [iv.past] + self.loc_pp()
         verb, cats2, _ = self.lx.transitive_pool.pick(r)
-        return list(head.words) + [r.choice(("who", "that"))] + rel + [verb.past] + \
-            list(self.object_of(cats2).words)
+        return (
+            list(head.words)
+            + [r.choice(("who", "that"))]
+            + rel
+            + [verb.past]
+            + list(self.object_of(cats2).words)
+        )
 
     def question(self) -> list[str]:
         r = self.rng
@@ -179,8 +208,7 @@ class SentenceGenerator(PhraseGenerator):
         sg3 = subj.person == 3 and not subj.plural
         obj = list(self.object_of(cats).words)
         if u < 0.22:  # yes/no
-            aux = r.choice(("did", "did", "does" if sg3 else "do", "will", "can", "could",
-                            "should", "would"))
+            aux = r.choice(("did", "did", "does" if sg3 else "do", "will", "can", "could", "should", "would"))
             return [aux] + list(subj.words) + [verb.base] + obj + self._tail(0.2, 0, 0.2)
         if u < 0.45:  # where/when/why/how did ...
             wh = r.choice(("where", "when", "why", "how"))
@@ -202,11 +230,14 @@ class SentenceGenerator(PhraseGenerator):
             cat = r.choice(("PLACE", "THING", "ANIMAL", "FOOD"))
             np_ = self.noun_phrase(cat)
             be = r.choice(("was", "is")) if not np_.plural else r.choice(("were", "are"))
-            return [be] + list(np_.words) + [self.lx.adjectives[cat].pick(r)] + \
-                (["enough"] if self._p(0.1) else [])
+            return (
+                [be]
+                + list(np_.words)
+                + [self.lx.adjectives[cat].pick(r)]
+                + (["enough"] if self._p(0.1) else [])
+            )
         # what did you find in the garden
-        return ["what", r.choice(("did", "will", "can"))] + list(subj.words) + [verb.base] + \
-            self.loc_pp()
+        return ["what", r.choice(("did", "will", "can"))] + list(subj.words) + [verb.base] + self.loc_pp()
 
     def imperative(self) -> list[str]:
         r = self.rng
@@ -214,16 +245,16 @@ class SentenceGenerator(PhraseGenerator):
         verb, cats, _ = self.lx.transitive_pool.pick(r)
         obj = list(self.object_of(cats).words)
         if u < 0.45:
-            return (["please"] if self._p(0.4) else []) + [verb.base] + obj + \
-                self._tail(0.4, 0.2, 0.2)
+            return (["please"] if self._p(0.4) else []) + [verb.base] + obj + self._tail(0.4, 0.2, 0.2)
         if u < 0.7:
-            return [r.choice(("don't", "do not", "never"))] + [verb.base] + obj + \
-                self._tail(0.2, 0.0, 0.3)
+            return [r.choice(("don't", "do not", "never"))] + [verb.base] + obj + self._tail(0.2, 0.0, 0.3)
         if u < 0.85:
             return ["let", "us", "go", "to"] + self.place() + self._tail(0.0, 0.0, 0.4)
-        return [r.choice(("bring", "show", "give", "hand", "send"))] + \
-            [r.choice(("me", "us", "him", "her", "them"))] + \
-            list(self.object_of(("THING", "FOOD", "TEXT")).words)
+        return (
+            [r.choice(("bring", "show", "give", "hand", "send"))]
+            + [r.choice(("me", "us", "him", "her", "them"))]
+            + list(self.object_of(("THING", "FOOD", "TEXT")).words)
+        )
 
     def sentence(self) -> tuple[str, list[str]]:
         """One sentence: (text with punctuation for espeak-ng, transcript words upper case)."""
@@ -249,14 +280,16 @@ class SentenceGenerator(PhraseGenerator):
         elif u < 0.88:
             words = self.imperative()
         elif u < 0.94:  # fronted time or opener: "On monday, ..."
-            front = self.time_phrase() if self._p(0.6) else \
-                self.lx.openers.pick(r).split()
+            front = self.time_phrase() if self._p(0.6) else self.lx.openers.pick(r).split()
             words = front + self.clause()
             comma_after = len(front)
         else:  # subordinate clause first: "When the rain stopped, ..."
             sub = self.short_clause()
-            words = [r.choice(("when", "after", "before", "because", "although", "while",
-                               "if"))] + sub + self.short_clause()
+            words = (
+                [r.choice(("when", "after", "before", "because", "although", "while", "if"))]
+                + sub
+                + self.short_clause()
+            )
             comma_after = len(sub) + 1
         words = [w for token in words for w in token.split()]
         return spoken_text(words, question, comma_after), transcript_words(words)

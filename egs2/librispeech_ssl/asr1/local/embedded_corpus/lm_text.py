@@ -52,8 +52,7 @@ def write_lm_text(path: Path, sentences: Sequence[str]) -> None:
     """Write ``sentences`` to ``path`` gzipped, one a line, atomically and reproducibly."""
 
     def write(tmp: Path) -> None:
-        with open(tmp, "wb") as raw, \
-                gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
             f.write("".join(s + "\n" for s in sentences).encode())
 
     write_atomic(path, write)
@@ -62,9 +61,13 @@ def write_lm_text(path: Path, sentences: Sequence[str]) -> None:
 def lm_record(plan: CorpusPlan, sentences: Sequence[str]) -> dict:
     """The manifest's "lm_text" entry: size, vocabulary, test OOV rate w.r.t. the LM text."""
     lm_words = Counter(w for t in sentences for w in t.split())
-    return {"file": LM_TEXT, "sentences": len(sentences), "words": sum(lm_words.values()),
-            "distinct_words": len(lm_words),
-            "test_oov_token_rate": _test_oov_rate(plan, set(lm_words))}
+    return {
+        "file": LM_TEXT,
+        "sentences": len(sentences),
+        "words": sum(lm_words.values()),
+        "distinct_words": len(lm_words),
+        "test_oov_token_rate": _test_oov_rate(plan, set(lm_words)),
+    }
 
 
 def _test_oov_rate(plan: CorpusPlan, vocab: set[str]) -> float:

@@ -26,8 +26,14 @@ class NP:
     plural: bool = False
 
 
-_SUBJECT_PRONOUNS = (("I", 1, False), ("you", 2, False), ("he", 3, False),
-                     ("she", 3, False), ("we", 1, True), ("they", 3, True))
+_SUBJECT_PRONOUNS = (
+    ("I", 1, False),
+    ("you", 2, False),
+    ("he", 3, False),
+    ("she", 3, False),
+    ("we", 1, True),
+    ("they", 3, True),
+)
 _OBJECT_PRONOUNS = ("me", "you", "him", "her", "us", "them")
 _POSSESSIVES = ("my", "his", "her", "our", "their", "your")
 
@@ -163,18 +169,36 @@ class PhraseGenerator:
         r = self.rng
         u = r.random()
         if u < 0.12:
-            return [r.choice(("yesterday", "today", "tomorrow", "tonight", "soon", "later",
-                              "early", "again", "at once", "at last", "long ago"))]
+            return [
+                r.choice(
+                    (
+                        "yesterday",
+                        "today",
+                        "tomorrow",
+                        "tonight",
+                        "soon",
+                        "later",
+                        "early",
+                        "again",
+                        "at once",
+                        "at last",
+                        "long ago",
+                    )
+                )
+            ]
         if u < 0.22:
-            return [r.choice(("last", "this", "next", "every")),
-                    r.choice(lex.PARTS_OF_DAY + ["night", "week", "month", "year", "summer",
-                                                 "winter", "day"])]
+            return [
+                r.choice(("last", "this", "next", "every")),
+                r.choice(lex.PARTS_OF_DAY + ["night", "week", "month", "year", "summer", "winter", "day"]),
+            ]
         if u < 0.32:
-            return ["on", r.choice(lex.DAYS)] + ([r.choice(lex.PARTS_OF_DAY)]
-                                                 if self._p(0.3) else [])
+            return ["on", r.choice(lex.DAYS)] + ([r.choice(lex.PARTS_OF_DAY)] if self._p(0.3) else [])
         if u < 0.42:
-            return ["in", r.choice(lex.MONTHS + lex.SEASONS)] if self._p(0.6) else \
-                   ["in", "the", r.choice(lex.SEASONS + lex.PARTS_OF_DAY)]
+            return (
+                ["in", r.choice(lex.MONTHS + lex.SEASONS)]
+                if self._p(0.6)
+                else ["in", "the", r.choice(lex.SEASONS + lex.PARTS_OF_DAY)]
+            )
         if u < 0.54:
             hour = number_words(r.randint(1, 12))
             v = r.random()
@@ -186,18 +210,17 @@ class PhraseGenerator:
         if u < 0.62:
             return [r.choice(("before", "after")), r.choice(lex.MEALS)]
         if u < 0.7:
-            return ["at", r.choice(("noon", "midnight", "dawn", "dusk", "sunrise",
-                                    "sunset", "night"))]
+            return ["at", r.choice(("noon", "midnight", "dawn", "dusk", "sunrise", "sunset", "night"))]
         if u < 0.8:
-            return self._number(2, 30) + [r.choice(("days", "weeks", "months", "years")),
-                                          r.choice(("ago", "later"))]
+            return self._number(2, 30) + [
+                r.choice(("days", "weeks", "months", "years")),
+                r.choice(("ago", "later")),
+            ]
         if u < 0.88:
             return ["in"] + year_words(r.randint(1700, 1999))
         if u < 0.94:
-            return ["on", "the", r.choice(lex.ORDINALS[:12] + lex.ORDINALS[19:]), "of",
-                    r.choice(lex.MONTHS)]
-        return ["for"] + self._number(2, 20) + [r.choice(("days", "hours", "weeks",
-                                                          "minutes", "years"))]
+            return ["on", "the", r.choice(lex.ORDINALS[:12] + lex.ORDINALS[19:]), "of", r.choice(lex.MONTHS)]
+        return ["for"] + self._number(2, 20) + [r.choice(("days", "hours", "weeks", "minutes", "years"))]
 
     # ---------------------------------------------------------------- verb groups
     def _finite(self, verb: Verb, subj: NP, tense: str) -> list[str]:
@@ -213,9 +236,11 @@ class PhraseGenerator:
         if tense == "pres_prog":
             return ["am" if first else "is" if sg3 else "are", verb.ing]
         if tense == "future":
-            return ["will", verb.base] if self._p(0.8) else ["is" if sg3 else "am" if first
-                                                             else "are", "going", "to",
-                                                             verb.base]
+            return (
+                ["will", verb.base]
+                if self._p(0.8)
+                else ["is" if sg3 else "am" if first else "are", "going", "to", verb.base]
+            )
         if tense == "perfect":
             return ["has" if sg3 else "have", verb.pp]
         if tense == "past_perfect":
@@ -229,13 +254,27 @@ class PhraseGenerator:
                 return ["doesn't" if sg3 else "don't", verb.base]
             return ["does" if sg3 else "do", "not", verb.base]
         if tense == "neg_modal":
-            return [r.choice(("couldn't", "wouldn't", "won't", "can't", "shouldn't",
-                              "could not", "will not", "cannot")), verb.base]
+            return [
+                r.choice(
+                    ("couldn't", "wouldn't", "won't", "can't", "shouldn't", "could not", "will not", "cannot")
+                ),
+                verb.base,
+            ]
         raise ValueError(tense)
 
-    _TENSES = (("past", 46), ("present", 12), ("past_prog", 7), ("pres_prog", 4),
-               ("future", 7), ("perfect", 6), ("past_perfect", 3), ("modal", 7),
-               ("neg_past", 4), ("neg_present", 2), ("neg_modal", 2))
+    _TENSES = (
+        ("past", 46),
+        ("present", 12),
+        ("past_prog", 7),
+        ("pres_prog", 4),
+        ("future", 7),
+        ("perfect", 6),
+        ("past_perfect", 3),
+        ("modal", 7),
+        ("neg_past", 4),
+        ("neg_present", 2),
+        ("neg_modal", 2),
+    )
 
     def _tense(self) -> str:
         names, weights = zip(*self._TENSES)
@@ -257,4 +296,3 @@ class PhraseGenerator:
         if self._p(time):
             out += self.time_phrase()
         return out
-

@@ -32,13 +32,17 @@ from .grammar import SentenceGenerator, chapter_cast
 from .voices import Speaker, assign_voices, check_voice_rules
 
 # Full-size targets: minutes of audio and number of speakers per subset.
-SUBSET_MINUTES = {"unlabeled": 105.0, "train-clean": 40.0, "dev-clean": 6.0,
-                  "test-clean": 7.0, "test-other": 7.0}
-SUBSET_SPEAKERS = {"unlabeled": 40, "train-clean": 24, "dev-clean": 8,
-                   "test-clean": 8, "test-other": 8}
+SUBSET_MINUTES = {
+    "unlabeled": 105.0,
+    "train-clean": 40.0,
+    "dev-clean": 6.0,
+    "test-clean": 7.0,
+    "test-other": 7.0,
+}
+SUBSET_SPEAKERS = {"unlabeled": 40, "train-clean": 24, "dev-clean": 8, "test-clean": 8, "test-other": 8}
 
 # Per-utterance randomization of the audio, drawn while planning.
-RATE_JITTER = 0.06            # per utterance, relative
+RATE_JITTER = 0.06  # per utterance, relative
 SNR_DB_RANGE = (25.0, 45.0)
 LEVEL_DBFS_RANGE = (-30.0, -18.0)
 MIN_UTT_SEC, MAX_UTT_SEC = 1.8, 8.5
@@ -52,16 +56,16 @@ class Utterance:
     subset: str
     speaker: int
     chapter: int
-    text: str                 # what espeak-ng reads (with punctuation)
-    words: tuple[str, ...]    # transcript, upper case
-    rate: int                 # speaker rate with per-utterance jitter (words/min)
-    level_dbfs: float         # speech RMS level
-    snr_db: float             # additive noise level relative to the speech RMS
-    noise_tilt: float         # 0: white noise ... 1: pink noise
-    lead_sec: float           # silence (then noise) before the speech
-    trail_sec: float          # silence (then noise) after espeak-ng's own trailing pause
+    text: str  # what espeak-ng reads (with punctuation)
+    words: tuple[str, ...]  # transcript, upper case
+    rate: int  # speaker rate with per-utterance jitter (words/min)
+    level_dbfs: float  # speech RMS level
+    snr_db: float  # additive noise level relative to the speech RMS
+    noise_tilt: float  # 0: white noise ... 1: pink noise
+    lead_sec: float  # silence (then noise) before the speech
+    trail_sec: float  # silence (then noise) after espeak-ng's own trailing pause
     noise_seed: int
-    est_sec: float            # planned duration (estimate; the file has the real one)
+    est_sec: float  # planned duration (estimate; the file has the real one)
 
     @property
     def transcript(self) -> str:
@@ -105,11 +109,12 @@ class CorpusPlan:
 _EST_A, _EST_B, _EST_C, _EST_D = 0.0494, 0.0584, 0.206, 0.415
 
 
-def estimate_seconds(text: str, n_words: int, rate: int, word_gap: int,
-                     lead_sec: float, trail_sec: float) -> float:
+def estimate_seconds(
+    text: str, n_words: int, rate: int, word_gap: int, lead_sec: float, trail_sec: float
+) -> float:
     """Planned duration of an utterance (letters, words, commas, speed, pauses)."""
     letters = sum(ch.isalpha() for ch in text)
-    speech = (_EST_A * letters + _EST_B * n_words + _EST_C * text.count(",") + _EST_D)
+    speech = _EST_A * letters + _EST_B * n_words + _EST_C * text.count(",") + _EST_D
     return speech * 175.0 / rate + 0.01 * word_gap * n_words + lead_sec + trail_sec
 
 
@@ -172,9 +177,9 @@ def build_plan(seed: int = 1, scale: float = 1.0) -> CorpusPlan:
     return CorpusPlan(seed=seed, scale=scale, speakers=speakers, utterances=utterances)
 
 
-
-def _plan_utterance(gen: SentenceGenerator, rng: random.Random, spk: Speaker, chapter: int,
-                    index: int, seen: set[str]) -> Utterance:
+def _plan_utterance(
+    gen: SentenceGenerator, rng: random.Random, spk: Speaker, chapter: int, index: int, seen: set[str]
+) -> Utterance:
     rate = round(spk.rate * rng.uniform(1 - RATE_JITTER, 1 + RATE_JITTER))
     lead, trail = rng.uniform(0.05, 0.3), rng.uniform(0.0, 0.2)
     for _ in range(2000):
@@ -189,12 +194,21 @@ def _plan_utterance(gen: SentenceGenerator, rng: random.Random, spk: Speaker, ch
         raise RuntimeError(f"sentence grammar could not fill speaker {spk.id}")
     seen.add(transcript)
     return Utterance(
-        uid=f"{spk.id}-{chapter}-{index:04d}", subset=spk.subset, speaker=spk.id,
-        chapter=chapter, text=text, words=tuple(words), rate=rate,
+        uid=f"{spk.id}-{chapter}-{index:04d}",
+        subset=spk.subset,
+        speaker=spk.id,
+        chapter=chapter,
+        text=text,
+        words=tuple(words),
+        rate=rate,
         level_dbfs=round(rng.uniform(*LEVEL_DBFS_RANGE), 2),
-        snr_db=round(rng.uniform(*SNR_DB_RANGE), 2), noise_tilt=round(rng.random(), 3),
-        lead_sec=round(lead, 3), trail_sec=round(trail, 3),
-        noise_seed=rng.getrandbits(63), est_sec=round(est, 3))
+        snr_db=round(rng.uniform(*SNR_DB_RANGE), 2),
+        noise_tilt=round(rng.random(), 3),
+        lead_sec=round(lead, 3),
+        trail_sec=round(trail, 3),
+        noise_seed=rng.getrandbits(63),
+        est_sec=round(est, 3),
+    )
 
 
 def check_disjoint(utterances: Sequence[Utterance]) -> None:
@@ -213,17 +227,19 @@ def plan_sentences(seed: int = 1, scale: float = 1.0) -> dict[str, list[str]]:
 
 def vocabulary_stats(sentences: dict[str, list[str]]) -> dict:
     """Distinct words overall and per subset, and the test OOV rate w.r.t. train-clean."""
-    words = {s: Counter(w for line in lines for w in line.split())
-             for s, lines in sentences.items()}
+    words = {s: Counter(w for line in lines for w in line.split()) for s, lines in sentences.items()}
     train_vocab = set(words["train-clean"])
-    out = {"distinct_words": len(set().union(*map(set, words.values()))),
-           "distinct_words_per_subset": {s: len(c) for s, c in words.items()},
-           "oov_vs_train_clean": {}}
+    out = {
+        "distinct_words": len(set().union(*map(set, words.values()))),
+        "distinct_words_per_subset": {s: len(c) for s, c in words.items()},
+        "oov_vs_train_clean": {},
+    }
     for name, subsets in [(s, (s,)) for s in TEST_SUBSETS] + [("all-test", TEST_SUBSETS)]:
         tokens = sum((words[s] for s in subsets), Counter())
         oov_tok = sum(c for w, c in tokens.items() if w not in train_vocab)
         oov_types = sum(1 for w in tokens if w not in train_vocab)
         out["oov_vs_train_clean"][name] = {
             "token_rate": round(oov_tok / max(1, sum(tokens.values())), 4),
-            "type_rate": round(oov_types / max(1, len(tokens)), 4)}
+            "type_rate": round(oov_types / max(1, len(tokens)), 4),
+        }
     return out

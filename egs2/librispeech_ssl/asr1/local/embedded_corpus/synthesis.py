@@ -45,30 +45,46 @@ def _parse_wav(raw: bytes, what: str) -> np.ndarray:
         raise SynthesisError(f"{what}: espeak-ng did not return a WAV stream")
     pos, fmt = 12, None
     while pos + 8 <= len(raw):
-        cid, size = raw[pos:pos + 4], int.from_bytes(raw[pos + 4:pos + 8], "little")
+        cid, size = raw[pos : pos + 4], int.from_bytes(raw[pos + 4 : pos + 8], "little")
         if cid == b"fmt ":
-            fmt = (int.from_bytes(raw[pos + 10:pos + 12], "little"),
-                   int.from_bytes(raw[pos + 12:pos + 16], "little"),
-                   int.from_bytes(raw[pos + 22:pos + 24], "little"))
+            fmt = (
+                int.from_bytes(raw[pos + 10 : pos + 12], "little"),
+                int.from_bytes(raw[pos + 12 : pos + 16], "little"),
+                int.from_bytes(raw[pos + 22 : pos + 24], "little"),
+            )
         elif cid == b"data":
             if fmt != (1, ESPEAK_RATE, 16):
-                raise SynthesisError(f"{what}: unexpected WAV format (channels, rate, bits)"
-                                     f" = {fmt}, wanted (1, {ESPEAK_RATE}, 16)")
-            data = raw[pos + 8:]
-            return np.frombuffer(data[:len(data) // 2 * 2], dtype="<i2")
+                raise SynthesisError(
+                    f"{what}: unexpected WAV format (channels, rate, bits)"
+                    f" = {fmt}, wanted (1, {ESPEAK_RATE}, 16)"
+                )
+            data = raw[pos + 8 :]
+            return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
         pos += 8 + size + (size & 1)
     raise SynthesisError(f"{what}: no audio data in espeak-ng output")
 
 
 def _espeak(utt: Utterance, spk: Speaker) -> np.ndarray:
     """espeak-ng's int16 samples of the utterance at ESPEAK_RATE."""
-    cmd = ["espeak-ng", "-v", spk.combo, "-s", str(utt.rate), "-p", str(spk.pitch),
-           "-g", str(spk.word_gap), "--stdout", "--stdin"]
+    cmd = [
+        "espeak-ng",
+        "-v",
+        spk.combo,
+        "-s",
+        str(utt.rate),
+        "-p",
+        str(spk.pitch),
+        "-g",
+        str(spk.word_gap),
+        "--stdout",
+        "--stdin",
+    ]
     what = f"utterance {utt.uid} ({spk.combo})"
     proc = subprocess.run(cmd, input=utt.text.encode(), capture_output=True)
     if proc.returncode != 0:
-        raise SynthesisError(f"{what}: espeak-ng failed ({proc.returncode}): "
-                             f"{proc.stderr.decode(errors='replace').strip()}")
+        raise SynthesisError(
+            f"{what}: espeak-ng failed ({proc.returncode}): {proc.stderr.decode(errors='replace').strip()}"
+        )
     pcm = _parse_wav(proc.stdout, what)
     if len(pcm) < ESPEAK_RATE // 4 or not np.any(pcm):
         raise SynthesisError(f"{what}: espeak-ng returned {len(pcm)} samples of silence")
@@ -82,16 +98,17 @@ def _noise(n: int, tilt: float, seed: int) -> np.ndarray:
         spec = np.fft.rfft(noise)
         freq = np.maximum(np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE), 50.0)
         noise = np.fft.irfft(spec * (freq / 1000.0) ** (-tilt / 2), n)
-    return noise / np.sqrt(np.mean(noise ** 2))
+    return noise / np.sqrt(np.mean(noise**2))
 
 
 def render_utterance(utt: Utterance, spk: Speaker) -> np.ndarray:
     """Audio of one utterance: (samples,) int16 at 16 kHz."""
     import soxr
 
-    speech = soxr.resample(_espeak(utt, spk).astype(np.float64) / 32768.0,
-                           ESPEAK_RATE, SAMPLE_RATE, quality="HQ")
-    speech *= 10 ** (utt.level_dbfs / 20) / np.sqrt(np.mean(speech ** 2))
+    speech = soxr.resample(
+        _espeak(utt, spk).astype(np.float64) / 32768.0, ESPEAK_RATE, SAMPLE_RATE, quality="HQ"
+    )
+    speech *= 10 ** (utt.level_dbfs / 20) / np.sqrt(np.mean(speech**2))
     lead = np.zeros(round(utt.lead_sec * SAMPLE_RATE))
     trail = np.zeros(round(utt.trail_sec * SAMPLE_RATE))
     signal = np.concatenate([lead, speech, trail])
@@ -106,8 +123,7 @@ def render_utterance(utt: Utterance, spk: Speaker) -> np.ndarray:
 def _write_flac_atomic(path: Path, audio: np.ndarray) -> None:
     import soundfile as sf
 
-    write_atomic(path, lambda tmp: sf.write(tmp, audio, SAMPLE_RATE, format="FLAC",
-                                            subtype="PCM_16"))
+    write_atomic(path, lambda tmp: sf.write(tmp, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
 
 
 def _synthesize(job: Job) -> tuple[str, int]:
@@ -120,23 +136,19 @@ def _synthesize(job: Job) -> tuple[str, int]:
 def espeak_info() -> str:
     """espeak-ng's version; raise if it or a voice/variant this corpus needs is missing."""
     if shutil.which("espeak-ng") is None:
-        raise CorpusError("espeak-ng is not installed (Debian/Ubuntu: sudo apt-get install "
-                          "espeak-ng)")
+        raise CorpusError("espeak-ng is not installed (Debian/Ubuntu: sudo apt-get install espeak-ng)")
 
     def run(*args: str) -> str:
-        return subprocess.run(["espeak-ng", *args], capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(["espeak-ng", *args], capture_output=True, text=True, check=True).stdout
 
     m = re.search(r"text-to-speech:\s*(\S+)", run("--version"))
     version = m.group(1) if m else "unknown"
-    languages = {line.split()[1] for line in run("--voices=en").splitlines()[1:]
-                 if len(line.split()) > 1}
+    languages = {line.split()[1] for line in run("--voices=en").splitlines()[1:] if len(line.split()) > 1}
     variant_files = set(re.findall(r"!v/(\S+)", run("--voices=variant")))
     missing = [v for v in VOICES if v not in languages]
     missing += [f"variant {v}" for v in VARIANT_SEX if v not in variant_files]
     if missing:
-        raise CorpusError(f"espeak-ng {version} lacks voices this corpus needs: "
-                          f"{', '.join(missing)}")
+        raise CorpusError(f"espeak-ng {version} lacks voices this corpus needs: {', '.join(missing)}")
     return version
 
 
@@ -144,8 +156,13 @@ def run_jobs(jobs: Sequence[Job], nj: int) -> None:
     """Synthesize and write every job with ``nj`` processes, with a progress bar."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), unit="utt", desc="espeak-ng", file=sys.stderr,
-               mininterval=1.0 if sys.stderr.isatty() else 15.0)
+    bar = tqdm(
+        total=len(jobs),
+        unit="utt",
+        desc="espeak-ng",
+        file=sys.stderr,
+        mininterval=1.0 if sys.stderr.isatty() else 15.0,
+    )
     if nj == 1 or len(jobs) <= 1:
         for job in jobs:
             _synthesize(job)

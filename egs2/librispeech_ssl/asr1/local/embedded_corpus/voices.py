@@ -24,22 +24,51 @@ from .common import TRAIN_SUBSETS
 
 # espeak-ng English voices (accents) and variants (voice timbres) used. Variants in
 # HELD_OUT_VARIANTS appear only in test-other.
-VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
-          "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+VOICES = (
+    "en-us",
+    "en-gb",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+)
 VARIANT_SEX = {
-    "m1": "M", "m2": "M", "m3": "M", "m4": "M", "m5": "M", "m6": "M", "m8": "M",
-    "adam": "M", "david": "M", "edward": "M", "benjamin": "M", "Andy": "M",
-    "robert": "M", "max": "M", "michel": "M",
-    "f1": "F", "f2": "F", "f3": "F", "f5": "F", "linda": "F", "steph": "F", "belinda": "F",
+    "m1": "M",
+    "m2": "M",
+    "m3": "M",
+    "m4": "M",
+    "m5": "M",
+    "m6": "M",
+    "m8": "M",
+    "adam": "M",
+    "david": "M",
+    "edward": "M",
+    "benjamin": "M",
+    "Andy": "M",
+    "robert": "M",
+    "max": "M",
+    "michel": "M",
+    "f1": "F",
+    "f2": "F",
+    "f3": "F",
+    "f5": "F",
+    "linda": "F",
+    "steph": "F",
+    "belinda": "F",
     # held out for test-other
-    "m7": "M", "paul": "M", "f4": "F", "Annie": "F",
+    "m7": "M",
+    "paul": "M",
+    "f4": "F",
+    "Annie": "F",
 }
 HELD_OUT_VARIANTS = ("m7", "paul", "f4", "Annie")
 TRAIN_VARIANTS = tuple(v for v in VARIANT_SEX if v not in HELD_OUT_VARIANTS)
 
-RATE_RANGE = (135, 195)       # espeak-ng words per minute, per speaker
-PITCH_RANGE = (25, 75)        # espeak-ng pitch 0-99, per speaker
-WORD_GAP_RANGE = (0, 2)       # espeak-ng -g, extra pause between words in 10 ms units
+RATE_RANGE = (135, 195)  # espeak-ng words per minute, per speaker
+PITCH_RANGE = (25, 75)  # espeak-ng pitch 0-99, per speaker
+WORD_GAP_RANGE = (0, 2)  # espeak-ng -g, extra pause between words in 10 ms units
 
 
 @dataclass(frozen=True)
@@ -58,7 +87,7 @@ class Speaker:
 
     @property
     def combo(self) -> str:
-        """"voice+variant", the espeak-ng -v argument."""
+        """ "voice+variant", the espeak-ng -v argument."""
         return f"{self.voice}+{self.variant}"
 
     @property
@@ -73,14 +102,16 @@ def assign_voices(rng: random.Random, counts: dict[str, int]) -> dict[str, list[
 
     def draw_training(sex: str) -> tuple[str, str]:
         if not pools[sex]:  # refill (only when a huge --scale exhausts the combinations)
-            pools[sex] = [(v, var) for v in VOICES for var in TRAIN_VARIANTS
-                          if VARIANT_SEX[var] == sex]
+            pools[sex] = [(v, var) for v in VOICES for var in TRAIN_VARIANTS if VARIANT_SEX[var] == sex]
             rng.shuffle(pools[sex])
         return pools[sex].pop()
 
     def prosody() -> dict:
-        return {"rate": rng.randint(*RATE_RANGE), "pitch": rng.randint(*PITCH_RANGE),
-                "word_gap": rng.randint(*WORD_GAP_RANGE)}
+        return {
+            "rate": rng.randint(*RATE_RANGE),
+            "pitch": rng.randint(*PITCH_RANGE),
+            "word_gap": rng.randint(*WORD_GAP_RANGE),
+        }
 
     def alternate(combos: Sequence[tuple[str, str]], n: int) -> list[tuple[str, str]]:
         """n combinations, sexes alternating from a random start, each sex's list cycled."""
@@ -113,19 +144,18 @@ def assign_voices(rng: random.Random, counts: dict[str, int]) -> dict[str, list[
             same = [s for s in training if (s["voice"], s["variant"]) == (voice, variant)]
             for _ in range(10000):
                 p = prosody()
-                if all(abs(p["rate"] - s["rate"]) >= 10 and abs(p["pitch"] - s["pitch"]) >= 8
-                       for s in same):
+                if all(abs(p["rate"] - s["rate"]) >= 10 and abs(p["pitch"] - s["pitch"]) >= 8 for s in same):
                     break
             else:
                 raise RuntimeError(f"no distinct speed/pitch left for {voice}+{variant}")
-            out[subset].append({"voice": voice, "variant": variant,
-                                "sex": VARIANT_SEX[variant], **p})
+            out[subset].append({"voice": voice, "variant": variant, "sex": VARIANT_SEX[variant], **p})
 
     # test-other: variants held out of every training subset and of dev.
     other = [(v, var) for v in VOICES for var in HELD_OUT_VARIANTS]
-    out["test-other"] = [{"voice": voice, "variant": variant, "sex": VARIANT_SEX[variant],
-                          **prosody()}
-                         for voice, variant in alternate(other, counts["test-other"])]
+    out["test-other"] = [
+        {"voice": voice, "variant": variant, "sex": VARIANT_SEX[variant], **prosody()}
+        for voice, variant in alternate(other, counts["test-other"])
+    ]
     return out
 
 

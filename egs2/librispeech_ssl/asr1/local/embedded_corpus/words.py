@@ -84,7 +84,7 @@ def parse_nouns(entries: Iterable[str]) -> list[Noun]:
 
 
 def article(word: str) -> str:
-    """"a" or "an" before ``word``, by its sound as far as the spelling tells."""
+    """ "a" or "an" before ``word``, by its sound as far as the spelling tells."""
     w = word.lower()
     if w.startswith(("uni", "use", "usu", "eu", "one", "once")):
         return "a"
@@ -128,12 +128,10 @@ class Pool:
     tail words are rare: they fill the vocabulary of the large unlabeled subset and make a
     few percent of test words unseen in train-clean, as in real read speech."""
 
-    def __init__(self, items: Sequence, alpha: float = 0.6, head: float = 0.35,
-                 tail: float = 0.03) -> None:
+    def __init__(self, items: Sequence, alpha: float = 0.6, head: float = 0.35, tail: float = 0.03) -> None:
         self.items = list(items)
         n_head = max(4, head * len(self.items))
-        weights = [(1.0 if i < n_head else tail) / (i + 2) ** alpha
-                   for i in range(len(self.items))]
+        weights = [(1.0 if i < n_head else tail) / (i + 2) ** alpha for i in range(len(self.items))]
         self.cum = list(np.cumsum(weights))
 
     def pick(self, rng: random.Random):
@@ -147,38 +145,83 @@ class Lexicon:
     frame (transitive verbs with the classes of object they take), names, places, adverbs."""
 
     def __init__(self) -> None:
-        self.nouns = {cat: Pool(parse_nouns(getattr(lex, cat)))
-                      for cat in ("PERSON", "OCCUPATION", "KIN", "ANIMAL", "FOOD", "DRINK",
-                                  "THING", "CLOTHING", "TEXT", "MUSIC", "PLACE", "BUILDING",
-                                  "VEHICLE", "ABSTRACT", "PLANT", "NATURE")}
+        self.nouns = {
+            cat: Pool(parse_nouns(getattr(lex, cat)))
+            for cat in (
+                "PERSON",
+                "OCCUPATION",
+                "KIN",
+                "ANIMAL",
+                "FOOD",
+                "DRINK",
+                "THING",
+                "CLOTHING",
+                "TEXT",
+                "MUSIC",
+                "PLACE",
+                "BUILDING",
+                "VEHICLE",
+                "ABSTRACT",
+                "PLANT",
+                "NATURE",
+            )
+        }
         general = lex.ADJ_THING
         self.adjectives = {
-            "PERSON": Pool(lex.ADJ_PERSON), "ANIMAL": Pool(lex.ADJ_ANIMAL),
-            "FOOD": Pool(lex.ADJ_FOOD), "DRINK": Pool(["hot", "cold", "warm", "fresh",
-                                                       "sweet", "bitter", "strong"]),
-            "THING": Pool(general), "CLOTHING": Pool(general), "VEHICLE": Pool(general),
-            "BUILDING": Pool(general), "PLANT": Pool(general), "PLACE": Pool(lex.ADJ_PLACE),
-            "TEXT": Pool(lex.ADJ_ABSTRACT), "ABSTRACT": Pool(lex.ADJ_ABSTRACT),
-            "MUSIC": Pool(["sad", "happy", "old", "sweet", "strange", "beautiful", "lovely",
-                           "cheerful", "gentle", "quiet", "loud", "simple", "famous", "long"]),
+            "PERSON": Pool(lex.ADJ_PERSON),
+            "ANIMAL": Pool(lex.ADJ_ANIMAL),
+            "FOOD": Pool(lex.ADJ_FOOD),
+            "DRINK": Pool(["hot", "cold", "warm", "fresh", "sweet", "bitter", "strong"]),
+            "THING": Pool(general),
+            "CLOTHING": Pool(general),
+            "VEHICLE": Pool(general),
+            "BUILDING": Pool(general),
+            "PLANT": Pool(general),
+            "PLACE": Pool(lex.ADJ_PLACE),
+            "TEXT": Pool(lex.ADJ_ABSTRACT),
+            "ABSTRACT": Pool(lex.ADJ_ABSTRACT),
+            "MUSIC": Pool(
+                [
+                    "sad",
+                    "happy",
+                    "old",
+                    "sweet",
+                    "strange",
+                    "beautiful",
+                    "lovely",
+                    "cheerful",
+                    "gentle",
+                    "quiet",
+                    "loud",
+                    "simple",
+                    "famous",
+                    "long",
+                ]
+            ),
             "NATURE": Pool(["cold", "warm", "strong", "gentle", "bright", "dark", "heavy"]),
         }
         self.colors = Pool(lex.ADJ_COLOR)
         self.transitive = []
         for spec, frame in lex.TRANSITIVE.items():
             cats = frame.split()
-            self.transitive.append((parse_verb(spec), tuple(c for c in cats if c != "+A"),
-                                    "+A" in cats))
+            self.transitive.append((parse_verb(spec), tuple(c for c in cats if c != "+A"), "+A" in cats))
         self.transitive_pool = Pool(self.transitive)
         self.intransitive = Pool([parse_verb(s) for s in lex.INTRANSITIVE])
         self.motion = Pool([parse_verb(s) for s in lex.MOTION])
         self.say = Pool([parse_verb(s) for s in lex.SAY])
         self.control = Pool([parse_verb(s) for s in lex.CONTROL])
-        self.give = [parse_verb(s) for s in ("give/gives/gave/given/giving",
-                                             "send/sends/sent/sent/sending",
-                                             "show/shows/showed/shown/showing", "offer",
-                                             "lend/lends/lent/lent/lending", "hand",
-                                             "bring/brings/brought/brought/bringing")]
+        self.give = [
+            parse_verb(s)
+            for s in (
+                "give/gives/gave/given/giving",
+                "send/sends/sent/sent/sending",
+                "show/shows/showed/shown/showing",
+                "offer",
+                "lend/lends/lent/lent/lending",
+                "hand",
+                "bring/brings/brought/brought/bringing",
+            )
+        ]
         self.male = Pool(lex.NAMES_MALE)
         self.female = Pool(lex.NAMES_FEMALE)
         self.surnames = Pool(lex.SURNAMES)
@@ -199,4 +242,3 @@ def lexicon() -> Lexicon:
     if _LEX is None:
         _LEX = Lexicon()
     return _LEX
-

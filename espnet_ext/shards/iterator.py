@@ -1,16 +1,27 @@
-"""``--iterator_type sharded``: ESPnet iterator factory over feature shards.
+"""``--iterator_type sharded``: ESPnet iterator factory over shards.
+
+Feature shards (pre-training: ``speech``), feature shards with their transcripts
+(fine-tuning: ``speech`` + ``text``) and text-only shards (the LM: ``text``) go through
+the same plan; only what a batch item carries differs.
 
 ESPnet's ``sequence`` iterator has every rank read the whole shape file, build every
 batch of the corpus, and load the whole scp index (and each DataLoader worker inherits
-all of it). This factory reads only the shard manifest (:mod:`espnet_ext.data.shards`)
+all of it). This factory reads only the shard manifest (:mod:`espnet_ext.shards.format`)
 up front; each DataLoader worker reads the indices and arks of its own streams' shards
-when it reaches them (:mod:`espnet_ext.data.shard_plan` has the epoch plan and its
+when it reaches them (:mod:`espnet_ext.shards.plan` has the epoch plan and its
 guarantees: every utterance once per pass across ranks, the same number of batches
 on every rank, length bucketing, an order fixed by seed, pass, rank and world size).
 
 Epochs: without ``num_iters_per_epoch`` ESPnet's epoch e is pass e. With it, epoch e is
 the rank's batches ``[(e - 1) n, e n)`` of the endless sequence of passes 1, 2, ...
 (as ESPnet's ``SequenceIterFactory`` does), so a pass may span epochs.
+
+Open files: a loader worker keeps the arks it reads open across batches (per stream it
+reads, as many as a bucketing window spans plus 2, at most :data:`MAX_OPEN_ARKS_PER_STREAM`;
+the least recently opened closed first) and closes them when its part of the epoch ends.
+
+Weighted mixing (``mix``): see :mod:`espnet_ext.shards.plan`; every pass logs the
+hours it draws from each source (frames x 10 ms).
 
 Resuming mid-epoch: the epoch iterator's ``set_start_batch(k)`` (called by the
 project's trainer before iterating) starts at the epoch's batch ``k`` with the same
@@ -20,6 +31,7 @@ never features.
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
@@ -30,23 +42,48 @@ from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from typeguard import typechecked
 
-from espnet_ext.data.shard_plan import (
+from espnet_ext.shards.format import ShardManifest
+from espnet_ext.shards.plan import (
     BatchRule,
     PassLayout,
     PlanError,
     PlannedBatch,
+    SourceMix,
+    mix_targets,
+    mixed_order,
     plan_layout,
     shard_order,
     stream_batches,
     stream_pieces,
 )
-from espnet_ext.data.shards import ShardManifest
 
 log = logging.getLogger(__name__)
+
+MAX_OPEN_ARKS_PER_STREAM = 64
+FRAME_SHIFT_S = 0.01  # stage 2's log-Mel features: 10 ms per frame
 
 
 def _as_is(item):
     return item
+
+
+class _OpenFiles(collections.OrderedDict):
+    """kaldiio's ``fd_dict``: open arks, the least recently opened closed beyond ``limit``."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = max(1, limit)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        while len(self) > self.limit:
+            _, fd = self.popitem(last=False)
+            fd.close()
+
+    def close(self) -> None:
+        while self:
+            _, fd = self.popitem(last=False)
+            fd.close()
 
 
 class _PassSegment(IterableDataset):
@@ -57,8 +94,7 @@ class _PassSegment(IterableDataset):
     ``streams_per_rank``, so a stream is read by one worker only.
     """
 
-    def __init__(self, factory: "ShardedIterFactory", pass_index: int, start: int, stop: int,
-                 shuffle: bool):
+    def __init__(self, factory: "ShardedIterFactory", pass_index: int, start: int, stop: int, shuffle: bool):
         self.f = factory
         self.pass_index = pass_index
         self.start = start
@@ -68,31 +104,37 @@ class _PassSegment(IterableDataset):
     def _stream(self, local: int) -> Iterator[PlannedBatch]:
         f, layout = self.f, self.f.layout
         stream = f.rank * layout.streams_per_rank + local
-        order = shard_order(f.manifest.n_shards, seed=f.seed, pass_index=self.pass_index,
-                            shuffle=self.shuffle)
-        pieces = stream_pieces(f.manifest.utts, order, layout.n_streams, stream)
+        order, counts = f.pass_order(self.pass_index, self.shuffle)
+        pieces = stream_pieces(f.manifest.utts, order, layout.n_streams, stream, counts)
+        with_text = f.text_name is not None
 
         def read_index(row: int):
-            index = f.manifest.read_index(row)
-            return index.utts, index.offsets, index.frames
+            index = f.manifest.read_index(row, with_text=with_text)
+            return index.utts, index.offsets, index.frames, index.texts
 
         rng = np.random.default_rng([f.seed, self.pass_index, stream]) if self.shuffle else None
-        return stream_batches(pieces, batches=layout.batches_per_stream, read_index=read_index,
-                              rule=f.rule, window=f.window, rng=rng)
+        return stream_batches(
+            pieces,
+            batches=layout.batches_per_stream,
+            read_index=read_index,
+            rule=f.rule,
+            window=f.window,
+            rng=rng,
+        )
 
-    def _load(self, batch: PlannedBatch):
+    def _load(self, batch: PlannedBatch, fds: Dict[str, Any]):
         f = self.f
-        fds: Dict[str, Any] = {}
         items = []
-        try:
-            for (row, utt, offset), frames in zip(batch.items, batch.frames):
-                data = {f.name: f.manifest.load_matrix(row, utt, offset, int(frames), fds)}
-                if f.preprocess_fn is not None:
-                    data = f.preprocess_fn(utt, data)
-                items.append((utt, data))
-        finally:
-            for fd in fds.values():
-                fd.close()
+        for item, frames in zip(batch.items, batch.frames):
+            row, utt, offset = item[:3]
+            data = {}
+            if f.name is not None:
+                data[f.name] = f.manifest.load_matrix(row, utt, offset, int(frames), fds)
+            if f.text_name is not None:
+                data[f.text_name] = item[3]
+            if f.preprocess_fn is not None:
+                data = f.preprocess_fn(utt, data)
+            items.append((utt, data))
         return f.collate_fn(items)
 
     def __iter__(self):
@@ -104,16 +146,23 @@ class _PassSegment(IterableDataset):
         np.random.seed(seed)
         streams: Dict[int, Iterator[PlannedBatch]] = {}
         position: Dict[int, int] = {}
-        for j in range(self.start + worker, self.stop, n_workers):
-            local, i = j % per_rank, j // per_rank
-            if local not in streams:
-                streams[local], position[local] = self._stream(local), 0
-            while position[local] < i:  # skipped batches: planned, never loaded
-                next(streams[local])
+        own = len({j % per_rank for j in range(worker, per_rank, n_workers)})
+        span = 2 + -(-self.f.window // max(1, int(self.f.manifest.utts.min())))
+        # open per worker, not per batch: every ark of a window stays open
+        fds = _OpenFiles(min(span, MAX_OPEN_ARKS_PER_STREAM) * max(1, own))
+        try:
+            for j in range(self.start + worker, self.stop, n_workers):
+                local, i = j % per_rank, j // per_rank
+                if local not in streams:
+                    streams[local], position[local] = self._stream(local), 0
+                while position[local] < i:  # skipped batches: planned, never loaded
+                    next(streams[local])
+                    position[local] += 1
+                batch = next(streams[local])
                 position[local] += 1
-            batch = next(streams[local])
-            position[local] += 1
-            yield self._load(batch)
+                yield self._load(batch, fds)
+        finally:
+            fds.close()
 
 
 class ShardedEpoch:
@@ -164,8 +213,13 @@ class ShardedIterFactory(AbsIterFactory):
     Args:
         manifest: a loaded manifest, or ``shards.tsv``, its dump dir, or a file in that
             dir (``feats.scp``).
-        rule: batch size per rank (count or frame budget).
-        name: the data name the features are given under (``speech``).
+        rule: batch size per rank (count or frame budget; frames are tokens for text
+            shards).
+        name: the data name the features are given under (``speech``); None for text
+            shards.
+        text_name: the data name of the transcripts (``text``), or None (features only).
+        mix: per-source shares of a pass (weighted mixing), or None (every utterance
+            once per pass).
         rank / world_size: this process among the data-parallel ranks.
         seed: with the pass, fixes shard order, tie-breaking and batch order.
         shuffle: False for validation (natural shard order, batches in length order).
@@ -184,7 +238,9 @@ class ShardedIterFactory(AbsIterFactory):
         *,
         rule: BatchRule,
         collate_fn: Callable,
-        name: str = "speech",
+        name: Optional[str] = "speech",
+        text_name: Optional[str] = None,
+        mix: Optional[SourceMix] = None,
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
@@ -214,9 +270,28 @@ class ShardedIterFactory(AbsIterFactory):
             problems.append(f"--num_iters_per_epoch must be >= 1, got {num_iters_per_epoch}")
         if problems:
             raise PlanError("sharded iterator: " + "; ".join(problems))
-        self.manifest = (
-            manifest if isinstance(manifest, ShardManifest) else ShardManifest.load(manifest)
-        )
+        self.manifest = manifest if isinstance(manifest, ShardManifest) else ShardManifest.load(manifest)
+        m = self.manifest
+        if m.kind == "text" and name is not None:
+            problems.append(f"{m.path} holds text-only shards: no {name!r} features")
+        if m.kind == "feats" and name is None:
+            problems.append(f"{m.path} holds feature shards: give the features' name")
+        if text_name is not None and not m.has_text:
+            problems.append(
+                f"{m.path}: the shards have no transcripts ({text_name!r}): an "
+                "unlabeled set, or written before stage 2 kept them; re-run stage 2"
+            )
+        if mix is not None and (m.sources is None or tuple(m.sources) != tuple(mix.names)):
+            problems.append(
+                f"{m.path}: weighted mixing needs shards cut per source "
+                f"({' '.join(mix.names)}), the manifest has "
+                f"{'no source column' if m.sources is None else 'sources ' + ' '.join(m.sources)}"
+                ": re-run stage 1 (combine with utt2source) and stage 2"
+            )
+        if problems:
+            raise PlanError("sharded iterator: " + "; ".join(problems))
+        self.text_name = text_name
+        self.mix = mix
         self.rule = rule
         self.collate_fn = collate_fn
         self.preprocess_fn = preprocess_fn
@@ -229,9 +304,20 @@ class ShardedIterFactory(AbsIterFactory):
         self.num_workers = num_workers
         self.num_iters_per_epoch = num_iters_per_epoch
         self.pin_memory = pin_memory
+        if mix is None:
+            self._targets = None
+            utts, frames = self.manifest.utts, self.manifest.frames
+        else:
+            src = self.manifest.source
+            n_src = len(mix.names)
+            per_utt = np.bincount(src, weights=self.manifest.frames, minlength=n_src) / np.maximum(
+                1, np.bincount(src, weights=self.manifest.utts, minlength=n_src)
+            )
+            self._targets = utts = mix_targets(mix, self.manifest.n_utts)
+            frames = np.round(utts * per_utt).astype(np.int64)
         self.layout: PassLayout = plan_layout(
-            shard_utts=self.manifest.utts,
-            shard_frames=self.manifest.frames,
+            shard_utts=utts,
+            shard_frames=frames,
             world_size=world_size,
             streams_per_rank=streams_per_rank,
             rule=rule,
@@ -240,9 +326,16 @@ class ShardedIterFactory(AbsIterFactory):
         log.info(
             "sharded iterator: %s: %d utterances in %d shards; rank %d/%d reads %d streams "
             "x %d batches = %d batches per pass (%s %d per rank)%s",
-            self.manifest.path, self.manifest.n_utts, self.manifest.n_shards, rank, world_size,
-            streams_per_rank, self.layout.batches_per_stream, self.layout.batches_per_rank,
-            rule.kind, rule.size,
+            self.manifest.path,
+            self.manifest.n_utts,
+            self.manifest.n_shards,
+            rank,
+            world_size,
+            streams_per_rank,
+            self.layout.batches_per_stream,
+            self.layout.batches_per_rank,
+            rule.kind,
+            rule.size,
             f", {num_iters_per_epoch} per epoch" if num_iters_per_epoch else "",
         )
 
@@ -267,23 +360,60 @@ class ShardedIterFactory(AbsIterFactory):
             g += b - a
         return out
 
+    def pass_order(self, pass_index: int, shuffle: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The pass's manifest rows in reading order and, with mixing, the utterances
+        taken from each (None: whole shards)."""
+        if self.mix is None:
+            return shard_order(
+                self.manifest.n_shards, seed=self.seed, pass_index=pass_index, shuffle=shuffle
+            ), None
+        return mixed_order(
+            self.manifest.utts,
+            self.manifest.source,
+            self._targets,
+            seed=self.seed,
+            pass_index=pass_index,
+            shuffle=shuffle,
+        )
+
     def rank_rows(self, pass_index: int, shuffle: bool) -> List[int]:
         """Manifest rows this rank reads in a pass."""
         layout = self.layout
-        order = shard_order(self.manifest.n_shards, seed=self.seed, pass_index=pass_index,
-                            shuffle=shuffle)
+        order, counts = self.pass_order(pass_index, shuffle)
         rows = []
         for local in range(layout.streams_per_rank):
             stream = self.rank * layout.streams_per_rank + local
-            rows += [p.row for p in stream_pieces(self.manifest.utts, order, layout.n_streams,
-                                                  stream)]
+            rows += [
+                p.row for p in stream_pieces(self.manifest.utts, order, layout.n_streams, stream, counts)
+            ]
         return rows
 
+    def hours_drawn(self, pass_index: int, shuffle: bool = True) -> Dict[str, float]:
+        """Hours a pass draws from each source (all ranks; a cut shard counts pro rata)."""
+        m = self.manifest
+        order, counts = self.pass_order(pass_index, shuffle)
+        if counts is None:
+            counts = m.utts[order]
+        frames = m.frames[order] * counts / m.utts[order]
+        names = m.sources or [str(m.path.parent.name)]
+        src = m.source[order] if m.source is not None else np.zeros(len(order), dtype=np.int64)
+        per = np.bincount(src, weights=frames, minlength=len(names)) * FRAME_SHIFT_S / 3600
+        return {n: float(h) for n, h in zip(names, per)}
+
     def check_pass(self, pass_index: int, shuffle: bool) -> None:
-        """Stat this rank's shards of a pass before reading (ShardError names a bad one)."""
+        """Stat this rank's shards of a pass before reading (ShardError names a bad one);
+        with sources, log the hours the pass draws from each."""
         if (pass_index, shuffle) not in self._checked:
             self.manifest.check_files(self.rank_rows(pass_index, shuffle))
             self._checked.add((pass_index, shuffle))
+            if self.manifest.sources is not None and self.manifest.kind == "feats":
+                hours = self.hours_drawn(pass_index, shuffle)
+                total = sum(hours.values()) or 1.0
+                log.info(
+                    "sharded iterator: pass %d draws %s",
+                    pass_index,
+                    ", ".join(f"{n} {h:.2f} h ({100 * h / total:.1f} %)" for n, h in hours.items()),
+                )
 
     def build_iter(self, epoch: int, shuffle: Optional[bool] = None) -> ShardedEpoch:
         return ShardedEpoch(self, epoch, self.shuffle if shuffle is None else shuffle)

@@ -2,14 +2,35 @@
 
 Stage 2 (:mod:`espnet_ext.bin.extract_feats`) writes one shard per chunk::
 
-    <dump>/data/feats.<k>.ark   kaldi ark of the chunk's features (T, 80) float32
-    <dump>/data/feats.<k>.idx   the shard's index: ``<utt>\\t<offset>\\t<frames>`` per
-                                line, in ark order (offset: as in a kaldi scp)
-    <dump>/shards.tsv           the manifest: one header line, then one row per shard
+    <dump>/data/<d>/feats.<k>.ark   kaldi ark of the chunk's features (T, 80) float32
+    <dump>/data/<d>/feats.<k>.idx   the shard's index: ``<utt>\\t<offset>\\t<frames>`` per
+                                    line, in ark order (offset: as in a kaldi scp)
+    <dump>/shards.tsv               the manifest: one header line, then one row per shard
+
+``<d>`` is ``k // SHARDS_PER_DIR`` in five digits (``00000``, ``00001``, ...), so that no
+directory holds more than a few thousand files at 600k h (:func:`shard_dir`). Manifests
+whose patterns have no ``{dir}`` (written before the subdirectories) still resolve.
 
 The manifest's header is ``# `` + JSON (format, feature dimension, path patterns
 relative to the manifest's directory, totals), followed by a column-name line and one
 row per shard: ``shard utts frames max_frames ark_bytes ark_crc32 index_crc32``.
+
+Optional parts (absent in unlabeled, single-source sets: their files are as before):
+
+* **Transcripts** (labeled sets, ASR): header key ``text`` (``data/text.{shard}.txt``):
+  one file per shard, ``<utt>\t<transcript>`` per line in index order, written by stage
+  2 from ``<dump>/text`` (and rewritten when that file changes; the features are not
+  re-extracted). Read with the index; a line whose utterance differs from the index's
+  is named.
+* **Sources** (a set combined from several corpora, for weighted mixing): header key
+  ``sources`` (the source set names) and an 8th column ``source`` (the shard's source,
+  an index into that list): stage 2 cuts each source into its own shards when the data
+  dir has ``utt2source``.
+* **Text-only shards** (the LM's text, no audio): header ``"kind": "text"``; a shard is
+  one file ``data/text.<k>.idx`` of ``<utt>\t<tokens>\t<text>`` lines (its own "ark":
+  ``ark_bytes``/``ark_crc32`` are the index's), ``frames`` counts tokens, ``feat_dim``
+  is 0. Written by ``python -m espnet_ext.bin.shards text`` (:func:`espnet_ext.shards.text.write_text_shards`)
+  from stage 3's ``text`` and ``text_shape.bpe``.
 
 A reader holds only the manifest (a numeric table: ~56 bytes per shard, ~8 MB for
 150M utterances in shards of 1,000), never the corpus-wide utterance list; shard
@@ -28,7 +49,7 @@ import dataclasses
 import json
 import zlib
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,10 +57,25 @@ from espnet_ext.utils.atomic import write_bytes_atomic
 
 FORMAT = "espnet_ext.shards/1"
 MANIFEST_NAME = "shards.tsv"
-ARK_PATTERN = "data/feats.{shard}.ark"
-INDEX_PATTERN = "data/feats.{shard}.idx"
+SHARDS_PER_DIR = 500  # up to 6 files a shard (ark, scp, idx, done, text txt/idx): <= 3,000 a directory
+ARK_PATTERN = "data/{dir}/feats.{shard}.ark"
+INDEX_PATTERN = "data/{dir}/feats.{shard}.idx"
 COLUMNS = ("shard", "utts", "frames", "max_frames", "ark_bytes", "ark_crc32", "index_crc32")
+SOURCE_COLUMN = "source"
+TEXT_PATTERN = "data/{dir}/text.{shard}.txt"
+TEXT_INDEX_PATTERN = "data/{dir}/text.{shard}.idx"
+KINDS = ("feats", "text")
 _CRC_BLOCK = 1 << 20
+
+
+def shard_dir(shard: int) -> str:
+    """The subdirectory of ``data/`` that holds shard ``shard``'s files: ``00000``, ``00001``, ..."""
+    return f"{int(shard) // SHARDS_PER_DIR:05d}"
+
+
+def shard_file(pattern: str, shard: int) -> str:
+    """``pattern`` (one of the ``*_PATTERN``, or a manifest's) for shard ``shard``."""
+    return pattern.format(shard=int(shard), dir=shard_dir(shard))
 
 
 class ShardError(RuntimeError):
@@ -78,6 +114,7 @@ class ShardIndex:
     utts: List[str]
     offsets: np.ndarray
     frames: np.ndarray
+    texts: Optional[List[str]] = None
 
 
 def crc32_file(path: Path) -> int:
@@ -95,19 +132,47 @@ def format_index(entries: Iterable[Tuple[str, int, int]]) -> bytes:
     return "".join(f"{u}\t{o}\t{t}\n" for u, o, t in entries).encode("utf-8")
 
 
-def write_manifest(out_dir: Path, rows: Sequence[ShardRow], *, feat_dim: int) -> Path:
-    """Write ``<out_dir>/shards.tsv`` atomically; returns its path."""
+def write_manifest(
+    out_dir: Path,
+    rows: Sequence[ShardRow],
+    *,
+    feat_dim: int,
+    text: Optional[str] = None,
+    sources: Optional[Sequence[str]] = None,
+    row_sources: Optional[Sequence[int]] = None,
+    kind: str = "feats",
+    extra: Optional[dict] = None,
+) -> Path:
+    """Write ``<out_dir>/shards.tsv`` atomically; returns its path.
+
+    ``text``: the transcripts' path pattern (labeled feature shards); ``sources`` and
+    ``row_sources`` (one per row): the source column; ``kind`` ``text``: text-only shards.
+    """
     header = {
         "format": FORMAT,
         "feat_dim": feat_dim,
-        "ark": ARK_PATTERN,
-        "index": INDEX_PATTERN,
+        "ark": ARK_PATTERN if kind == "feats" else TEXT_INDEX_PATTERN,
+        "index": INDEX_PATTERN if kind == "feats" else TEXT_INDEX_PATTERN,
         "shards": len(rows),
         "utts": sum(r.utts for r in rows),
         "frames": sum(r.frames for r in rows),
     }
-    lines = ["# " + json.dumps(header, sort_keys=True), "\t".join(COLUMNS)]
-    lines += ["\t".join(str(getattr(r, c)) for c in COLUMNS) for r in rows]
+    if kind != "feats":
+        header["kind"] = kind
+    if text is not None:
+        header["text"] = text
+    if sources is not None:
+        if row_sources is None or len(row_sources) != len(rows):
+            raise ValueError("write_manifest: sources need one row_sources entry per row")
+        header["sources"] = list(sources)
+    header.update(extra or {})
+    columns = COLUMNS + ((SOURCE_COLUMN,) if sources is not None else ())
+    lines = ["# " + json.dumps(header, sort_keys=True), "\t".join(columns)]
+    for i, r in enumerate(rows):
+        values = [str(getattr(r, c)) for c in COLUMNS]
+        if sources is not None:
+            values.append(str(int(row_sources[i])))
+        lines.append("\t".join(values))
     path = Path(out_dir) / MANIFEST_NAME
     write_bytes_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path
@@ -134,18 +199,18 @@ def find_manifest(path: str) -> Path:
     return candidate
 
 
-def _parse_rows(mpath: Path, body: str) -> np.ndarray:
-    """The manifest's rows as an ``(n_shards, 7)`` int64 table: one C-level parse when
-    the rows are as written (tab-separated, 7 fields); otherwise line by line, naming
-    the first bad line."""
+def _parse_rows(mpath: Path, body: str, ncols: int = len(COLUMNS)) -> np.ndarray:
+    """The manifest's rows as an ``(n_shards, ncols)`` int64 table: one C-level parse when
+    the rows are as written (tab-separated, ``ncols`` fields); otherwise line by line,
+    naming the first bad line."""
     lines = sum(1 for line in body.splitlines() if line.strip())
-    if body.count("\t") == (len(COLUMNS) - 1) * lines:
+    if body.count("\t") == (ncols - 1) * lines:
         try:
             flat = np.fromstring(body, dtype=np.int64, sep=" ")
         except ValueError:
             flat = None
-        if flat is not None and flat.size == lines * len(COLUMNS):
-            table = flat.reshape(-1, len(COLUMNS))
+        if flat is not None and flat.size == lines * ncols:
+            table = flat.reshape(-1, ncols)
             if (table[:, :5] >= 0).all() and (table[:, 1] >= 1).all():
                 return table
     rows = []
@@ -157,10 +222,10 @@ def _parse_rows(mpath: Path, body: str) -> np.ndarray:
             values = [int(x) for x in fields]
         except ValueError:
             values = []
-        if len(values) != len(COLUMNS) or min(values[:5]) < 0 or values[1] < 1:
+        if len(values) != ncols or min(values[:5]) < 0 or values[1] < 1:
             raise ManifestError(f"{mpath}:{lineno}: malformed shard row {line.strip()!r}")
         rows.append(values)
-    return np.array(rows, dtype=np.int64).reshape(-1, len(COLUMNS))
+    return np.array(rows, dtype=np.int64).reshape(-1, ncols)
 
 
 class ShardManifest:
@@ -168,18 +233,43 @@ class ShardManifest:
 
     Attributes:
         path: the manifest file; shard paths are relative to its directory.
-        feat_dim: feature dimension.
+        feat_dim: feature dimension (0 for text-only shards).
         table: ``(n_shards, 7)`` int64 in :data:`COLUMNS` order.
+        kind: ``feats`` or ``text`` (text-only shards).
+        text_pattern: the transcripts' path pattern, or None (no transcripts).
+        sources: source set names, or None; ``source``: ``(n_shards,)`` their index.
     """
 
-    def __init__(self, path: Path, *, feat_dim: int, ark_pattern: str, index_pattern: str,
-                 table: np.ndarray):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        feat_dim: int,
+        ark_pattern: str,
+        index_pattern: str,
+        table: np.ndarray,
+        kind: str = "feats",
+        text_pattern: Optional[str] = None,
+        sources: Optional[List[str]] = None,
+        source: Optional[np.ndarray] = None,
+        header: Optional[dict] = None,
+    ):
         self.path = Path(path)
         self.root = self.path.parent
         self.feat_dim = feat_dim
         self.ark_pattern = ark_pattern
         self.index_pattern = index_pattern
         self.table = table
+        self.kind = kind
+        self.text_pattern = text_pattern
+        self.sources = sources
+        self.source = source
+        self.header = dict(header or {})
+
+    @property
+    def has_text(self) -> bool:
+        """Transcripts available per utterance (labeled feature shards, or text shards)."""
+        return self.kind == "text" or self.text_pattern is not None
 
     # -- loading ------------------------------------------------------------------
 
@@ -202,13 +292,17 @@ class ShardManifest:
                 raise ManifestError(f"{mpath}:1: bad header: {exc}") from None
             if header.get("format") != FORMAT:
                 raise ManifestError(
-                    f"{mpath}: format {header.get('format')!r}, expected {FORMAT!r}: "
-                    "re-run stage 2"
+                    f"{mpath}: format {header.get('format')!r}, expected {FORMAT!r}: re-run stage 2"
                 )
-            if f.readline().split() != list(COLUMNS):
-                raise ManifestError(f"{mpath}:2: expected the column line {' '.join(COLUMNS)}")
+            sources = header.get("sources")
+            columns = list(COLUMNS) + ([SOURCE_COLUMN] if sources is not None else [])
+            if f.readline().split() != columns:
+                raise ManifestError(f"{mpath}:2: expected the column line {' '.join(columns)}")
             body = f.read()
-        table = _parse_rows(mpath, body)
+        kind = header.get("kind", "feats")
+        if kind not in KINDS:
+            raise ManifestError(f"{mpath}: unknown shard kind {kind!r} (expected one of {KINDS})")
+        table = _parse_rows(mpath, body, len(columns))
         if table.shape[0] == 0:
             raise ManifestError(f"{mpath}: lists no shards")
         if len(np.unique(table[:, 0])) != table.shape[0]:
@@ -220,8 +314,28 @@ class ShardManifest:
                     f"{mpath}: header says {key}={header.get(key)}, the rows add up to "
                     f"{total}: the manifest is truncated or edited"
                 )
-        return cls(mpath, feat_dim=int(header["feat_dim"]), ark_pattern=header["ark"],
-                   index_pattern=header["index"], table=table)
+        source = None
+        if sources is not None:
+            source = table[:, len(COLUMNS)].copy()
+            table = np.ascontiguousarray(table[:, : len(COLUMNS)])
+            bad = np.flatnonzero((source < 0) | (source >= len(sources)))
+            if bad.size:
+                raise ManifestError(
+                    f"{mpath}:{int(bad[0]) + 3}: source {int(source[bad[0]])} is "
+                    f"not one of the {len(sources)} sources in the header"
+                )
+        return cls(
+            mpath,
+            feat_dim=int(header["feat_dim"]),
+            ark_pattern=header["ark"],
+            index_pattern=header["index"],
+            table=table,
+            kind=kind,
+            text_pattern=header.get("text"),
+            sources=sources,
+            source=source,
+            header=header,
+        )
 
     # -- table -----------------------------------------------------------------
 
@@ -251,7 +365,7 @@ class ShardManifest:
         return ShardRow(*(int(x) for x in self.table[row]))
 
     def _path(self, pattern: str, row: int) -> Path:
-        p = Path(pattern.format(shard=int(self.table[row, 0])))
+        p = Path(shard_file(pattern, int(self.table[row, 0])))
         return p if p.is_absolute() else self.root / p
 
     def ark_path(self, row: int) -> Path:
@@ -259,6 +373,11 @@ class ShardManifest:
 
     def index_path(self, row: int) -> Path:
         return self._path(self.index_pattern, row)
+
+    def text_path(self, row: int) -> Path:
+        if self.text_pattern is None:
+            raise ShardError(f"{self.path}: the shards have no transcripts")
+        return self._path(self.text_pattern, row)
 
     def name(self, row: int) -> str:
         return f"shard {int(self.table[row, 0])} ({self.ark_path(row)})"
@@ -286,12 +405,13 @@ class ShardManifest:
             if not self.index_path(row).is_file():
                 raise ShardError(f"{self.name(row)}: index {self.index_path(row)} is missing")
 
-    def read_index(self, row: int) -> ShardIndex:
-        """Read and check one shard's index.
+    def read_index(self, row: int, with_text: bool = False) -> ShardIndex:
+        """Read and check one shard's index (and, ``with_text``, its transcripts).
 
         Raises:
             ShardError: missing, altered (CRC-32), malformed, or disagreeing with the
-                manifest's utterance and frame counts.
+                manifest's utterance and frame counts; transcripts missing or not in
+                the index's order.
         """
         r = self.row(row)
         path = self.index_path(row)
@@ -305,10 +425,15 @@ class ShardManifest:
                 "altered or from another run; re-run stage 2 for this set"
             )
         utts, offsets, frames = [], [], []
+        texts: Optional[List[str]] = [] if self.kind == "text" else None
         for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
             fields = line.split("\t")
             try:
-                utt, off, t = fields[0], int(fields[1]), int(fields[2])
+                if texts is None:
+                    utt, off, t = fields[0], int(fields[1]), int(fields[2])
+                else:
+                    utt, off, t = fields[0], 0, int(fields[1])
+                    texts.append(fields[2])
             except (IndexError, ValueError):
                 raise ShardError(f"{self.name(row)}: {path}:{lineno}: malformed {line!r}") from None
             utts.append(utt)
@@ -320,10 +445,46 @@ class ShardManifest:
                 f"{self.name(row)}: index lists {len(utts)} utterances / {int(fr.sum())} "
                 f"frames, the manifest {r.utts} / {r.frames}"
             )
-        return ShardIndex(row=row, utts=utts, offsets=np.array(offsets, dtype=np.int64), frames=fr)
+        if with_text and texts is None:
+            texts = self.read_texts(row, utts)
+        return ShardIndex(
+            row=row,
+            utts=utts,
+            offsets=np.array(offsets, dtype=np.int64),
+            frames=fr,
+            texts=texts if with_text else None,
+        )
 
-    def load_matrix(self, row: int, utt: str, offset: int, frames: int,
-                    fd_dict: Dict[str, object]) -> np.ndarray:
+    def read_texts(self, row: int, utts: Sequence[str]) -> List[str]:
+        """The transcripts of shard row ``row``, checked against its index's ``utts``."""
+        path = self.text_path(row)
+        try:
+            lines = path.read_text(encoding="utf-8").split("\n")
+        except OSError as exc:
+            raise ShardError(
+                f"{self.name(row)}: cannot read transcripts {path}: {exc}; re-run stage 2 for this set"
+            ) from None
+        if lines and lines[-1] == "":
+            lines.pop()
+        texts = []
+        for lineno, (line, utt) in enumerate(zip(lines, utts), 1):
+            key, _, text = line.partition("\t")
+            if key != utt:
+                raise ShardError(
+                    f"{self.name(row)}: {path}:{lineno}: transcript of {key!r}, the "
+                    f"index has {utt!r} there: re-run stage 2 for this set"
+                )
+            texts.append(text)
+        if len(lines) != len(utts):
+            raise ShardError(
+                f"{self.name(row)}: {path} has {len(lines)} transcripts, the index "
+                f"{len(utts)} utterances: re-run stage 2 for this set"
+            )
+        return texts
+
+    def load_matrix(
+        self, row: int, utt: str, offset: int, frames: int, fd_dict: Dict[str, object]
+    ) -> np.ndarray:
         """Utterance ``utt`` of shard row ``row``, ``(frames, feat_dim)``.
 
         ``fd_dict`` caches open arks (the caller closes them).
@@ -338,8 +499,7 @@ class ShardManifest:
             mat = kaldiio.load_mat(f"{ark}:{int(offset)}", fd_dict=fd_dict)
         except Exception as exc:  # kaldiio raises ValueError/OSError/struct.error/...
             raise ShardError(
-                f"{self.name(row)}: cannot read {utt!r} at offset {int(offset)}: "
-                f"{type(exc).__name__}: {exc}"
+                f"{self.name(row)}: cannot read {utt!r} at offset {int(offset)}: {type(exc).__name__}: {exc}"
             ) from None
         if mat.shape != (int(frames), self.feat_dim):
             raise ShardError(
@@ -362,8 +522,11 @@ def verify(path: str, *, content: bool = True) -> List[str]:
     for row in range(manifest.n_shards):
         try:
             manifest.check_files([row])
-            index = manifest.read_index(row)
-            if content:
+            index = manifest.read_index(row, with_text=manifest.text_pattern is not None)
+            if content and manifest.kind == "text":
+                if crc32_file(manifest.ark_path(row)) != manifest.row(row).ark_crc32:
+                    raise ShardError(f"{manifest.name(row)}: CRC-32 differs from the manifest")
+            elif content:
                 if crc32_file(manifest.ark_path(row)) != manifest.row(row).ark_crc32:
                     raise ShardError(f"{manifest.name(row)}: ark CRC-32 differs from the manifest")
                 fds: Dict[str, object] = {}

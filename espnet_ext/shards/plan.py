@@ -34,6 +34,16 @@ ESPnet's epoch p) is planned as follows, identically on every rank:
    WeNet's and Lhotse's streaming samplers) keeps padding close to ESPnet's global
    sort without holding the corpus.
 
+**Weighted mixing** (``SourceMix``; a set combined from several sources, each shard of
+one source): step 1 changes. Pass p draws, per source i, ``u_i = p_i N`` utterances
+(``p_i`` the source's share, given or ``hours_i^(1/T)`` normalized): whole shards of the
+source in an order permuted with ``(seed, p, i)``, the whole source again (a fresh
+permutation) when it is used up (an up-weighted source repeats: sampling with
+replacement at the shard level), the last shard cut to the target; the drawn pieces
+of all sources are then permuted with ``(seed, p)``. N stays the corpus size, so the
+steps per pass are the same as without mixing; steps 2-4 are unchanged. Without
+weights nothing changes (every utterance once per pass).
+
 Rank batch ``i`` of a pass comes from stream ``i mod streams_per_rank`` (its
 ``i div streams_per_rank``-th batch), so the order of a rank's batches is fixed by
 (seed, p, rank, world size, streams per rank) and does not depend on how many DataLoader
@@ -49,8 +59,9 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-#: ``(utterance ids (n,), byte offsets (n,), frames (n,))`` of one shard
-IndexReader = Callable[[int], Tuple[Sequence[str], np.ndarray, np.ndarray]]
+#: ``(utterance ids (n,), byte offsets (n,), frames (n,))`` of one shard, optionally a
+#: 4th element: per-utterance payloads (the transcripts), carried into the batch items
+IndexReader = Callable[[int], Tuple]
 
 
 class PlanError(ValueError):
@@ -90,10 +101,10 @@ class Piece:
 
 @dataclasses.dataclass(frozen=True)
 class PlannedBatch:
-    """One batch: ``items`` are ``(manifest row, utterance id, ark offset)``;
-    ``frames`` ``(B,)`` per item."""
+    """One batch: ``items`` are ``(manifest row, utterance id, ark offset)`` (plus the
+    payload when the index reader gives one); ``frames`` ``(B,)`` per item."""
 
-    items: List[Tuple[int, str, int]]
+    items: List[Tuple]
     frames: np.ndarray
 
 
@@ -131,8 +142,9 @@ def plan_layout(
     n_utts = int(shard_utts.sum())
     n_streams = world_size * streams_per_rank
     if world_size < 1 or streams_per_rank < 1:
-        raise PlanError(f"need world_size >= 1 and streams_per_rank >= 1, got "
-                        f"{world_size}, {streams_per_rank}")
+        raise PlanError(
+            f"need world_size >= 1 and streams_per_rank >= 1, got {world_size}, {streams_per_rank}"
+        )
     q = n_utts // n_streams
     if q < 1:
         raise PlanError(
@@ -144,8 +156,12 @@ def plan_layout(
     else:
         bins = int(shard_frames.sum()) * rule.bins_per_frame
         k = math.ceil(bins / n_streams / rule.size)
-    return PassLayout(n_utts=n_utts, world_size=world_size, streams_per_rank=streams_per_rank,
-                      batches_per_stream=max(1, min(k, q)))
+    return PassLayout(
+        n_utts=n_utts,
+        world_size=world_size,
+        streams_per_rank=streams_per_rank,
+        batches_per_stream=max(1, min(k, q)),
+    )
 
 
 def shard_order(n_shards: int, *, seed: int, pass_index: int, shuffle: bool) -> np.ndarray:
@@ -160,10 +176,20 @@ def stream_span(n_utts: int, n_streams: int, stream: int) -> Tuple[int, int]:
     return stream * n_utts // n_streams, (stream + 1) * n_utts // n_streams
 
 
-def stream_pieces(shard_utts: np.ndarray, order: np.ndarray, n_streams: int,
-                  stream: int) -> List[Piece]:
-    """The (partial) shards that stream ``stream`` reads, in reading order."""
-    counts = shard_utts[order]
+def stream_pieces(
+    shard_utts: np.ndarray,
+    order: np.ndarray,
+    n_streams: int,
+    stream: int,
+    counts: Optional[np.ndarray] = None,
+) -> List[Piece]:
+    """The (partial) shards that stream ``stream`` reads, in reading order.
+
+    ``counts``: utterances taken from the start of each position's shard (weighted
+    mixing cuts a source's last shard); default: whole shards.
+    """
+    if counts is None:
+        counts = shard_utts[order]
     ends = np.cumsum(counts)
     lo, hi = stream_span(int(ends[-1]), n_streams, stream)
     first = int(np.searchsorted(ends, lo, side="right"))
@@ -232,8 +258,9 @@ def _split_frames(lengths: np.ndarray, k: int) -> List[Tuple[int, int]]:
     return sorted((a, b) for _, a, b in heap)
 
 
-def bucket(frames: np.ndarray, k: int, rule: BatchRule, rng: Optional[np.random.Generator]
-           ) -> List[np.ndarray]:
+def bucket(
+    frames: np.ndarray, k: int, rule: BatchRule, rng: Optional[np.random.Generator]
+) -> List[np.ndarray]:
     """Cut a pool into ``k`` batches by length.
 
     Args:
@@ -271,15 +298,20 @@ def stream_batches(
     total = sum(p.hi - p.lo for p in pieces)
     if not 1 <= batches <= total:
         raise PlanError(f"a stream of {total} utterances cannot make {batches} batches")
-    pool_items: List[Tuple[int, str, int]] = []
+    pool_items: List[Tuple] = []
     pool_frames: List[np.ndarray] = []
     seen = emitted = 0
     for n, piece in enumerate(pieces):
-        utts, offsets, frames = read_index(piece.row)
-        pool_items.extend(
-            (piece.row, utts[i], int(offsets[i])) for i in range(piece.lo, piece.hi)
-        )
-        pool_frames.append(np.asarray(frames[piece.lo:piece.hi], dtype=np.int64))
+        entry = read_index(piece.row)
+        utts, offsets, frames = entry[:3]
+        if len(entry) > 3 and entry[3] is not None:
+            extra = entry[3]
+            pool_items.extend(
+                (piece.row, utts[i], int(offsets[i]), extra[i]) for i in range(piece.lo, piece.hi)
+            )
+        else:
+            pool_items.extend((piece.row, utts[i], int(offsets[i])) for i in range(piece.lo, piece.hi))
+        pool_frames.append(np.asarray(frames[piece.lo : piece.hi], dtype=np.int64))
         seen += piece.hi - piece.lo
         if len(pool_items) < window and n < len(pieces) - 1:
             continue
@@ -302,3 +334,130 @@ def padding_fraction(batches: Sequence[np.ndarray]) -> float:
     real = sum(int(b.sum()) for b in batches)
     padded = sum(len(b) * int(b.max()) for b in batches)
     return 1.0 - real / padded
+
+
+# ---------------------------------------------------------------------------
+# Weighted mixing of sources
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceMix:
+    """Shares of the sources in a pass (module docstring, weighted mixing).
+
+    Attributes:
+        names: the sources, in the manifest's order.
+        probs: ``(n_sources,)`` shares, summing to 1.
+    """
+
+    names: Tuple[str, ...]
+    probs: np.ndarray
+
+
+def parse_source_weights(spec: str) -> List[Tuple[str, float]]:
+    """``"a:0.5 b:0.3 c:0.2"`` -> [("a", 0.5), ...] (weights need not sum to 1)."""
+    out = []
+    for item in spec.replace(",", " ").split():
+        name, sep, w = item.rpartition(":")
+        try:
+            weight = float(w)
+        except ValueError:
+            weight = -1.0
+        if not sep or not name or not weight >= 0 or not math.isfinite(weight):
+            raise PlanError(f"source weight {item!r}: expected <source>:<weight >= 0>")
+        out.append((name, weight))
+    if len({n for n, _ in out}) != len(out):
+        raise PlanError(f"source weights {spec!r}: a source is named twice")
+    if out and sum(w for _, w in out) <= 0:
+        raise PlanError(f"source weights {spec!r}: all weights are 0")
+    return out
+
+
+def source_mix(
+    sources: Sequence[str],
+    source_hours: np.ndarray,
+    *,
+    weights: Optional[Sequence[Tuple[str, float]]] = None,
+    temperature: Optional[float] = None,
+) -> SourceMix:
+    """The shares from given weights (every source named exactly once) or from a
+    temperature T (``p_i ~ hours_i^(1/T)``: T=1 proportional to size, larger T flatter).
+
+    Raises:
+        PlanError: both or neither given, an unknown or missing source, T <= 0.
+    """
+    if (weights is None) == (temperature is None):
+        raise PlanError("give either source weights or a source temperature")
+    names = tuple(sources)
+    if weights is not None:
+        given = dict(weights)
+        unknown = sorted(set(given) - set(names))
+        missing = [n for n in names if n not in given]
+        if unknown or missing:
+            raise PlanError(
+                "source weights must name each source of the shards exactly once: "
+                + "; ".join(
+                    filter(
+                        None,
+                        [
+                            f"not a source of the shards: {' '.join(unknown)}" if unknown else "",
+                            f"no weight for: {' '.join(missing)}" if missing else "",
+                        ],
+                    )
+                )
+                + f" (the shards' sources: {' '.join(names)})"
+            )
+        w = np.array([given[n] for n in names], dtype=np.float64)
+    else:
+        if not temperature > 0:
+            raise PlanError(f"--source_temperature must be > 0, got {temperature}")
+        w = np.asarray(source_hours, dtype=np.float64) ** (1.0 / temperature)
+    return SourceMix(names=names, probs=w / w.sum())
+
+
+def mix_targets(mix: SourceMix, n_utts: int) -> np.ndarray:
+    """Utterances per source in a pass, ``(n_sources,)``, summing to ``n_utts``
+    (largest remainders)."""
+    raw = mix.probs * n_utts
+    out = np.floor(raw).astype(np.int64)
+    rest = n_utts - int(out.sum())
+    if rest:
+        out[np.argsort(-(raw - out), kind="stable")[:rest]] += 1
+    return out
+
+
+def mixed_order(
+    shard_utts: np.ndarray,
+    shard_source: np.ndarray,
+    targets: np.ndarray,
+    *,
+    seed: int,
+    pass_index: int,
+    shuffle: bool = True,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The pass's positions: ``(rows, counts)``, counts utterances from each row's start.
+
+    Raises:
+        PlanError: a source with a positive target has no shard.
+    """
+    rows: List[int] = []
+    counts: List[int] = []
+    for i, target in enumerate(targets):
+        own = np.flatnonzero(shard_source == i)
+        if target > 0 and own.size == 0:
+            raise PlanError(f"source {i} has a share but no shard")
+        rng = np.random.default_rng([seed, pass_index, 1 + i])
+        left = int(target)
+        while left > 0:
+            for row in rng.permutation(own) if shuffle else own:
+                take = min(left, int(shard_utts[row]))
+                rows.append(int(row))
+                counts.append(take)
+                left -= take
+                if left == 0:
+                    break
+    rows_a, counts_a = np.array(rows, dtype=np.int64), np.array(counts, dtype=np.int64)
+    if shuffle:
+        perm = np.random.default_rng([seed, pass_index]).permutation(len(rows_a))
+        rows_a, counts_a = rows_a[perm], counts_a[perm]
+    return rows_a, counts_a

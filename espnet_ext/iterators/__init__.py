@@ -1,1 +1,0 @@
-"""Iterator factories for ESPnet's trainer (``--iterator_type sharded``)."""
