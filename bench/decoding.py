@@ -14,6 +14,8 @@ Modes (each a decoding config; paths as options):
   best path over the CTC posteriors.
 * ``ctc_lm``: conf/decode_asr_embedded_ctc_lm.yaml (ctc_weight 1.0 + the LM, a beam): the
   time-synchronous CTC prefix beam search of espnet_ext.decoding.
+* ``ctc_rescore``: conf/decode_asr_embedded_ctc_rescore.yaml: the ctc_lm search, its final
+  beam rescored by the attention decoder (``decoder_rescore_weight``, one batched decoder pass).
 * ``ctc_lm_espnet``: the ctc_lm config through ESPnet's own search (label-synchronous CTC
   prefix scoring + LM), for comparison (slow; not in the default modes).
 
@@ -52,8 +54,9 @@ DEFAULT_CONFIGS = {
     "ctc_greedy": CONF / "decode_asr_embedded_ctc_greedy.yaml",
     "ctc_lm": CONF / "decode_asr_embedded_ctc_lm.yaml",
     "ctc_lm_espnet": CONF / "decode_asr_embedded_ctc_lm.yaml",
+    "ctc_rescore": CONF / "decode_asr_embedded_ctc_rescore.yaml",
 }
-USES_LM = {"joint", "joint_fastlm", "ctc_lm", "ctc_lm_espnet"}
+USES_LM = {"joint", "joint_fastlm", "ctc_lm", "ctc_lm_espnet", "ctc_rescore"}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -88,7 +91,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="data dir with utt2num_samples (default <exp_root>/data/<test_set>, if present)",
     )
-    p.add_argument("--modes", default="joint,joint_nolm,ctc_greedy,ctc_lm")
+    p.add_argument("--modes", default="joint,joint_nolm,ctc_greedy,ctc_lm,ctc_rescore")
     for mode, path in DEFAULT_CONFIGS.items():
         p.add_argument(f"--{mode}_config", type=Path, default=path)
     p.add_argument("--max_utts", type=int, default=None, help="the first N utterances (key order)")

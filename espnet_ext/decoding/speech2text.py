@@ -6,7 +6,12 @@ With ``ctc_weight: 1.0`` ESPnet drops the attention decoder from the search (its
 configuration is decoded instead by
 
 - ``beam_size: 1`` and no LM (or ``lm_weight: 0``): CTC greedy (best path), batched;
-- otherwise: the time-synchronous CTC prefix beam search with the LM as a scorer.
+- otherwise: the time-synchronous CTC prefix beam search with the LM as a scorer;
+- with ``decoder_rescore_weight`` λ > 0, that search's final beam is rescored by the attention
+  decoder (one teacher-forced pass over all the beam's hypotheses at once, as WeNet's
+  "attention rescoring", Yao et al. 2021, sec. 2.3): ``(1 - λ) ctc + λ att + lm_weight lm +
+  penalty len``. The decoder then costs one batched forward per utterance instead of one per
+  label and beam entry in the joint search.
 
 Every other configuration (``ctc_weight < 1``: the joint CTC/attention search) is ESPnet's
 search, with one change unless ``fast_lm=False``: an LSTM LM is scored through
@@ -27,9 +32,12 @@ from espnet_ext.decoding.lm import FastLSTMLMScorer
 class FastSpeech2Text(Speech2Text):
     """``Speech2Text`` (same keyword arguments) whose ``ctc_weight: 1.0`` path is CTC-only decoding."""
 
-    def __init__(self, fast_lm: bool = True, **kwargs):
+    def __init__(self, fast_lm: bool = True, decoder_rescore_weight: float = 0.0, **kwargs):
+        if not 0.0 <= decoder_rescore_weight <= 1.0:
+            raise ValueError(f"decoder_rescore_weight must be in [0, 1], got {decoder_rescore_weight}")
         # ESPnet builds its search either way (cheap); the LM it loads is reused below.
         super().__init__(**kwargs)
+        self.rescore_weight = decoder_rescore_weight
         if fast_lm and self.beam_search is not None:
             self._use_fast_lm()
         ctc_weight = kwargs.get("ctc_weight", 0.5)
@@ -83,13 +91,53 @@ class FastSpeech2Text(Speech2Text):
             return [self._hyps_to_results([self._hyp(s, 0.0, {})]) for s in seqs]
         out = []
         for b in range(logp.size(0)):
-            hyps = self.ctc_search(logp[b, : int(enc_lens[b])], nbest=self.nbest)
+            if self.rescore_weight > 0:
+                hyps = self.ctc_search(logp[b, : int(enc_lens[b])], nbest=self.ctc_search.beam_size)
+                hyps = self._rescore(enc[b, : int(enc_lens[b])], hyps)[: self.nbest]
+            else:
+                hyps = self.ctc_search(logp[b, : int(enc_lens[b])], nbest=self.nbest)
             out.append(
                 self._hyps_to_results(
-                    [self._hyp(h["labels"], h["score"], {"ctc": h["ctc"], "lm": h["lm"]}) for h in hyps]
+                    [
+                        self._hyp(h["labels"], h["score"], {k: h[k] for k in ("ctc", "lm", "att") if k in h})
+                        for h in hyps
+                    ]
                 )
             )
         return out
+
+    def _rescore(self, enc: torch.Tensor, hyps: List[dict]) -> List[dict]:
+        """The beam ``hyps`` (CTC search results) rescored with the attention decoder, best first.
+
+        ``enc``: (T, D) encoder output of the utterance. One decoder forward over all
+        hypotheses: input ``<sos> y``, target ``y <eos>``; ``att`` is the sum of the target's
+        log-probabilities."""
+        m, lam = self.asr_model, self.rescore_weight
+        ys = [h["labels"] for h in hyps]
+        n, longest = len(ys), max(len(y) for y in ys) + 1
+        ys_in = torch.full((n, longest), m.eos, dtype=torch.long)
+        ys_out = torch.full((n, longest), -1, dtype=torch.long)
+        for i, y in enumerate(ys):
+            ys_in[i, : len(y) + 1] = torch.tensor([m.sos, *y])
+            ys_out[i, : len(y) + 1] = torch.tensor([*y, m.eos])
+        in_lens = torch.tensor([len(y) + 1 for y in ys])
+        memory = enc.unsqueeze(0).expand(n, -1, -1)
+        mem_lens = torch.full((n,), enc.size(0), dtype=torch.long)
+        logits, _ = m.decoder(memory, mem_lens, ys_in.to(enc.device), in_lens.to(enc.device))
+        logp = logits.float().log_softmax(-1).cpu()
+        valid = ys_out >= 0
+        att = (logp.gather(-1, ys_out.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid).sum(-1)
+        search = self.ctc_search
+        out = []
+        for h, a in zip(hyps, att.tolist()):
+            score = (
+                (1 - lam) * h["ctc"]
+                + lam * a
+                + search.lm_weight * h["lm"]
+                + search.penalty * len(h["labels"])
+            )
+            out.append(dict(h, score=score, att=a))
+        return sorted(out, key=lambda h: -h["score"])
 
     def _encode(self, speech: torch.Tensor, lengths: torch.Tensor):
         batch = to_device(
