@@ -5,9 +5,14 @@ Both encoders get the same work: forward + backward of a fixed batch of
 log-Mel-shaped inputs (80 channels) in train mode, one CPU thread, at the same
 d_model, heads, blocks, linear_units and conv kernel. ESPnet's encoder is the
 stock ``ConformerEncoder`` with rel_pos / rel_selfattn / rel_pos_type latest,
-macaron_style and the conv module. Ours runs twice: with its default 64
-subsampling channels, and with subsampling channels = d_model as ESPnet's
-``Conv2dSubsampling`` has (the apples-to-apples row).
+macaron_style and the conv module. Ours runs with its default 64 subsampling
+channels (the recipe's default) and with subsampling channels = d_model as
+ESPnet's ``Conv2dSubsampling`` has (the equal-size, apples-to-apples row), each
+eager and compiled (``torch.compile``, inductor by default, in place through
+``nn.Module.compile``; compilation happens in the warm-up steps, which are not
+timed). The last line gives ``equal_size_ratio_eager`` and
+``equal_size_ratio_compiled``: the equal-size row's CPU-time throughput over
+the stock encoder's (eager) at the longest length.
 
 Memory method: every (encoder, length) configuration runs in a fresh
 subprocess with ``MALLOC_MMAP_THRESHOLD_`` fixed at 64 KiB, so tensor buffers
@@ -84,6 +89,8 @@ def _worker(cfg: dict) -> dict:
 
         model = SSLConformerEncoder(**common, subsampling_channels=cfg["channels"])
     model.train()
+    if cfg.get("compile"):
+        model.compile(backend=cfg["compile"])
 
     batch, frames = cfg["batch"], cfg["frames"]
     x = torch.randn(batch, frames, 80)
@@ -99,7 +106,9 @@ def _worker(cfg: dict) -> dict:
         loss.backward()
         return time.perf_counter() - start, time.process_time() - start_cpu
 
-    step()  # warm-up: one-off allocations, oneDNN primitive creation
+    step()  # warm-up: one-off allocations, oneDNN primitive creation, compilation
+    if cfg.get("compile"):
+        step()  # a compiled model may recompile once (dynamic shapes)
     model.zero_grad(set_to_none=True)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
@@ -138,12 +147,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--blocks", type=int, default=6)
     parser.add_argument("--linear-units", type=int, default=1024)
     parser.add_argument("--kernel", type=int, default=31)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--frames", type=int, nargs="+", default=[1000, 3000])
+    parser.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="torch.compile backend of the compiled rows ('none': skip them)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,14 +176,18 @@ def main() -> None:
         batch=args.batch,
         iters=args.iters,
     )
-    encoders = [
-        ("stock conformer (rel_pos)", dict(encoder="stock")),
-        ("ssl_conformer, 64 sub. ch.", dict(encoder="ours", channels=64)),
-        (
-            f"ssl_conformer, {args.d_model} sub. ch.",
-            dict(encoder="ours", channels=args.d_model),
-        ),
-    ]
+    backend = None if args.compile_backend == "none" else args.compile_backend
+    equal = f"ssl_conformer, {args.d_model} sub. ch."
+    encoders = [("stock conformer (rel_pos)", dict(encoder="stock"))]
+    for label, channels in (("ssl_conformer, 64 sub. ch.", 64), (equal, args.d_model)):
+        encoders.append((label, dict(encoder="ours", channels=channels)))
+        if backend:
+            encoders.append(
+                (
+                    f"{label[len('ssl_conformer, ') :]} compiled",
+                    dict(encoder="ours", channels=channels, compile=backend),
+                )
+            )
     print(
         f"d_model={args.d_model} heads={args.heads} blocks={args.blocks} "
         f"linear_units={args.linear_units} kernel={args.kernel} batch={args.batch} "
@@ -182,6 +200,7 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
+    ratios_at = {}
     for frames in args.frames:
         stock = None
         for label, extra in encoders:
@@ -193,6 +212,7 @@ def main() -> None:
                 ratios = f"{'1.00':>6} {'1.00':>6}"
             else:
                 ratios = f"{ups / stock[0]:>6.2f} {res['peak_mib'] / stock[1]:>6.2f}"
+                ratios_at[label] = ups / stock[0]
             print(
                 f"{frames:>6} {label:<28} {res['params'] / 1e6:>8.2f}M {ups:>7.2f} "
                 f"{wall_ups:>8.2f} {res['peak_mib']:>9.0f} {ratios}",
@@ -203,6 +223,14 @@ def main() -> None:
         "peak MiB: peak RSS above model+inputs\n"
         "thr x = CPU-time throughput ours/stock (higher is better); "
         "mem x = peak memory ours/stock (lower is better)"
+    )
+    compiled = ratios_at.get(f"{equal[len('ssl_conformer, ') :]} compiled")
+    print(
+        f"frames={args.frames[-1]} "
+        f"equal_size_ratio_eager={ratios_at[equal]:.2f} "
+        f"equal_size_ratio_compiled="
+        + ("n/a" if compiled is None else f"{compiled:.2f}")
+        + f" default_ratio_eager={ratios_at['ssl_conformer, 64 sub. ch.']:.2f}"
     )
 
 

@@ -267,6 +267,7 @@ def test_bad_options_are_rejected():
         ["--keep_step_checkpoints", "0"],
         ["--max_nonfinite_steps", "-2"],
         ["--watchdog_minutes", "0"],
+        ["--torch_compile", "fast"],
     ):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
@@ -277,6 +278,7 @@ def test_bad_options_are_rejected():
         ("keep_step_checkpoints", None),
         ("max_nonfinite_steps", -1),
         ("watchdog_minutes", 0.0),
+        ("torch_compile", "fast"),
     ]:
         options = argparse.Namespace(**vars(defaults), sharded_ddp=False)
         setattr(options, name, value)
@@ -572,6 +574,18 @@ def straight_ssl(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("ssl") / "straight"
     _ok(_train("ssl", corpus, out))
     return out
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager(corpus, straight_ssl, tmp_path):
+    """``--torch_compile default`` compiles the encoder, the masking util and the BEST-RQ
+    loss in place (dynamo's ``eager`` backend here: the graphs are captured whole and run
+    by ATen, so no C++ toolchain is needed) and trains to the straight eager run's
+    parameters; the checkpoints keep their keys."""
+    out = tmp_path / "compiled"
+    log = _ok(_train("ssl", corpus, out, "--torch_compile", "default", "--torch_compile_backend", "eager"))
+    assert "torch.compile (mode=default, backend=eager): encoder, util_modules.block_mask, losses.0" in log
+    _assert_same_params(straight_ssl, out)
 
 
 @pytest.mark.slow

@@ -395,12 +395,13 @@ def test_attention_goes_through_sdpa_with_key_padding_mask(monkeypatch):
         enc(torch.randn(2, 40, 80), torch.tensor([40, 21]))
         enc(torch.randn(2, 40, 80), torch.tensor([40, 38]))  # no padding after 4x
     assert len(calls) == 4
-    (shape, mask), (_, mask2), (_, none1), (_, none2) = calls
+    (shape, mask), (_, mask2), (_, full1), (_, full2) = calls
     assert shape == (2, 2, 10, 16)
     assert mask.dtype == torch.bool and mask.shape == (2, 1, 1, 10)
     assert mask[0].all() and mask[1, 0, 0].tolist() == [True] * 6 + [False] * 4
     assert mask2 is mask or torch.equal(mask2, mask)
-    assert none1 is None and none2 is None
+    # unpadded batch: still a mask (knowing it is unpadded needs a host sync)
+    assert full1.shape == (2, 1, 1, 10) and full1.all() and torch.equal(full1, full2)
 
 
 def test_runs_under_bf16_autocast():
@@ -410,3 +411,63 @@ def test_runs_under_bf16_autocast():
     assert torch.isfinite(out.float()).all()
     out.float().sum().backward()
     assert torch.isfinite(enc.embed.conv1.weight.grad).all()
+
+
+# ---------------------------------------------------------- no host syncs
+
+
+def test_encoder_and_loss_compile_without_graph_breaks():
+    """Masking, encoder and BEST-RQ loss of a padded batch trace into ONE graph:
+    no .item() / .tolist() / bool(tensor) / data-dependent shape on the training
+    forward, so nothing in it makes the host wait for the device."""
+    import torch._dynamo
+
+    from espnet_ext.ssl.best_rq import BestRQLoss
+    from espnet_ext.ssl.masking import BestRQMasking
+
+    torch.manual_seed(0)
+    enc = tiny().train()
+    masking = BestRQMasking(mask_prob=0.05)
+    loss_fn = BestRQLoss(encoder_output_size=32, codebook_size=64)
+
+    def step(feats, lengths):
+        pad = torch.arange(feats.shape[1])[None, :] >= lengths[:, None]
+        masked, info = masking(feats, pad)
+        (_, hs), olens, _ = enc(masked, lengths, masks=pad, return_all_hs=True)
+        return loss_fn(hs, olens, feats, lengths, info)
+
+    feats, lengths = torch.randn(3, 61, 80), torch.tensor([61, 40, 17])
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(step)(feats, lengths)
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    assert explained.graph_count == 1
+
+    compiled = torch.compile(step, fullgraph=True, backend="eager")
+    state = torch.get_rng_state()
+    loss, stats = compiled(feats, lengths)
+    torch.set_rng_state(state)
+    loss_ref, stats_ref = step(feats, lengths)
+    torch.testing.assert_close(loss, loss_ref)
+    assert stats.keys() == stats_ref.keys()
+    for key, value in stats.items():
+        assert value.dim() == 0 and not value.requires_grad
+        torch.testing.assert_close(value, stats_ref[key])
+    loss.backward()
+    # every block gets a gradient (the final LayerNorm is not in hs)
+    missing = [n for n, p in enc.named_parameters() if p.grad is None]
+    assert missing == ["after_norm.weight", "after_norm.bias"]
+    torch._dynamo.reset()
+
+
+def test_value_checks_stay_in_compiled_graph():
+    """Under torch.compile a bad length is a device-side assert, not a break."""
+    import torch._dynamo
+
+    enc = tiny()
+    compiled = torch.compile(enc, fullgraph=True, backend="eager")
+    x = torch.randn(2, 10, 80)
+    out, olens, _ = compiled(x, torch.tensor([10, 5]))
+    assert out.shape == (2, 3, 32) and olens.tolist() == [3, 2]
+    with pytest.raises(RuntimeError):
+        compiled(x, torch.tensor([11, 5]))
+    torch._dynamo.reset()

@@ -3,10 +3,14 @@
 Each check raises ValueError naming the offending option or argument, so a wrong
 ``encoder_conf`` fails when the model is built, not deep inside a forward.
 :func:`require_positive` also serves the BEST-RQ loss and masking configs.
+
+Checks of tensor *values* in a forward go through :func:`check_values`, which
+never makes the host wait for an accelerator: a ValueError on CPU, an
+asynchronous device-side assert on GPU and inside ``torch.compile`` graphs.
 """
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -24,6 +28,27 @@ def require_positive(owner: str, **values: int) -> None:
     for name, value in values.items():
         if value < 1:
             raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
+
+
+def check_values(ok: torch.Tensor, message: Callable[[], str]) -> None:
+    """Fail unless every element of the bool tensor ``ok`` is True, without a host sync.
+
+    * eager on CPU: the values are host memory already, so read them and raise
+      ``ValueError(message())`` (the message may format tensor values);
+    * on an accelerator (CUDA, ...): ``torch._assert_async``, a device-side
+      assert; a violation fails a later synchronizing call with a RuntimeError,
+      but a correct batch never stalls the device queue;
+    * while ``torch.compile`` traces (any device): ``torch._assert_async`` too,
+      so the check stays in the graph instead of breaking it.
+
+    Args:
+        ok: bool tensor of any shape, True where the input is valid.
+        message: builds the error text; called only on failure (CPU eager).
+    """
+    if torch.compiler.is_compiling() or ok.device.type != "cpu":
+        torch._assert_async(ok.all())
+    elif not bool(ok.all()):
+        raise ValueError(message())
 
 
 def check_config(
@@ -118,7 +143,10 @@ def input_lengths(
 
     Raises:
         ValueError: on a wrong shape or dtype, neither ``ilens`` nor ``masks``,
-            ``masks`` that are not right padding, or the two disagreeing.
+            ``masks`` that are not right padding, or the two disagreeing. The
+            value checks (the last three) raise only for CPU tensors in eager
+            mode; on an accelerator or under ``torch.compile`` they are
+            asynchronous device-side asserts (:func:`check_values`).
     """
     if xs_pad.dim() != 3 or xs_pad.size(-1) != input_size:
         raise ValueError(f"xs_pad must be (batch, frames, {input_size}), got shape {tuple(xs_pad.shape)}")
@@ -138,19 +166,24 @@ def input_lengths(
                 f"at padding, got {masks.dtype} {tuple(masks.shape)}"
             )
         mask_lengths = (~masks).sum(-1)
-        if not torch.equal(masks, ~valid_mask(mask_lengths, masks.size(1))):
-            raise ValueError(
-                "masks must mark padding only at the end of each utterance (like make_pad_mask(ilens))"
-            )
-        if ilens is not None and not torch.equal(mask_lengths, ilens.to(mask_lengths)):
-            raise ValueError(
-                f"masks and ilens disagree: masks give lengths "
-                f"{mask_lengths.tolist()}, ilens {ilens.tolist()}"
+        check_values(
+            masks == ~valid_mask(mask_lengths, masks.size(1)),
+            lambda: "masks must mark padding only at the end of each utterance (like make_pad_mask(ilens))",
+        )
+        if ilens is not None:
+            check_values(
+                mask_lengths == ilens.to(mask_lengths),
+                lambda: (
+                    f"masks and ilens disagree: masks give lengths "
+                    f"{mask_lengths.tolist()}, ilens {ilens.tolist()}"
+                ),
             )
         lengths = mask_lengths
     else:
         lengths = ilens
     lengths = lengths.to(device=xs_pad.device, dtype=torch.long)
-    if bool(((lengths < 1) | (lengths > frames)).any()):
-        raise ValueError(f"every length must be in [1, {frames}] (frames in xs_pad), got {lengths.tolist()}")
+    check_values(
+        (lengths >= 1) & (lengths <= frames),
+        lambda: f"every length must be in [1, {frames}] (frames in xs_pad), got {lengths.tolist()}",
+    )
     return lengths

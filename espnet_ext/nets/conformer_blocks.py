@@ -7,8 +7,9 @@ One block (Gulati et al. 2020, "Conformer", sec. 2.4, eq. 1), pre-LN throughout:
 Every module maps (B, T, D) -> (B, T, D) and leaves the residual to the block.
 Padded frames are described once per batch by two masks built in
 ``SSLConformerEncoder.forward``: ``key_mask`` (B, 1, 1, T), True at keys that may
-be attended, and ``pad`` (B, T, 1), True at padding frames; both are None when no
-utterance of the batch is padded.
+be attended, and ``pad`` (B, T, 1), True at padding frames. The encoder always
+passes both (deciding that a batch is unpadded would need a host sync); None
+means no padding.
 """
 
 from typing import Optional, Tuple
@@ -111,7 +112,7 @@ class _RotarySelfAttention(torch.nn.Module):
             x: (B, T, D).
             rotary: cos, sin (T, head_dim) tables from ``_rotary_tables``.
             key_mask: (B, 1, 1, T) bool, True at keys that may be attended, or
-                None when no utterance in the batch is padded.
+                None (no padding).
 
         Returns:
             (B, T, D), without the residual.

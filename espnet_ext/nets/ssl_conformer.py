@@ -252,25 +252,20 @@ class SSLConformerEncoder(AbsEncoder):
         x, olens = self.embed(x, lengths)
         x = self.embed_dropout(x)
 
+        # The masks are built even if no utterance is padded: finding that out
+        # would read olens on the host, a device sync on every forward.
         t = x.size(1)
-        if bool((olens < t).any()):
-            valid = valid_mask(olens, t)
-            key_mask = valid[:, None, None, :]  # (B, 1, 1, T')
-            pad = ~valid[:, :, None]  # (B, T', 1)
-        else:
-            key_mask = pad = None
+        valid = valid_mask(olens, t)
+        key_mask = valid[:, None, None, :]  # (B, 1, 1, T')
+        pad = ~valid[:, :, None]  # (B, T', 1)
         rotary = _rotary_tables(t, self.head_dim, self.rotary_base, x.device)
 
         hidden = []
         for block in self.encoders:
-            x = block(x, rotary, key_mask, pad)
-            if pad is not None:
-                x = x.masked_fill(pad, 0.0)
+            x = block(x, rotary, key_mask, pad).masked_fill(pad, 0.0)
             if return_all_hs:
                 hidden.append(x)
-        x = self.after_norm(x)
-        if pad is not None:
-            x = x.masked_fill(pad, 0.0)
+        x = self.after_norm(x).masked_fill(pad, 0.0)
         if return_all_hs:
             return (x, hidden), olens, None
         return x, olens, None

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from espnet2.ssl.loss.abs_loss import AbsSSLLoss
 from typeguard import typechecked
 
-from espnet_ext.nets.checks import require_positive
+from espnet_ext.nets.checks import check_values, require_positive
 from espnet_ext.nets.lengths import ceil_div, valid_mask
 
 _MAX_LENGTH_MISMATCH = 2
@@ -69,14 +69,31 @@ def _stack_normalized(
     return normed.reshape(batch, groups, stack * dim)
 
 
-def _codebook_perplexity(targets: torch.Tensor, codebook_size: int) -> Tuple[float, int]:
-    """Perplexity exp(H) and number of distinct codes of (M,) long code ids."""
-    if targets.numel() == 0:
-        return 0.0, 0
-    counts = torch.bincount(targets, minlength=codebook_size).float()
-    probs = counts / counts.sum()
+def _codebook_perplexity(
+    targets: torch.Tensor, valid: torch.Tensor, codebook_size: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Perplexity exp(H) and number of distinct codes of the valid code ids.
+
+    Counts are a weighted scatter over all frames instead of a ``bincount`` of
+    the selected ones, whose shape would depend on the data (a host sync).
+
+    Args:
+        targets: (B, T) long code ids.
+        valid: (B, T) bool, frames to count.
+        codebook_size: K.
+
+    Returns:
+        perplexity and distinct-code count as float32 0-dim tensors; both 0
+        if no frame is valid.
+    """
+    counts = torch.zeros(codebook_size, dtype=torch.float32, device=targets.device)
+    counts = counts.scatter_add(0, targets.reshape(-1), valid.reshape(-1).float())
+    total = counts.sum()
+    probs = counts / total.clamp(min=1.0)
     entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum()
-    return float(torch.exp(entropy)), int((counts > 0).sum())
+    nonempty = total > 0
+    ppl = torch.where(nonempty, torch.exp(entropy), torch.zeros_like(entropy))
+    return ppl, (counts > 0).sum().float()
 
 
 class BestRQLoss(AbsSSLLoss):
@@ -198,7 +215,7 @@ class BestRQLoss(AbsSSLLoss):
         frontend: torch.Tensor,
         frontend_lengths: torch.Tensor,
         mask_info: Dict,
-    ) -> Tuple[torch.Tensor, Dict[str, float]]:
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """Cross-entropy on masked, valid encoder frames (paper sec. 3.2).
 
         Args:
@@ -210,10 +227,16 @@ class BestRQLoss(AbsSSLLoss):
                 (B, ceil(T / stride)) bool.
 
         Returns:
-            scalar loss; stats (floats): bestrq_loss, bestrq_acc (masked-frame
-            accuracy), bestrq_mask_frac (masked share of valid encoder frames),
-            bestrq_ppl and bestrq_codes (perplexity and distinct codes of the
-            targets of all valid frames).
+            scalar float32 loss; stats, detached float32 0-dim tensors on the
+            loss's device (no host sync; ESPnet's reporter converts them when it
+            records them): bestrq_loss, bestrq_acc (masked-frame accuracy),
+            bestrq_mask_frac (masked share of valid encoder frames), bestrq_ppl
+            and bestrq_codes (perplexity and distinct codes of the targets of
+            all valid frames, averaged over codebooks).
+
+        A length mismatch beyond ``_MAX_LENGTH_MISMATCH`` frames raises
+        ValueError on CPU; on an accelerator it is an asynchronous device-side
+        assert (:func:`espnet_ext.nets.checks.check_values`).
         """
         stride = mask_info.get("stride", self.stack_frames)
         if stride != self.stack_frames:
@@ -228,17 +251,18 @@ class BestRQLoss(AbsSSLLoss):
         targets = self.compute_targets(frontend, frontend_lengths)  # (N, B, T_tgt)
         target_lengths = ceil_div(frontend_lengths, self.stack_frames)
         enc_lengths = encoder_output_lengths.to(target_lengths.device)
-        mismatch = int((target_lengths - enc_lengths).abs().max())
-        if mismatch > _MAX_LENGTH_MISMATCH:
-            raise ValueError(
+        check_values(
+            (target_lengths - enc_lengths).abs() <= _MAX_LENGTH_MISMATCH,
+            lambda: (
                 f"best_rq: encoder output lengths {enc_lengths.tolist()} do not "
                 f"match ceil(feature lengths / {self.stack_frames}) = "
                 f"{target_lengths.tolist()}; stack_frames must equal the "
                 "encoder's subsampling factor"
-            )
+            ),
+        )
         # Align at the first frame; keep frames present in both sequences.
         frames = min(enc_frames, targets.shape[-1])
-        lengths = torch.minimum(target_lengths, enc_lengths)
+        lengths = torch.minimum(target_lengths, enc_lengths).to(hidden.device)
         valid = valid_mask(lengths, frames)
         encoder_mask = mask_info["encoder_mask"]
         if encoder_mask.shape[1] < frames:
@@ -247,34 +271,38 @@ class BestRQLoss(AbsSSLLoss):
                 f"frames, fewer than the {frames} aligned frames; the masking util "
                 "must see the same frames as the frontend output"
             )
-        masked = encoder_mask[:, :frames].to(hidden.device) & valid
-        targets = targets[..., :frames]
+        masked = encoder_mask[:, :frames].to(hidden.device) & valid  # (B, T)
+        targets = targets[..., :frames].to(hidden.device)
 
-        ppls, codes = zip(*(_codebook_perplexity(t[valid], self.codebook_size) for t in targets))
-        stats = {
-            "bestrq_mask_frac": float(masked.sum()) / max(1, int(valid.sum())),
-            "bestrq_ppl": sum(ppls) / len(ppls),
-            "bestrq_codes": float(sum(codes)) / len(codes),
-        }
+        # Every count stays on the device: no .item(), no data-dependent shape.
+        num_valid = valid.sum()
+        num_masked = masked.sum()
+        ppls, codes = zip(*(_codebook_perplexity(t, valid, self.codebook_size) for t in targets))
 
-        num_masked = int(masked.sum())
-        if num_masked == 0:
-            # Keep every parameter in the graph (DDP) with a zero loss.
-            loss = sum(head(hidden[:, :1]).sum() for head in self.heads) * 0.0
-            stats.update(bestrq_loss=0.0, bestrq_acc=0.0)
-            return loss, stats
-
-        selected = hidden[:, :frames][masked]  # (M, D)
-        loss = hidden.new_zeros(())
-        correct = 0
+        # The heads score every aligned frame and the loss keeps the masked
+        # ones: selecting them first (hidden[masked]) has a data-dependent
+        # shape. Unmasked frames get exactly zero loss and gradient; a batch
+        # without masked frames gives a zero loss that still reaches every
+        # head (DDP).
+        flat_mask = masked.reshape(-1)
+        selected = hidden[:, :frames].reshape(-1, hidden.shape[-1])  # (B*T, D)
+        denominator = num_masked.clamp(min=1).float()
+        loss = hidden.new_zeros((), dtype=torch.float32)
+        correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         for head, target in zip(self.heads, targets):
-            logits = head(selected)  # (M, K)
-            goal = target[masked]
-            loss = loss + F.cross_entropy(logits.float(), goal)
-            correct += int((logits.argmax(dim=-1) == goal).sum())
+            logits = head(selected)  # (B*T, K)
+            goal = target.reshape(-1)
+            frame_loss = F.cross_entropy(logits.float(), goal, reduction="none")
+            frame_loss = torch.where(flat_mask, frame_loss, torch.zeros_like(frame_loss))
+            loss = loss + frame_loss.sum() / denominator
+            correct = correct + ((logits.argmax(dim=-1) == goal) & flat_mask).sum()
         loss = loss / self.num_codebooks
-        stats.update(
-            bestrq_loss=float(loss.detach()),
-            bestrq_acc=correct / (num_masked * self.num_codebooks),
-        )
+        # Detached 0-dim float32 tensors; the reporter reads them at logging.
+        stats = {
+            "bestrq_loss": loss.detach(),
+            "bestrq_acc": correct.float() / (denominator * self.num_codebooks),
+            "bestrq_mask_frac": num_masked.float() / num_valid.clamp(min=1).float(),
+            "bestrq_ppl": torch.stack(ppls).mean(),
+            "bestrq_codes": torch.stack(codes).mean(),
+        }
         return loss, stats

@@ -56,13 +56,13 @@ def _sample_span_starts(
     starts = (torch.rand(batch, num_groups, device=device) < start_prob) & allowed
     if min_one_span:
         need = (~starts.any(dim=1)) & (last_start >= 0)  # (B,)
-        if bool(need.any()):
-            # Uniform start in [0, last_start], one draw per utterance.
-            pos = torch.rand(batch, device=device) * (last_start + 1).clamp(min=1)
-            pos = pos.long().clamp(max=num_groups - 1)
-            forced = torch.zeros_like(starts)
-            forced[torch.arange(batch, device=device), pos] = True
-            starts = starts | (forced & need[:, None])
+        # Uniform start in [0, last_start], one draw per utterance. Drawn for
+        # every batch, used only where ``need``: skipping the draw when no
+        # utterance needs it would read ``need`` on the host (a device sync).
+        pos = torch.rand(batch, device=device) * (last_start + 1).clamp(min=1)
+        pos = pos.long().clamp(max=num_groups - 1)
+        forced = group_idx[None, :] == pos[:, None]  # (B, G), one True per row
+        starts = starts | (forced & need[:, None])
     return starts
 
 

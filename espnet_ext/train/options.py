@@ -18,6 +18,7 @@ from espnet2.train.trainer import TrainerOptions
 from espnet2.utils.types import int_or_none, str2bool
 
 from espnet_ext.train.amp import AMP_DTYPES
+from espnet_ext.train.compile import COMPILE_MODES, add_compile_arguments
 from espnet_ext.train.stats import STATS_REDUCE
 
 
@@ -36,6 +37,8 @@ class ExtTrainerOptions(TrainerOptions):
     max_nonfinite_steps: Optional[int] = 100
     nonfinite_window: Optional[int] = 2000
     watchdog_minutes: Optional[float] = 10.0
+    torch_compile: str = "none"
+    torch_compile_backend: str = "inductor"
 
 
 def check_options(options) -> None:
@@ -69,6 +72,8 @@ def check_options(options) -> None:
         bad("amp_dtype", options.amp_dtype, f"must be one of {', '.join(AMP_DTYPES)}")
     if options.stats_reduce not in STATS_REDUCE:
         bad("stats_reduce", options.stats_reduce, f"must be one of {', '.join(STATS_REDUCE)}")
+    if options.torch_compile not in COMPILE_MODES:
+        bad("torch_compile", options.torch_compile, f"must be one of {', '.join(COMPILE_MODES)}")
     if not isinstance(options.seed_per_rank, bool):
         bad("seed_per_rank", options.seed_per_rank, "must be true or false")
     if number("watchdog_minutes", options.watchdog_minutes, float) and not options.watchdog_minutes > 0:
@@ -146,6 +151,7 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
         "per-micro-batch stop flag (epoch lengths are checked equal once per epoch); "
         "micro_batch: ESPnet's per-micro-batch collectives. The update is the same",
     )
+    add_compile_arguments(parser)
     group = parser.add_argument_group("espnet_ext crash safety")
     group.add_argument(
         "--save_every_steps",

@@ -33,6 +33,7 @@ from espnet2.train.trainer import Trainer as _StockTrainer
 from espnet2.utils.build_dataclass import build_dataclass
 
 from espnet_ext.train import amp, signals
+from espnet_ext.train.compile import maybe_compile
 from espnet_ext.train.hooks import CpuAutocast, HookedIterator, IterationHook, PetIterable, build_hooks
 from espnet_ext.train.lock import OutputDirInUse, OutputDirLock
 from espnet_ext.train.options import ExtTrainerOptions, add_trainer_arguments, check_options
@@ -110,6 +111,8 @@ class Trainer(_StockTrainer):
             # On the base class: subclasses built on it (the SSL task's probing trainer) and
             # test hooks read the same run state.
             Trainer._context, Trainer._stop = context, stop
+            # In place, before ESPnet wraps the model in DDP: parameters and state-dict keys stay
+            maybe_compile(model, trainer_options.torch_compile, trainer_options.torch_compile_backend)
             super().run(
                 model=model,
                 optimizers=optimizers,
