@@ -355,11 +355,12 @@ launches=()
 in_stages 4 && launches+=("4|pretrain_launch|self-supervised pre-training on ${pretrain_set} -> ${pretrain_exp}|")
 in_stages 5 && launches+=("5|asr_launch|fine-tuning on ${train_set} -> ${asr_exp}|")
 "${dry_run}" && log "Dry run: the training launches of stages 3 (LM), 4 and 5 (${cmd_backend} backend); nothing runs"
+invalid=()  # --dry_run true: the stages whose launch is not valid (each printed; exit 1 at the end)
 for l in "${launches[@]}"; do
     IFS='|' read -r n fn what name <<< "${l}"
     if "${dry_run}"; then
         log "Stage ${n}: ${what}"
-        "${fn}"
+        "${fn}" || { invalid+=("${n}"); log "Error: stage ${n}'s ${name}launch is not valid (above); the dry run goes on"; }
     else
         "${fn}" > /dev/null || { log "Error: stage ${n}'s ${name}launch is not valid (above)"; exit 1; }
     fi
@@ -385,6 +386,10 @@ if "${dry_run}"; then
         printf '%q ' "${dec_cmd[@]}"; echo
     done
     if in_stages 10; then log "Stage 10 (dry run): the model repository"; model_card true; fi
+    if [ ${#invalid[@]} -gt 0 ]; then
+        log "Dry run: the launch of stage(s) ${invalid[*]} is not valid (above): a real run stops there"
+        exit 1
+    fi
     exit 0
 fi
 launch_mode=(--dry_run false)
