@@ -20,8 +20,8 @@ channels, forward::
     per block    2 x 4 T' D F (macaron FFNs)  +  8 T' D^2 (qkv, out)  +  4 T'^2 D (attention)
                  +  6 T' D^2 + 2 T' D K (conv module)
 
-plus, pre-training, the BEST-RQ head ``2 M D V`` on the ``M`` masked frames and the frozen
-quantizer; fine-tuning, CTC ``2 T' D V`` and the decoder over ``L`` tokens (self- and
+plus, pre-training, the BEST-RQ head ``2 T' D V`` (it scores every frame and the loss keeps
+the masked ones: no data-dependent shape) and the frozen quantizer; fine-tuning, CTC ``2 T' D V`` and the decoder over ``L`` tokens (self- and
 source-attention, FFN, output layer ``2 L D V``).
 
 Attention is counted as computed once (no flash-attention recompute), the usual convention
@@ -59,7 +59,7 @@ class ModelShape:
     codebook_dim: int = 0
     num_codebooks: int = 0
     stack_frames: int = 4
-    mask_fraction: float = 0.0  # expected share of encoder frames the loss sees
+    mask_fraction: float = 0.0  # expected share of encoder frames the loss keeps (reported; the head scores all)
     # fine-tuning
     vocab_size: int = 0
     vocab_assumed: bool = False
@@ -149,7 +149,7 @@ def flops_per_utterance(shape: ModelShape, seconds: float, tokens: Optional[int]
     trained = rest + s.num_blocks * block
     frozen = 0.0
     if s.task == "ssl":
-        trained += s.num_codebooks * 2.0 * (s.mask_fraction * Tp) * D * s.codebook_size
+        trained += s.num_codebooks * 2.0 * Tp * D * s.codebook_size  # every frame (espnet_ext.ssl.best_rq)
         groups = -(-T // s.stack_frames)
         frozen = (
             s.num_codebooks
