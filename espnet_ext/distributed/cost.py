@@ -59,7 +59,9 @@ class ModelShape:
     codebook_dim: int = 0
     num_codebooks: int = 0
     stack_frames: int = 4
-    mask_fraction: float = 0.0  # expected share of encoder frames the loss keeps (reported; the head scores all)
+    mask_fraction: float = (
+        0.0  # expected share of encoder frames the loss keeps (reported; the head scores all)
+    )
     # fine-tuning
     vocab_size: int = 0
     vocab_assumed: bool = False
