@@ -59,9 +59,6 @@ class ModelShape:
     codebook_dim: int = 0
     num_codebooks: int = 0
     stack_frames: int = 4
-    mask_fraction: float = (
-        0.0  # expected share of encoder frames the loss keeps (reported; the head scores all)
-    )
     # fine-tuning
     vocab_size: int = 0
     vocab_assumed: bool = False
@@ -69,15 +66,6 @@ class ModelShape:
     decoder_units: int = 0
     ctc: bool = True
     decoder: bool = True
-
-
-def _block_mask_fraction(util_conf: Mapping, stride: int) -> float:
-    """Expected masked share of a long utterance under ``block_mask``: each stride group
-    starts a span with probability ``mask_prob``; spans cover ``span_ms`` (in 10 ms frames,
-    ``stride`` per group); overlapping spans count once."""
-    p = float(util_conf.get("mask_prob", 0.01))
-    span_groups = max(1, round(float(util_conf.get("span_ms", 400)) / 10 / stride))
-    return 1.0 - (1.0 - p) ** span_groups
 
 
 def model_shape(conf: Mapping, task: str, vocab_size: Optional[int] = None) -> Optional[ModelShape]:
@@ -103,7 +91,6 @@ def model_shape(conf: Mapping, task: str, vocab_size: Optional[int] = None) -> O
     )
     if task == "ssl":
         losses = {x.get("name"): dict(x.get("conf") or {}) for x in conf.get("loss") or []}
-        utils = {x.get("name"): dict(x.get("conf") or {}) for x in conf.get("util") or []}
         if "best_rq" not in losses:
             return None
         rq = losses["best_rq"]
@@ -114,7 +101,6 @@ def model_shape(conf: Mapping, task: str, vocab_size: Optional[int] = None) -> O
             codebook_dim=int(rq.get("codebook_dim", 16)),
             num_codebooks=int(rq.get("num_codebooks", 1)),
             stack_frames=stack,
-            mask_fraction=_block_mask_fraction(utils.get("block_mask", {}), stack),
         )
     dec = dict(conf.get("decoder_conf") or {})
     ctc_weight = float((conf.get("model_conf") or {}).get("ctc_weight", 0.5))

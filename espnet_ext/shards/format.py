@@ -57,7 +57,9 @@ from espnet_ext.utils.atomic import write_bytes_atomic
 
 FORMAT = "espnet_ext.shards/1"
 MANIFEST_NAME = "shards.tsv"
-SHARDS_PER_DIR = 500  # up to 6 files a shard (ark, scp, idx, done, text txt/idx): <= 3,000 a directory
+SHARDS_PER_DIR = (
+    500  # up to 5 files a shard (ark, scp, idx, done; txt with transcripts): <= 2,500 a directory
+)
 ARK_PATTERN = "data/{dir}/feats.{shard}.ark"
 INDEX_PATTERN = "data/{dir}/feats.{shard}.idx"
 COLUMNS = ("shard", "utts", "frames", "max_frames", "ark_bytes", "ark_crc32", "index_crc32")
