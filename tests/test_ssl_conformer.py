@@ -173,6 +173,10 @@ def test_bad_feature_shape_raises():
 
 def test_return_all_hs_structure():
     enc = tiny(num_blocks=3).eval()
+    with torch.no_grad():
+        # Each block already ends in a LayerNorm: at its initial scale 1 and bias 0
+        # the final LayerNorm is the identity up to eps and rounding.
+        enc.after_norm.weight.fill_(2.0)
     x, lengths = torch.randn(2, 30, 80), torch.tensor([30, 21])
     with torch.no_grad():
         plain, plain_lens, _ = enc(x, lengths)
@@ -411,6 +415,43 @@ def test_runs_under_bf16_autocast():
     assert torch.isfinite(out.float()).all()
     out.float().sum().backward()
     assert torch.isfinite(enc.embed.conv1.weight.grad).all()
+
+
+@pytest.mark.parametrize("rows,cols", [(12, 10), (13, 11), (1, 1), (2, 3)])
+def test_polyphase_conv_gradients_equal_atens(rows, cols):
+    """The subsampling's second conv computes its input gradient as four stride-1
+    convs (one per row/column parity); every gradient equals ATen's conv2d's."""
+    from espnet_ext.nets.subsampling import _conv_stride2
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 5, kernel_size=3, stride=2, padding=1)
+    x = torch.randn(3, 6, rows, cols, requires_grad=True)
+    grads = {}
+    for name, fn in (("ours", lambda: _conv_stride2(conv, x)), ("aten", lambda: conv(x))):
+        out = fn()
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        grads[name] = torch.autograd.grad((out * weight).sum(), (x, conv.weight, conv.bias))
+        grads[name + "_out"] = out.detach()
+    torch.testing.assert_close(grads["ours_out"], grads["aten_out"])
+    for ours, aten in zip(grads["ours"], grads["aten"]):
+        torch.testing.assert_close(ours, aten, rtol=1e-5, atol=1e-5)
+
+
+def test_polyphase_conv_follows_bf16_autocast():
+    from espnet_ext.nets.subsampling import _conv_stride2
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 4, kernel_size=3, stride=2, padding=1)
+    x = torch.randn(2, 4, 9, 8, requires_grad=True)
+    grads = []
+    for fn in (lambda: _conv_stride2(conv, x), lambda: conv(x)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn()
+        assert out.dtype == torch.bfloat16
+        grads.append(torch.autograd.grad(out.float().sum(), (x, conv.weight)))
+    for ours, aten in zip(*grads):
+        assert ours.dtype == aten.dtype == torch.float32
+        torch.testing.assert_close(ours, aten, rtol=2e-2, atol=2e-2)
 
 
 # ---------------------------------------------------------- no host syncs
