@@ -16,6 +16,8 @@ decode_config=conf/decode_asr_embedded.yaml
 lm_config=conf/train_lm_embedded.yaml
 ablation_config=conf/tuning/finetune_conformer_transformer_embedded_lowres.yaml    # stage 9
 ablation_decode_config=conf/tuning/decode_asr_embedded_ablation.yaml              # stage 9
+compare_config=conf/tuning/finetune_stock_conformer_embedded_scratch.yaml          # stage 11
+compare_decode_config=conf/decode_asr_embedded.yaml                                # stage 11, without the LM
 # --finetune_max_passes none: the 40-min synthetic train_clean is fine-tuned ~59 passes by design
 # (3,500 updates x 320k bins over its ~19M bins; the schedule chosen on dev_clean, RESULTS.md).
 
@@ -33,5 +35,7 @@ ablation_decode_config=conf/tuning/decode_asr_embedded_ablation.yaml            
     --lm_config "${lm_config}" \
     --ablation_config "${ablation_config}" \
     --ablation_decode_config "${ablation_decode_config}" \
+    --compare_config "${compare_config}" \
+    --compare_decode_config "${compare_decode_config}" \
     --finetune_max_passes none \
     "$@"

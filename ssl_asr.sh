@@ -17,6 +17,10 @@
 #   Stage 10 (optional, not run by default): Hugging Face model repository <asr_exp>/hf_repo
 #            (packed files, RESULTS.md, README.md model card); uploaded with --hf_repo ORG/NAME;
 #            with --dry_run true, lists what would be uploaded
+#   Stage 11 (optional, not run by default): equal-time comparison: fine-tuning from the
+#            stage-4 encoder vs ESPnet's stock Conformer from scratch (--compare_config) for
+#            the same measured training time, several seeds, decoded without the LM
+#            -> <expdir>/RESULTS.compare.md, results.json (asr_compare_{pretrained,stock_scratch}_seed<N>)
 #
 # Generic: the corpus's run.sh passes the sets, vocabulary size, configs and geometry (./run.sh:
 # the embedded corpus on a CPU; egs2/librispeech_ssl/asr1/run.sh: LibriSpeech on 16 x 8 GPUs).
@@ -95,6 +99,10 @@ ablation_set=""         # stage 9: a named low-resource set instead (e.g. ll_10m
 ablation_seeds="1 2 3"  # stage 9: fine-tuning seeds, each run from scratch and from the pre-trained encoder
 ablation_config=""      # stage 9: fine-tuning config (required for stage 9)
 ablation_decode_config=""  # stage 9: decoding config, without the LM (required for stage 9)
+compare_config=""       # stage 11: the scratch arm's config: ESPnet's stock encoder (required for stage 11)
+compare_decode_config=""  # stage 11: decoding config of both arms, used without the LM (required for stage 11)
+compare_seeds="1 2 3"   # stage 11: seeds of each arm (the pretrained arm's fine-tuning seeds)
+compare_calib_epochs=2  # stage 11: epochs of the scratch arm's calibration run (its pace sets the epochs)
 hf_repo=""              # stage 10: upload the model repository to this Hugging Face Hub ORG/NAME (empty: build it only)
 hf_license=cc-by-4.0    # stage 10: the model card's licence
 hf_language=en          # stage 10: the model card's language
@@ -117,9 +125,12 @@ in_stages() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }  # is s
 required=(corpus pretrain_sources train_set valid_set test_sets nbpe pretrain_config finetune_config decode_config)
 "${use_lm}" && required+=(lm_config)
 in_stages 9 && required+=(ablation_config ablation_decode_config)
-if in_stages 9 && [ "${cmd_backend}" = slurm ] && ! "${slurm_wait}"; then
-    log "Error: stage 9 runs trainings one after another: it needs --slurm_wait true"; exit 1
-fi
+in_stages 11 && required+=(compare_config compare_decode_config)
+for s in 9 11; do
+    if in_stages "${s}" && [ "${cmd_backend}" = slurm ] && ! "${slurm_wait}"; then
+        log "Error: stage ${s} runs trainings one after another: it needs --slurm_wait true"; exit 1
+    fi
+done
 for opt in "${required[@]}"; do
     [ -n "${!opt}" ] || { log "Error: --${opt} is required (the corpus's run.sh sets it)"; exit 1; }
 done
@@ -151,6 +162,14 @@ if in_stages 9; then
     for f in "${ablation_config}" "${ablation_decode_config}"; do
         [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
     done
+fi
+if in_stages 11; then
+    for f in "${compare_config}" "${compare_decode_config}"; do
+        [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
+    done
+    python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
+        --finetune_config "${compare_config}" --decode_config "${compare_decode_config}" --init_from_pretrained false
+    [ -n "${compare_seeds}" ] || { log "Error: --compare_seeds is empty"; exit 1; }
 fi
 python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
     --finetune_config "${finetune_config}" --decode_config "${decode_config}" \
@@ -583,13 +602,62 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         done
     done
     python -m espnet_ext.bin.ablation_report --expdir "${expdir}" --prefix "${prefix}" \
-        --decode "$(decode_tag "${ablation_decode_config}" false)"
+        --decode "$(decode_tag "${ablation_decode_config}" false)" --decode_config "${ablation_decode_config}"
     python -m espnet_ext.bin.results --expdir "${expdir}"
 fi
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
     log "Stage 10: model repository ${asr_exp}/hf_repo${hf_repo:+ -> Hugging Face Hub ${hf_repo}}"
     model_card false
+fi
+
+if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
+    log "Stage 11: equal-time comparison: ${finetune_config} from ${init_ckpt} vs ${compare_config} from scratch, seeds ${compare_seeds}"
+    [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first"; exit 1; }
+    compare_tag=$(decode_tag "${compare_decode_config}" false)
+    # compare_arm <exp> <config> [args...]: train (resumable; skipped when finished), decode, score.
+    compare_arm() {
+        local exp=$1 config=$2; shift 2
+        mkdir -p "${exp}"
+        if [ ! -f "${exp}/train_seconds.json" ]; then
+            finetune_launch "${exp}" "${train_set}" "${config}" "$@" \
+                > "${exp}/launch.out" 2>&1 || { log "Error: ${exp} failed: see ${exp}/train.log"; exit 1; }
+        fi
+        log "  $(basename "${exp}"): $(python -m espnet_ext.bin.summarize_log "${exp}/train.log")"
+    }
+    compare_score() {
+        # shellcheck disable=SC2086
+        decode_sets "$1" "${inference_model}" "${compare_decode_config}" false ${test_sets}
+        # shellcheck disable=SC2086
+        score_sets "$1" "${compare_decode_config}" false ${test_sets}
+    }
+    # The pre-trained arm: the default run's fine-tuning config from the stage-4 encoder, per seed.
+    for seed in ${compare_seeds}; do
+        run_exp=${expdir}/asr_compare_pretrained_seed${seed}
+        compare_arm "${run_exp}" "${finetune_config}" "${encoder_init[@]}" --seed "${seed}"
+        python -m espnet_ext.bin.compare seconds "${pretrain_exp}/train.log" "${run_exp}/train.log" \
+            --out "${run_exp}/train_seconds.json" > /dev/null
+        compare_score "${run_exp}"
+    done
+    budget_s=$(python -c 'import json, statistics, sys; print(statistics.mean(json.load(open(f))["total_s"] for f in sys.argv[1:]))' \
+        $(for seed in ${compare_seeds}; do echo "${expdir}/asr_compare_pretrained_seed${seed}/train_seconds.json"; done))
+    log "  the pretrained arm's training time (pre-training + fine-tuning, mean over seeds): ${budget_s} s"
+    # The scratch arm: a short calibration run of its config gives its pace; its epochs fill the budget.
+    calib_exp=${expdir}/asr_compare_stock_scratch_calib
+    python -m espnet_ext.bin.compare scratch_config --config "${compare_config}" \
+        --epochs "${compare_calib_epochs}" --out "${calib_exp}.yaml"
+    compare_arm "${calib_exp}" "${calib_exp}.yaml" --seed 0
+    python -m espnet_ext.bin.compare seconds "${calib_exp}/train.log" --out "${calib_exp}/train_seconds.json" > /dev/null
+    python -m espnet_ext.bin.compare scratch_config --config "${compare_config}" \
+        --calib_log "${calib_exp}/train.log" --budget_s "${budget_s}" --out "${expdir}/asr_compare_stock_scratch.yaml"
+    for seed in ${compare_seeds}; do
+        run_exp=${expdir}/asr_compare_stock_scratch_seed${seed}
+        compare_arm "${run_exp}" "${expdir}/asr_compare_stock_scratch.yaml" --seed "${seed}"
+        python -m espnet_ext.bin.compare seconds "${run_exp}/train.log" --out "${run_exp}/train_seconds.json" > /dev/null
+        compare_score "${run_exp}"
+    done
+    python -m espnet_ext.bin.compare report --expdir "${expdir}" --decode "${compare_tag}"
+    python -m espnet_ext.bin.results --expdir "${expdir}"
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -151,6 +151,12 @@ def test_ablation_report_mean_spread_verdict_and_decode_filter(tmp_path):
                 )
             )
     md = report(tmp_path, "asr_abl", "decode_ablation")
+    assert "- decoding:" not in md  # said only when the config is given
+    ctc_only = tmp_path / "ctc_only.yaml"
+    ctc_only.write_text("beam_size: 10\nctc_weight: 1.0\n")
+    assert "CTC only (ctc_weight 1.0: the attention decoder is not used), beam 10, no LM." in report(
+        tmp_path, "asr_abl", "decode_ablation", ctc_only
+    )
     sd_s = statistics.stdev(wers["scratch"])
     assert f"|test_clean|scratch|104.00 ± {sd_s:.2f}|52.00 ± {sd_s / 2:.2f}|3|" in md
     assert "|test_clean|pretrained|89.00 ± 1.00|44.50 ± 0.50|3|" in md
@@ -279,5 +285,11 @@ def test_ablation_report_paired_probability(tmp_path):
             )
             (d / "train.log").write_text("x 1epoch results: [train] loss=1 [valid] cer_ctc=0.5, acc=0.5\n")
     md = report(tmp_path, "asr_abl", "decode_ablation")
+    assert "- decoding:" not in md  # said only when the config is given
+    ctc_only = tmp_path / "ctc_only.yaml"
+    ctc_only.write_text("beam_size: 10\nctc_weight: 1.0\n")
+    assert "CTC only (ctc_weight 1.0: the attention decoder is not used), beam 10, no LM." in report(
+        tmp_path, "asr_abl", "decode_ablation", ctc_only
+    )
     line = next(x for x in md.splitlines() if "P(pretrained better than scratch)" in x)
     assert "**1.000** pooled over seeds [1, 2]" in line and "seed 1: 1.000" in line and "seed 2:" in line

@@ -75,7 +75,19 @@ def _paired(per_utt: Dict[str, Dict[str, Dict[int, dict]]]) -> List[str]:
     return lines
 
 
-def report(expdir: Path, prefix: str, decode: str = "*") -> str:
+def decode_mode(config: Path) -> str:
+    """One line saying how a decoding config searches: CTC only, or joint CTC/attention."""
+    cfg = yaml.safe_load(config.read_text()) or {}
+    w = float(cfg.get("ctc_weight", 0.5))
+    mode = (
+        "CTC only (ctc_weight 1.0: the attention decoder is not used)"
+        if w >= 1.0
+        else f"joint CTC/attention (ctc_weight {w:g})"
+    )
+    return f"- decoding: `{config}`: {mode}, beam {cfg.get('beam_size', '?')}, no LM."
+
+
+def report(expdir: Path, prefix: str, decode: str = "*", decode_config: Optional[Path] = None) -> str:
     runs: Dict[str, Dict[int, Path]] = {"scratch": {}, "pretrained": {}}
     for d in sorted(expdir.glob(f"{prefix}_*_seed*")):
         m = _ARM.search(d.name)
@@ -111,6 +123,7 @@ def report(expdir: Path, prefix: str, decode: str = "*") -> str:
         f"- config: `{cfg.get('config', '?')}`; training data: "
         f"`{cfg['train_data_path_and_name_and_type'][0][0]}`",
         "- pretrained: encoder initialized from the BEST-RQ checkpoint; scratch: random init.",
+        *([decode_mode(decode_config)] if decode_config else []),
         "",
         "|test set|arm|WER (mean ± sd)|CER (mean ± sd)|seeds|",
         "|---|---|---|---|---|",
@@ -159,9 +172,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         default="*",
         help="the decoding folder to report (default: every one; a run decoded twice counts twice)",
     )
+    p.add_argument("--decode_config", type=Path, help="the decoding config, to say how it searched")
     args = p.parse_args(argv)
     try:
-        text = report(args.expdir, args.prefix, args.decode)
+        text = report(args.expdir, args.prefix, args.decode, args.decode_config)
     except ValueError as e:
         sys.exit(f"ablation_report: ERROR: {e}")
     (args.expdir / "RESULTS.ablation.md").write_text(text)

@@ -8,11 +8,13 @@ Looks for ``<expdir>/<model>/decode_<config>/<test_set>/score/result.json`` (wri
 ``wer_ci_low`` and ``wer_ci_high`` (the 95% bootstrap confidence interval of the WER over
 utterances, from the score folder's per-utterance errors: :mod:`espnet_ext.utils.bootstrap`),
 ``n_utts``, plus the error counts and ``decode`` (the decoding folder: a model decoded with
-and without the LM has one entry per decoding). ``RESULTS.md`` has one table per
-model, as ESPnet recipes publish: config, parameters, training data, initialization, and
-WER (with its confidence interval)/CER per test set; when a model has several decodings of a
-test set (with and without the LM), a paired-bootstrap section gives the probability that
-one is better than the other on the same utterances. Sections that other stages add (e.g. the ablation) are kept: they
+and without the LM has one entry per decoding), and ``train_seconds`` for a model whose
+folder holds ``train_seconds.json`` (stage 11's equal-time comparison: its measured
+training time). ``RESULTS.md`` has one table per model, as ESPnet recipes publish: config,
+parameters, training data, initialization, and WER (with its confidence interval)/CER per
+test set; when a model has several decodings of a test set (with and without the LM), a
+paired-bootstrap section gives the probability that one is better than the other on the
+same utterances. Sections that other stages add (the ablation, the comparison) are kept: they
 live in ``<expdir>/RESULTS.*.md`` files and are appended.
 """
 
@@ -75,6 +77,9 @@ def collect(expdir: Path) -> List[Dict]:
                 "decode": test_dir.parent.name,
             }
         )
+        seconds = model_dir / "train_seconds.json"  # stage 11's runs: measured training time
+        if seconds.is_file():
+            entries[-1]["train_seconds"] = round(json.loads(seconds.read_text())["total_s"], 1)
     return entries
 
 
