@@ -7,7 +7,7 @@ Conformer trained from scratch for the same training time.
     python -m espnet_ext.bin.compare report --expdir exp --decode decode_asr_embedded
 
 Training time is what ESPnet's trainer measures and logs after every epoch: the ``time=``
-of the ``[train]`` and ``[valid]`` sections, summed over the epochs (model building, data
+of every section (``[train]``, ``[valid]``, ``[att_plot]``), summed over the epochs (model building, data
 indexing and checkpoint writing are outside it, for both arms alike). The pre-trained arm's
 time is its fine-tuning plus the one pre-training it starts from (stage 4, shared by its
 seeds); the scratch arm's number of epochs is set from a short calibration run of its own
@@ -49,7 +49,7 @@ def _timespan(text: str) -> float:
 
 
 def epoch_seconds(log: Path) -> Dict[int, float]:
-    """Training seconds of each epoch of an ESPnet train.log: [train] time + [valid] time.
+    """Training seconds of each epoch of an ESPnet train.log: the time= of all its sections.
 
     A resumed run logs an epoch again; the last entry of an epoch counts.
     """
