@@ -7,8 +7,8 @@ Conformer trained from scratch for the same training time.
     python -m espnet_ext.bin.compare report --expdir exp --decode decode_asr_embedded
 
 Training time is what ESPnet's trainer measures and logs after every epoch: the ``time=``
-of every section (``[train]``, ``[valid]``, ``[att_plot]``), summed over the epochs (model building, data
-indexing and checkpoint writing are outside it, for both arms alike). The pre-trained arm's
+of every section (``[train]``, ``[valid]``, ``[att_plot]``), summed over the epochs (model
+building, data indexing and checkpoint writing are outside it, for both arms alike). The pre-trained arm's
 time is its fine-tuning plus the one pre-training it starts from (stage 4, shared by its
 seeds); the scratch arm's number of epochs is set from a short calibration run of its own
 config so that its training time matches, and its learning-rate schedule is stretched over
