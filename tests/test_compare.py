@@ -185,3 +185,13 @@ def test_stage_11_configs_are_checked_before_any_work(tmp_path):
     r = run("--compare_config", str(tmp_path / "none.yaml"))
     assert r.returncode != 0 and "config not found" in r.stdout + r.stderr
     assert not list(tmp_path.iterdir())  # nothing was started
+
+
+def test_summarize_log_prints_whole_timespans(tmp_path):
+    from espnet_ext.bin.summarize_log import summarize, timespan_seconds
+
+    assert timespan_seconds("1 hour, 2 minutes and 3.5 seconds") == pytest.approx(3723.5)
+    log = tmp_path / "train.log"
+    log.write_text(_espnet_line(1, 257.69, 0.1))
+    line = summarize(log)
+    assert "[train] loss=1.0, time=257.7s, total_count=100" in line and "[valid] acc=0.5, time=0.1s" in line

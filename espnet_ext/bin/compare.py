@@ -34,18 +34,12 @@ from typing import Dict, List, Optional
 import yaml
 
 from espnet_ext.bin.ablation_report import _mean_sd, _paired
+from espnet_ext.bin.summarize_log import timespan_seconds
 from espnet_ext.utils import bootstrap
 from espnet_ext.utils.atomic import write_text_atomic
 
 ARMS = ("stock_scratch", "pretrained")
 _RUN = re.compile(r"^asr_compare_(stock_scratch|pretrained)_seed(\d+)$")
-_SPAN = re.compile(r"(\d+(?:\.\d+)?) (week|day|hour|minute|second|millisecond)s?\b")
-_UNIT = {"week": 604800.0, "day": 86400.0, "hour": 3600.0, "minute": 60.0, "second": 1.0, "millisecond": 1e-3}
-
-
-def _timespan(text: str) -> float:
-    """Seconds of a humanfriendly timespan: '1 minute and 23.45 seconds' -> 83.45."""
-    return sum(float(n) * _UNIT[u] for n, u in _SPAN.findall(text))
 
 
 def epoch_seconds(log: Path) -> Dict[int, float]:
@@ -59,7 +53,7 @@ def epoch_seconds(log: Path) -> Dict[int, float]:
     for epoch, line in re.findall(r"(\d+)epoch results: (.*)", log.read_text(errors="replace")):
         spans = re.findall(r"\btime=([^=]+?)(?:, \w+=|$)", line)
         if spans:
-            per_epoch[int(epoch)] = sum(_timespan(s) for s in spans)
+            per_epoch[int(epoch)] = sum(timespan_seconds(s) for s in spans)
     if not per_epoch:
         raise ValueError(f"{log}: no epoch results with a time (an unfinished or foreign log?)")
     return per_epoch
