@@ -285,6 +285,30 @@ def test_multiple_codebooks_average_their_losses():
     assert all(h.weight.grad.abs().sum() > 0 for h in loss_fn.heads)
 
 
+def test_cpu_eager_selection_equals_the_dense_path(monkeypatch):
+    """On the CPU in eager mode the heads see only the masked frames; the dense path
+    (accelerators, torch.compile) scores every frame and zeroes the rest. Same loss,
+    gradients and statistics."""
+    loss_fn = BestRQLoss(encoder_output_size=16, codebook_size=64, num_codebooks=2)
+    feats, lengths, info, hidden = _loss_inputs()
+    enc_lengths = (lengths + 3) // 4
+    results = []
+    for compiling in (False, True):  # True: as under torch.compile, the dense path
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda c=compiling: c)
+        h = hidden.detach().clone().requires_grad_()
+        loss_fn.zero_grad()
+        loss, stats = loss_fn([h], enc_lengths, feats, lengths, info)
+        loss.backward()
+        results.append((loss.detach(), stats, h.grad, [p.grad.clone() for p in loss_fn.heads.parameters()]))
+    (l1, s1, g1, p1), (l2, s2, g2, p2) = results
+    torch.testing.assert_close(l1, l2)
+    torch.testing.assert_close(g1, g2)
+    for a, b in zip(p1, p2):
+        torch.testing.assert_close(a, b)
+    for key in s1:
+        torch.testing.assert_close(s1[key], s2[key])
+
+
 def test_batch_without_masks_gives_zero_loss_with_grads():
     loss_fn = BestRQLoss(encoder_output_size=16, codebook_size=64)
     feats, lengths, info, hidden = _loss_inputs()

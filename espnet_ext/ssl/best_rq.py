@@ -279,19 +279,30 @@ class BestRQLoss(AbsSSLLoss):
         num_masked = masked.sum()
         ppls, codes = zip(*(_codebook_perplexity(t, valid, self.codebook_size) for t in targets))
 
-        # The heads score every aligned frame and the loss keeps the masked
-        # ones: selecting them first (hidden[masked]) has a data-dependent
-        # shape. Unmasked frames get exactly zero loss and gradient; a batch
-        # without masked frames gives a zero loss that still reaches every
-        # head (DDP).
+        # On an accelerator, and whenever torch.compile traces, the heads score
+        # every aligned frame and the loss keeps the masked ones: selecting them
+        # first (hidden[masked]) has a data-dependent shape, a host sync. On the
+        # CPU in eager mode there is no device queue to stall, so the masked
+        # frames are selected first and the heads do ~1/3 of the work (the same
+        # loss up to summation order; tests/test_best_rq.py). Either way a batch
+        # without masked frames gives a zero loss that still reaches every head (DDP).
         flat_mask = masked.reshape(-1)
         selected = hidden[:, :frames].reshape(-1, hidden.shape[-1])  # (B*T, D)
+        select_first = selected.device.type == "cpu" and not torch.compiler.is_compiling()
+        if select_first:
+            index = flat_mask.nonzero().squeeze(1)  # (M,)
+            selected = selected.index_select(0, index)  # (M, D)
         denominator = num_masked.clamp(min=1).float()
         loss = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         for head, target in zip(self.heads, targets):
-            logits = head(selected)  # (B*T, K)
+            logits = head(selected)  # (B*T, K), or (M, K) selected first
             goal = target.reshape(-1)
+            if select_first:
+                goal = goal.index_select(0, index)
+                loss = loss + F.cross_entropy(logits.float(), goal, reduction="sum") / denominator
+                correct = correct + (logits.argmax(dim=-1) == goal).sum()
+                continue
             frame_loss = F.cross_entropy(logits.float(), goal, reduction="none")
             frame_loss = torch.where(flat_mask, frame_loss, torch.zeros_like(frame_loss))
             loss = loss + frame_loss.sum() / denominator
