@@ -161,13 +161,13 @@ def report(expdir: Path, decode: str) -> str:
         f"Decoded with `{decode}` (no LM); seeds {sorted(runs['pretrained'])} (pretrained: "
         f"fine-tuning seeds from the one stage-4 encoder) and {sorted(runs['stock_scratch'])} "
         "(stock_scratch). Training time: the seconds ESPnet's trainer logs per epoch "
-        "(train + valid), pre-training included for the pretrained arm.",
+        "(all sections: train, valid, attention plots), pre-training included for the pretrained arm.",
         "",
         f"- pretrained: `{any_cfg['pretrained'].get('encoder')}` encoder from BEST-RQ, "
-        f"{any_cfg['pretrained'].get('max_epoch')} epochs of fine-tuning; training s "
+        f"{any_cfg['pretrained'].get('max_epoch')} epoch(s) of fine-tuning; training s "
         f"{_mean_sd(seconds['pretrained'])}",
         f"- stock_scratch: `{any_cfg['stock_scratch'].get('encoder')}` encoder, random init, "
-        f"{any_cfg['stock_scratch'].get('max_epoch')} epochs; training s {_mean_sd(seconds['stock_scratch'])}",
+        f"{any_cfg['stock_scratch'].get('max_epoch')} epoch(s); training s {_mean_sd(seconds['stock_scratch'])}",
         "",
         "|test set|arm|WER (mean ± sd)|CER (mean ± sd)|seeds|",
         "|---|---|---|---|---|",
@@ -189,7 +189,13 @@ def report(expdir: Path, decode: str) -> str:
         verdicts.append(
             f"- {test_set}: pre-training changes WER by {mp - ms:+.2f} points ({-100 * rel:+.1f}% "
             f"relative); larger seed sd {spread:.2f}: "
-            + ("**gain exceeds the seed spread**" if ms - mp > spread else "gain within the seed spread")
+            + (
+                "no gain"
+                if ms - mp <= 0
+                else "**gain exceeds the seed spread**"
+                if ms - mp > spread
+                else "gain within the seed spread"
+            )
             + ("; **meets the 20% relative goal**" if rel >= 0.2 else "; below the 20% relative goal")
         )
     lines += [""] + verdicts + _paired(per_utt)
