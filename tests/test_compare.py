@@ -5,6 +5,7 @@ import datetime
 import json
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def test_scratch_config_passes_the_recipes_config_check(tmp_path):
     compare.scratch_config(CONFIG, out, calib_log=calib, budget_s=600.0)
     r = subprocess.run(
         [
-            "python",
+            sys.executable,
             "-m",
             "espnet_ext.bin.check_config",
             "--pretrain_config",
