@@ -1,10 +1,9 @@
 """``logmel`` frontend: the recipe's normalized log-Mel inside an ESPnet model.
 
 The frontend calls :func:`espnet_ext.features.compute_features_batch`, the
-same function stage 2 used to write ``feats.scp`` (one utterance at a time), so a
-model trained on pre-extracted features transcribes raw audio with the same input
-features: bit-identical for a batch of one, within float32 rounding in a padded
-batch, which is computed in one pass (see :mod:`espnet_ext.features`).
+same function stage 2 used to write ``feats.scp``, so a model trained on
+pre-extracted features transcribes raw audio with identical input features
+(see the module docstring of :mod:`espnet_ext.features`).
 
 Input that is already features is passed through unchanged, so ONE model
 config (``frontend: logmel``, ``normalize: null``) both trains on

@@ -42,9 +42,6 @@ zero-padded window into one contiguous copy, ``rfft``-ed, squared
 (real^2 + imag^2, no complex-tensor library), and projected to Mel with a
 precomputed filterbank, as four small matmuls over the bands of FFT bins
 where each quarter of the filters is non-zero (the rest are exact zeros).
-A padded batch goes through these operations at once (no per-utterance loop:
-on the training device the micro-batch is a few kernels); one utterance is a
-batch of one.
 
 Number of frames for N samples: ``1 + N // hop_length`` (``1 + N // 160``).
 
@@ -55,10 +52,10 @@ povey window, pre-emphasis 0.97, DC removal, and non-centered frames
 different and not interchangeable; only the frame rate and width agree.
 
 Padding invariance: :func:`compute_features_batch` computes each utterance on
-its own samples (a reflection of ITS OWN ends, statistics over ITS OWN frames),
-so each row equals the single-utterance result up to float32 summation order
-(within 1e-5 after normalization; a batch of one is bit-identical, and is what
-stage 2 writes); frames beyond an utterance's length are zero.  (ESPnet's ``DefaultFrontend`` reflect-pads the padded batch,
+its own samples (a reflection of ITS OWN ends, statistics over ITS OWN frames)
+with the very operations of :func:`compute_features`, so each row is
+bit-identical to the single-utterance result; frames beyond an utterance's
+length are zero.  (ESPnet's ``DefaultFrontend`` reflect-pads the padded batch,
 so its last frames depend on what else is in the batch.)
 
 Utterances shorter than one window (``win_length`` samples) are rejected by

@@ -179,33 +179,72 @@ def analysis_tensors(options: LogMelOptions = DEFAULT_OPTIONS) -> Tuple[torch.Te
 # ---------------------------------------------------------------------------
 
 
-def _reflect_indices(lengths: torch.Tensor, pad: int, width: int) -> torch.Tensor:
-    """Gather indices that reflect-pad each row of a padded batch at its own ends.
-
-    Row b of the result maps output positions 0 .. width-1 (signal positions
-    -pad .. width-pad-1) into [0, lengths[b]) by repeated reflection without
-    repeating the edge sample, as ``numpy.pad(mode="reflect")`` does, also for
-    lengths[b] <= pad.
-
-    Args:
-        lengths: (B,) valid samples per row, >= 1.
-        pad: samples of reflection before the signal.
-        width: positions per row.
-
-    Returns:
-        (B, width) int64 indices on ``lengths.device``.
-    """
-    positions = torch.arange(width, device=lengths.device) - pad  # (W,)
-    n = lengths[:, None]  # (B, 1)
-    period = (2 * (n - 1)).clamp(min=1)
-    m = torch.remainder(positions[None, :], period)
-    return torch.where(n == 1, 0, torch.where(m >= n, period - m, m))
+def _reflect_index(positions: torch.Tensor, n: int) -> torch.Tensor:
+    """Map signal positions (any integers) into [0, n) by repeated reflection."""
+    if n == 1:
+        return torch.zeros_like(positions)
+    period = 2 * (n - 1)
+    m = torch.remainder(positions, period)
+    return torch.where(m >= n, period - m, m)
 
 
 def _reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """(N,) -> (N + 2 * pad,), mirrored at both ends: ``numpy.pad(x, pad, mode="reflect")``."""
+    """(N,) -> (N + 2 * pad,), mirrored at both ends without repeating the edge.
+
+    Same as ``numpy.pad(x, pad, mode="reflect")``, also for N <= pad.
+    """
     n = x.numel()
-    return x[_reflect_indices(torch.tensor([n], device=x.device), pad, n + 2 * pad)[0]]
+    if pad == 0:
+        return x
+    if n > pad:
+        return torch.cat([x[1 : pad + 1].flip(0), x, x[n - 1 - pad : n - 1].flip(0)])
+    positions = torch.arange(-pad, n + pad, device=x.device)
+    return x[_reflect_index(positions, n)]
+
+
+def _log_mel_one(
+    x: torch.Tensor, window: torch.Tensor, melmat: torch.Tensor, options: LogMelOptions
+) -> torch.Tensor:
+    """Log-Mel of one utterance.
+
+    Args:
+        x: (N,) float32 waveform, N >= 1.
+        window: (n_fft,) analysis window (zero outside the centered win_length).
+        melmat: (n_fft // 2 + 1, n_mels) filterbank.
+
+    Returns:
+        (1 + N // hop_length, n_mels) float32.
+    """
+    padded = _reflect_pad(x, options.n_fft // 2)  # (N + n_fft,)
+    t = num_frames(x.numel(), options.hop_length)
+    # (T, n_fft): a strided view, then one windowed contiguous copy
+    frames = padded.unfold(0, options.n_fft, options.hop_length)[:t]
+    spec = torch.fft.rfft(frames * window)  # (T, n_fft//2+1) complex
+    power = spec.real.square() + spec.imag.square()  # (T, n_fft//2+1)
+    mel = power.new_empty(t, options.n_mels)  # (T, n_mels)
+    for m0, m1, k0, k1 in _mel_bands(options):
+        torch.matmul(power[:, k0:k1], melmat[k0:k1, m0:m1], out=mel[:, m0:m1])
+    return mel.clamp_(min=options.log_floor).log_()
+
+
+def _mvn_one(feats: torch.Tensor, std_floor: float) -> torch.Tensor:
+    """(T, D) -> (T, D) with zero mean and unit (floored) std per channel."""
+    mean = feats.mean(0, keepdim=True)
+    centered = feats - mean
+    std = centered.square().mean(0, keepdim=True).sqrt_().clamp_(min=std_floor)
+    return centered.div_(std)
+
+
+def _features_one(
+    x: torch.Tensor,
+    *,
+    options: LogMelOptions,
+    normalize: bool,
+    window: torch.Tensor,
+    melmat: torch.Tensor,
+) -> torch.Tensor:
+    feats = _log_mel_one(x.to(torch.float32), window, melmat, options)
+    return _mvn_one(feats, options.std_floor) if normalize else feats
 
 
 def _check_batch(waves: torch.Tensor, lengths) -> torch.Tensor:
@@ -221,47 +260,6 @@ def _check_batch(waves: torch.Tensor, lengths) -> torch.Tensor:
     return lengths
 
 
-def _batch_log_mel(
-    waves: torch.Tensor,
-    lengths: torch.Tensor,
-    frames: torch.Tensor,
-    t_max: int,
-    window: torch.Tensor,
-    melmat: torch.Tensor,
-    options: LogMelOptions,
-) -> torch.Tensor:
-    """Log-Mel of a padded batch in one pass: (B, N) -> (B, t_max, n_mels), zero past ``frames``.
-
-    Each row is reflect-padded at ITS OWN ends (one gather, ``_reflect_indices``);
-    512-sample frames are strided views of it, multiplied by the zero-padded window
-    into one contiguous copy, ``rfft``-ed, squared (real^2 + imag^2) and projected
-    to Mel as four small matmuls over the bands of FFT bins where each quarter of
-    the filters is non-zero. No per-utterance loop: on a GPU the batch is a handful
-    of kernels whatever its size.
-    """
-    width = (t_max - 1) * options.hop_length + options.n_fft  # samples the frames read
-    index = _reflect_indices(lengths.to(waves.device), options.n_fft // 2, width)  # (B, W)
-    padded = torch.gather(waves.to(torch.float32), 1, index)  # (B, W)
-    spec = torch.fft.rfft(padded.unfold(1, options.n_fft, options.hop_length) * window)  # (B, T, K)
-    power = spec.real.square() + spec.imag.square()  # (B, T, n_fft//2+1)
-    mel = power.new_empty(*power.shape[:2], options.n_mels)  # (B, T, n_mels)
-    for m0, m1, k0, k1 in _mel_bands(options):
-        torch.matmul(power[..., k0:k1], melmat[k0:k1, m0:m1], out=mel[..., m0:m1])
-    mel = mel.clamp_(min=options.log_floor).log_()
-    valid = torch.arange(t_max, device=waves.device)[None, :] < frames.to(waves.device)[:, None]
-    return mel.masked_fill_(~valid[..., None], 0.0)
-
-
-def _batch_mvn(feats: torch.Tensor, frames: torch.Tensor, std_floor: float) -> torch.Tensor:
-    """Per-utterance, per-channel MVN over valid frames of (B, T, D) zero-padded features."""
-    valid = (torch.arange(feats.size(1), device=feats.device)[None, :] < frames[:, None])[..., None]
-    count = frames.to(feats.dtype)[:, None, None]  # (B, 1, 1)
-    mean = feats.sum(1, keepdim=True) / count  # padding is zero
-    centered = (feats - mean).masked_fill_(~valid, 0.0)
-    std = (centered.square().sum(1, keepdim=True) / count).sqrt_().clamp_(min=std_floor)
-    return centered.div_(std)
-
-
 def compute_features_batch(
     waves: torch.Tensor,
     lengths: torch.Tensor,
@@ -271,16 +269,12 @@ def compute_features_batch(
     window: Optional[torch.Tensor] = None,
     melmat: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The recipe's features for a padded batch of waveforms, in one batched pass.
+    """The recipe's features for a padded batch of waveforms.
 
-    Each utterance is computed on its own samples only (the reflection of its own
-    ends, normalization statistics over its own frames), so row b equals
-    ``compute_features(waves[b, :lengths[b]])`` whatever else is in the batch, up
-    to float32 rounding (batched FFT and reductions may sum in another order;
-    tests/test_features.py bounds the difference). There is no per-utterance
-    Python loop: on the training device (a GPU at scale) the whole micro-batch is
-    a few kernels. The one host read is the batch's frame count (the output's
-    shape).
+    Each utterance is computed on its own samples only (its own reflection
+    padding, its own normalization statistics), with the very operations of
+    :func:`compute_features`, so row b is bit-identical to
+    ``compute_features(waves[b, :lengths[b]])`` whatever else is in the batch.
 
     Args:
         waves: (B, N) waveforms at ``options.sample_rate``; values beyond
@@ -305,12 +299,12 @@ def compute_features_batch(
         window = default_window.to(waves.device) if window is None else window
         melmat = default_melmat.to(waves.device) if melmat is None else melmat
     frames = 1 + lengths // options.hop_length
-    t_max = int(frames.max())
-    frames = frames.to(waves.device)
-    feats = _batch_log_mel(waves, lengths, frames, t_max, window, melmat, options)
-    if normalize:
-        feats = _batch_mvn(feats, frames, options.std_floor)
-    return feats, frames
+    out = waves.new_zeros(waves.size(0), int(frames.max()), options.n_mels, dtype=torch.float32)
+    for b, n in enumerate(lengths.tolist()):
+        out[b, : int(frames[b])] = _features_one(
+            waves[b, :n], options=options, normalize=normalize, window=window, melmat=melmat
+        )
+    return out, frames.to(waves.device)
 
 
 def utterance_mvn(feats: torch.Tensor, frames: torch.Tensor, *, std_floor: float = 1e-5) -> torch.Tensor:
@@ -324,9 +318,10 @@ def utterance_mvn(feats: torch.Tensor, frames: torch.Tensor, *, std_floor: float
         (B, T, D) float: ``(x - mean) / max(std, std_floor)`` on each utterance's
         first ``frames[b]`` frames (population std), zero beyond.
     """
-    frames = torch.as_tensor(frames, device=feats.device)
-    valid = torch.arange(feats.size(1), device=feats.device)[None, :] < frames[:, None]
-    return _batch_mvn(feats.masked_fill(~valid[..., None], 0.0), frames, std_floor)
+    out = torch.zeros_like(feats)
+    for b, t in enumerate(torch.as_tensor(frames).tolist()):
+        out[b, :t] = _mvn_one(feats[b, :t], std_floor)
+    return out
 
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -355,8 +350,13 @@ def compute_features(
         raise ValueError(f"wave must be 1-D (N,), got shape {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError("wave is empty")
+    window, melmat = _cached_tensors(options)
     with torch.no_grad():
-        feats, _ = compute_features_batch(
-            x[None], torch.tensor([x.numel()]), options=options, normalize=normalize
+        feats = _features_one(
+            x,
+            options=options,
+            normalize=normalize,
+            window=window.to(x.device),
+            melmat=melmat.to(x.device),
         )
-    return feats[0].numpy() if is_numpy else feats[0]
+    return feats.numpy() if is_numpy else feats
