@@ -4,14 +4,14 @@
 Trains ``conf/finetune_conformer_transformer_embedded.yaml`` (ESPnet's real ASR task and
 trainer, through ``espnet_ext.bin.asr_train``) for ``--updates`` updates on a synthetic
 kaldi-ark set (random 80-dim features of 2-6 s, character transcripts), in fresh processes,
-with every thread setting left to PyTorch (all cores), in four variants:
+with every thread setting left to PyTorch (all cores), in five variants:
 
 * ``stock``: ESPnet's default ``num_workers 1`` (a DataLoader process) and float32 (ESPnet
   autocasts only on CUDA, so ``use_amp`` does nothing on a CPU);
 * ``workers0``: ``num_workers 0`` (batches loaded in the training process);
 * ``bf16``: ``num_workers 1`` and ``use_amp true`` with the project trainer (CPU bf16 autocast);
 * ``recipe``: ``num_workers 0`` and float32, as the embedded configs set them (bf16 autocast
-  was 1.5x slower than float32 on the 2-core AMD EPYC host of 2026-12-02);
+  was x0.66 of float32's speed on a 2-core AMD EPYC of 2026-12-02);
 * ``recipe_bf16``: ``num_workers 0`` and ``use_amp true``.
 
 The time is the training epoch's wall time from ESPnet's log (validation excluded), divided
