@@ -418,9 +418,10 @@ def test_runs_under_bf16_autocast():
 
 
 @pytest.mark.parametrize("rows,cols", [(12, 10), (13, 11), (1, 1), (2, 3)])
-def test_polyphase_conv_gradients_equal_atens(rows, cols):
-    """The subsampling's second conv computes its input gradient as four stride-1
-    convs (one per row/column parity); every gradient equals ATen's conv2d's."""
+def test_stride2_conv_gradients_equal_atens(rows, cols):
+    """The subsampling's second conv runs its forward and input gradient
+    channels-last and its weight gradient in NCHW; output and every gradient
+    equal ATen's conv2d's."""
     from espnet_ext.nets.subsampling import _conv_stride2
 
     torch.manual_seed(0)
@@ -437,7 +438,7 @@ def test_polyphase_conv_gradients_equal_atens(rows, cols):
         torch.testing.assert_close(ours, aten, rtol=1e-5, atol=1e-5)
 
 
-def test_polyphase_conv_follows_bf16_autocast():
+def test_stride2_conv_follows_bf16_autocast():
     from espnet_ext.nets.subsampling import _conv_stride2
 
     torch.manual_seed(0)
@@ -452,6 +453,38 @@ def test_polyphase_conv_follows_bf16_autocast():
     for ours, aten in zip(*grads):
         assert ours.dtype == aten.dtype == torch.float32
         torch.testing.assert_close(ours, aten, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("rows,cols", [(13, 11), (3, 3), (8, 6)])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_first_conv_equals_atens(rows, cols, autocast):
+    """The first conv as one matrix product into channels-last, with the length
+    mask and ReLU fused, equals nn.Conv2d + mask + ReLU: output, weight and bias
+    gradients, in float32 and under bf16 autocast."""
+    from espnet_ext.nets.subsampling import _conv_first_masked_relu, _masked_relu_
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 6, kernel_size=3, stride=2)
+    x = torch.randn(3, 1, rows, cols)
+    lengths = torch.tensor([(rows - 1) // 2, 1, max(1, (rows - 1) // 4)])
+    results = []
+    for fn in (
+        lambda: _conv_first_masked_relu(conv, x, lengths),
+        lambda: _masked_relu_(conv(x), lengths),
+    ):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = fn()
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        grads = torch.autograd.grad((out.float() * weight).sum(), (conv.weight, conv.bias))
+        results.append((out.float(), grads, out.dtype))
+    (ours, ours_grads, ours_dtype), (aten, aten_grads, aten_dtype) = results
+    assert ours_dtype == aten_dtype
+    tol = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours, aten, **tol)
+    assert (ours[0, :, (rows - 1) // 2 :] == 0).all() and (ours[1, :, 1:] == 0).all()
+    for a, b in zip(ours_grads, aten_grads):
+        assert a.dtype == b.dtype == torch.float32
+        torch.testing.assert_close(a, b, **tol)
 
 
 # ---------------------------------------------------------- no host syncs

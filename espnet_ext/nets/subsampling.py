@@ -12,11 +12,6 @@ import torch.nn.functional as F
 
 from espnet_ext.nets.lengths import ceil_div, valid_mask
 
-# Taps of a stride-2, padding-1, 3x3 kernel that reach input rows (or columns) of
-# each parity: an even row 2m only through tap 1 (from output m); an odd row
-# 2m+1 through tap 2 (from output m) and tap 0 (from output m+1).
-_PHASE_TAPS = ((1,), (2, 0))
-
 
 def subsampled_lengths(lengths: torch.Tensor) -> torch.Tensor:
     """Frame count after the 4x subsampling: ``ceil(T / 4) = (T + 3) // 4``.
@@ -61,58 +56,105 @@ def _masked_relu_(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 class _Stride2Conv3x3(torch.autograd.Function):
-    """``conv2d(x, w, b, stride=2, padding=1)`` with a polyphase input gradient.
+    """``conv2d(x, w, b, stride=2, padding=1)`` run channels-last on the CPU.
 
-    On the CPU, oneDNN's backward-data kernel for a stride-2 3x3 convolution
-    costs about 2.4x its forward and, inside a model, adds a reorder copy of the
-    (B, C, 2T', 2F') input. The input gradient of a stride-2 convolution
-    splits into four stride-1 convolutions of the output gradient, one per
-    (row, column) parity of the input, with 1, 2, 2 and 4 of the 9 taps
-    (``_PHASE_TAPS``): the same multiply-adds as the forward, through the fast
-    forward kernel. The weight and bias gradients stay with ATen. Exact up to
-    float summation order (tests/test_ssl_conformer.py).
+    On the CPU, oneDNN runs this convolution about 2.5x faster with channels-last
+    (NHWC) operands than with ATen's default NCHW, and its input gradient 1.8x
+    faster, while its weight gradient is 3.6x slower channels-last
+    (bench/subsampling_conv.py prints all three at the encoder size). So the
+    forward and the input gradient run channels-last, and the weight and bias
+    gradients run in NCHW on the NCHW input saved for them: one NCHW -> NHWC copy of
+    the input in the forward, no copy of it back. The output is channels-last;
+    the next ops are elementwise and a reshape. Exact up to float summation
+    order (tests/test_ssl_conformer.py).
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        return F.conv2d(x, weight, bias, stride=2, padding=1)
+        cl = torch.channels_last
+        return F.conv2d(
+            x.contiguous(memory_format=cl), weight.contiguous(memory_format=cl), bias, stride=2, padding=1
+        )
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         # Under autocast the forward ran in grad's dtype; the backward follows it.
-        grad = grad.contiguous()
         xc, wc = x.to(grad.dtype), weight.to(grad.dtype)
         need_x, need_w, need_b = ctx.needs_input_grad
+        conv = ([wc.size(0)], [2, 2], [1, 1], [1, 1], False, [0, 0], 1)
         grad_x = grad_w = grad_b = None
         if need_w or need_b:
             _, grad_w, grad_b = torch.ops.aten.convolution_backward(
-                grad, xc, wc, [wc.size(0)], [2, 2], [1, 1], [1, 1], False, [0, 0], 1, [False, need_w, need_b]
+                grad.contiguous(), xc.contiguous(), wc.contiguous(), *conv, [False, need_w, need_b]
             )
             grad_w = grad_w.to(weight.dtype) if need_w else None
             grad_b = grad_b.to(weight.dtype) if need_b else None
         if need_x:
-            rows, cols = x.shape[2:]
-            flipped = wc.transpose(0, 1)  # (C_in, C_out, 3, 3)
-            grad_x = grad.new_empty(x.shape)
-            # One zero row and column after the end stand for output m+1 of the
-            # last odd row and column; every phase reads the same contiguous
-            # tensor (a sliced input would be copied by oneDNN) and drops what
-            # it does not need.
-            padded = F.pad(grad, (0, 1, 0, 1))
-            for r in (0, 1):
-                for c in (0, 1):
-                    kernel = flipped[:, :, _PHASE_TAPS[r]][:, :, :, _PHASE_TAPS[c]].contiguous()
-                    phase = F.conv2d(padded, kernel)
-                    grad_x[:, :, r::2, c::2] = phase[:, :, : (rows - r + 1) // 2, : (cols - c + 1) // 2]
+            cl = torch.channels_last
+            # The input gradient reads only the input's shape and layout, not its values.
+            shape_only = torch.empty(x.shape, dtype=grad.dtype, memory_format=cl)
+            grad_x, _, _ = torch.ops.aten.convolution_backward(
+                grad.contiguous(memory_format=cl),
+                shape_only,
+                wc.contiguous(memory_format=cl),
+                *conv,
+                [True, False, False],
+            )
             grad_x = grad_x.to(x.dtype)
         return grad_x, grad_w, grad_b
 
 
+class _FirstConvMaskedReLU(torch.autograd.Function):
+    """The first conv (1 -> C channels, 3x3, stride 2, no padding), then frames >=
+    lengths zeroed and ReLU, on the CPU, for an input that needs no gradient.
+
+    The conv is one matrix product of the 9 taps of every output pixel with the
+    (C, 9) weight, so its output is written straight in the channels-last layout
+    the second conv runs in (oneDNN would write NCHW, and converting costs more than
+    this whole conv); mask and ReLU run in place on it, inside this function, so
+    autograd sees no in-place op on a view. The weight gradient is the product of
+    the masked output gradient with the taps (bench/subsampling_conv.py).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, lengths: torch.Tensor):
+        b, _, rows, cols = x.shape
+        out_rows, out_cols = (rows - 3) // 2 + 1, (cols - 3) // 2 + 1
+        s_b, _, s_r, s_c = x.stride()
+        taps = x.as_strided((b, out_rows, out_cols, 3, 3), (s_b, 2 * s_r, 2 * s_c, s_r, s_c)).reshape(-1, 9)
+        channels = weight.size(0)
+        y = torch.addmm(bias.to(taps.dtype), taps, weight.reshape(channels, 9).t().to(taps.dtype))
+        y = y.view(b, out_rows, out_cols, channels)
+        y.masked_fill_(~valid_mask(lengths, out_rows)[:, :, None, None], 0.0).relu_()
+        ctx.save_for_backward(taps, y)
+        ctx.weight_dtype = weight.dtype
+        return y.permute(0, 3, 1, 2)  # (B, C, H', W'), channels-last
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        taps, y = ctx.saved_tensors
+        channels = y.size(-1)
+        grad = torch.ops.aten.threshold_backward(grad.permute(0, 2, 3, 1).to(y.dtype), y, 0.0)
+        grad = grad.reshape(-1, channels)  # (B H' W', C)
+        grad_w = torch.mm(taps.t(), grad).t().reshape(channels, 1, 3, 3).to(ctx.weight_dtype)
+        grad_b = grad.sum(0).to(ctx.weight_dtype)
+        return None, grad_w, grad_b, None
+
+
+def _conv_first_masked_relu(conv: torch.nn.Conv2d, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """First conv of (B, 1, H, W), frames >= lengths zeroed, ReLU: channels-last on the CPU."""
+    if x.device.type == "cpu" and not x.requires_grad:
+        if torch.is_autocast_enabled("cpu"):
+            x = x.to(torch.get_autocast_dtype("cpu"))
+        return _FirstConvMaskedReLU.apply(x, conv.weight, conv.bias, lengths)
+    return _masked_relu_(conv(x), lengths)
+
+
 def _conv_stride2(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """Apply a stride-2, padding-1, 3x3 ``conv``: polyphase backward on the CPU, ATen's elsewhere."""
-    if x.device.type == "cpu" and x.requires_grad and torch.is_grad_enabled():
+    """Apply a stride-2, padding-1, 3x3 ``conv``: channels-last on the CPU, ATen's default elsewhere."""
+    if x.device.type == "cpu":
         return _Stride2Conv3x3.apply(x, conv.weight, conv.bias)
     return conv(x)
 
@@ -151,9 +193,8 @@ class _Conv2dSubsampling4(torch.nn.Module):
             (B, ceil(T/4), D) subsampled features and (B,) lengths ceil(lengths/4).
         """
         x = F.pad(x.unsqueeze(1), (1, 1, 0, 2))  # (B, 1, T + 2, F + 2)
-        x = self.conv1(x)  # (B, C, ceil(T/2), ceil(F/2))
         lengths = ceil_div(lengths, 2)
-        x = _masked_relu_(x, lengths)
+        x = _conv_first_masked_relu(self.conv1, x, lengths)  # (B, C, ceil(T/2), ceil(F/2))
         x = _conv_stride2(self.conv2, x)  # (B, C, ceil(T/4), ceil(F/4))
         lengths = ceil_div(lengths, 2)
         x = _masked_relu_(x, lengths)
