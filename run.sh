@@ -18,8 +18,8 @@ ablation_config=conf/tuning/finetune_conformer_transformer_embedded_lowres.yaml 
 ablation_decode_config=conf/tuning/decode_asr_embedded_ablation.yaml              # stage 9
 compare_config=conf/tuning/finetune_stock_conformer_embedded_scratch.yaml          # stage 11
 compare_decode_config=conf/decode_asr_embedded.yaml                                # stage 11, without the LM
-# --finetune_max_passes none: the 40-min synthetic train_clean is fine-tuned ~34 passes by design
-# (2,000 updates x 320k bins over its ~19M bins; sized for the 30-minute budget, RESULTS.md).
+# --finetune_max_passes none: the 40-min synthetic train_clean is fine-tuned ~44 passes by design
+# (2,600 updates x 320k bins over its ~19M bins; sized for the 30-minute budget, RESULTS.md).
 
 ./ssl_asr.sh \
     --corpus embedded \

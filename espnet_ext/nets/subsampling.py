@@ -58,15 +58,15 @@ def _masked_relu_(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 class _Stride2Conv3x3(torch.autograd.Function):
     """``conv2d(x, w, b, stride=2, padding=1)`` run channels-last on the CPU.
 
-    On the CPU, oneDNN runs this convolution about 2.5x faster with channels-last
-    (NHWC) operands than with ATen's default NCHW, and its input gradient 1.8x
-    faster, while its weight gradient is 3.6x slower channels-last
-    (bench/subsampling_conv.py prints all three at the encoder size). So the
+    On the CPU, oneDNN runs this convolution about 1.5x faster with channels-last
+    (NHWC) operands than with ATen's default NCHW, and its input gradient 1.6x
+    faster, while its weight gradient is 3.9x slower channels-last
+    (bench/subsampling_conv.py prints all three at the encoder's size). So the
     forward and the input gradient run channels-last, and the weight and bias
-    gradients run in NCHW on the NCHW input saved for them: one NCHW -> NHWC copy of
-    the input in the forward, no copy of it back. The output is channels-last;
-    the next ops are elementwise and a reshape. Exact up to float summation
-    order (tests/test_ssl_conformer.py).
+    gradients run in NCHW, converting the saved input once. The input arrives
+    channels-last from ``_FirstConvMaskedReLU`` (an NCHW input is converted), and
+    the output is channels-last; the next ops are elementwise and a reshape.
+    Exact up to float summation order (tests/test_ssl_conformer.py).
     """
 
     @staticmethod
