@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # BEST-RQ pre-trained Conformer + Transformer-decoder ASR on the embedded corpus (synthesized on
-# first run), on a CPU: every stage in ~26 min on 2 cores. Configuration only: the stages are
+# first run), on a CPU: every stage in ~28 min on 2 cores. Configuration only: the stages are
 # ssl_asr.sh. LibriSpeech at full scale: egs2/librispeech_ssl/asr1/run.sh.
 set -e
 set -u
