@@ -45,7 +45,7 @@ def _best(fn, iters: int) -> float:
 
 
 def _aten_forward(m: _Conv2dSubsampling4, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """The same block through nn.Conv2d in NCHW: what the module did before its CPU paths."""
+    """The same block with both convs as nn.Conv2d (ATen's NCHW kernels) and the module's masked ReLU."""
     x = F.pad(x.unsqueeze(1), (1, 1, 0, 2))
     lengths = ceil_div(lengths, 2)
     x = _masked_relu_(m.conv1(x), lengths)
@@ -78,6 +78,11 @@ def main() -> None:
     g = torch.randn(b, c, (rows + 1) // 2, cols // 2)
     print(f"second conv: input ({b}, {c}, {rows}, {cols}), 3x3 stride 2, one thread, CPU seconds")
     print(f"{'piece':<22} {'NCHW':>8} {'chan-last':>10}")
+
+    def grad(mask, layout):
+        operands = (t.contiguous(memory_format=layout) for t in (g, x, w))
+        return backward(*operands, *conv_args, mask)
+
     for name, nchw, chl in (
         (
             "forward",
@@ -86,25 +91,13 @@ def main() -> None:
         ),
         (
             "input gradient",
-            lambda: backward(g, x, w, *conv_args, [True, False, False]),
-            lambda: backward(
-                g.contiguous(memory_format=cl),
-                x.contiguous(memory_format=cl),
-                w.contiguous(memory_format=cl),
-                *conv_args,
-                [True, False, False],
-            ),
+            lambda: grad([True, False, False], torch.contiguous_format),
+            lambda: grad([True, False, False], cl),
         ),
         (
             "weight gradient",
-            lambda: backward(g, x, w, *conv_args, [False, True, False]),
-            lambda: backward(
-                g.contiguous(memory_format=cl),
-                x.contiguous(memory_format=cl),
-                w.contiguous(memory_format=cl),
-                *conv_args,
-                [False, True, False],
-            ),
+            lambda: grad([False, True, False], torch.contiguous_format),
+            lambda: grad([False, True, False], cl),
         ),
     ):
         print(f"{name:<22} {_best(nchw, args.iters):>8.3f} {_best(chl, args.iters):>10.3f}")

@@ -112,10 +112,11 @@ class _FirstConvMaskedReLU(torch.autograd.Function):
 
     The conv is one matrix product of the 9 taps of every output pixel with the
     (C, 9) weight, so its output is written straight in the channels-last layout
-    the second conv runs in (oneDNN would write NCHW, and converting costs more than
-    this whole conv); mask and ReLU run in place on it, inside this function, so
-    autograd sees no in-place op on a view. The weight gradient is the product of
-    the masked output gradient with the taps (bench/subsampling_conv.py).
+    the second conv runs in (oneDNN would write NCHW, and converting to channels-last
+    is a full copy of the largest activation); mask and ReLU run in place on it,
+    inside this function, so autograd sees no in-place op on a view. The weight
+    gradient is the product of the masked output gradient with the taps
+    (bench/subsampling_conv.py times the whole block).
     """
 
     @staticmethod
