@@ -88,15 +88,13 @@ def test_formula_matches_flop_counter_on_an_ssl_model(tmp_path, frames):
     stats = {}
     measured = counted_flops(model, "ssl", frames, stats=stats)
     shape = cost.model_shape(_SSL, "ssl")
-    predicted = cost.flops_per_utterance(shape, frames / 100)
-    # The formula counts the accelerator's path, where the BEST-RQ heads score every encoder
-    # frame (no data-dependent shape); on the CPU in eager mode they score only the masked
-    # ones (espnet_ext.ssl.best_rq). Take the unmasked frames' head FLOPs out of the formula.
+    # On the CPU in eager mode the BEST-RQ heads score only the masked frames; the
+    # formula's default (every frame) is the accelerator's path.
     frames_enc = cost.encoder_frames(frames)
     masked = round(float(stats["bestrq_mask_frac"]) * frames_enc)
     assert 0 < masked < frames_enc
-    unscored = 3.0 * shape.num_codebooks * 2.0 * (frames_enc - masked) * shape.d_model * shape.codebook_size
-    assert predicted - unscored == pytest.approx(measured, rel=0.02), (predicted, unscored, measured)
+    predicted = cost.flops_per_utterance(shape, frames / 100, scored_frames=masked)
+    assert predicted == pytest.approx(measured, rel=0.02), (predicted, measured)
 
 
 @pytest.mark.parametrize("frames,tokens", [(250, 8), (1500, 50)])

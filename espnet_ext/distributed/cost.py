@@ -20,7 +20,7 @@ channels, forward::
     per block    2 x 4 T' D F (macaron FFNs)  +  8 T' D^2 (qkv, out)  +  4 T'^2 D (attention)
                  +  6 T' D^2 + 2 T' D K (conv module)
 
-plus, pre-training, the BEST-RQ head ``2 T' D V`` (it scores every frame and the loss keeps
+plus, pre-training, the BEST-RQ head ``2 T' D V`` (on an accelerator it scores every frame and the loss keeps
 the masked ones: no data-dependent shape) and the frozen quantizer; fine-tuning, CTC ``2 T' D V`` and the decoder over ``L`` tokens (self- and
 source-attention, FFN, output layer ``2 L D V``).
 
@@ -119,10 +119,15 @@ def encoder_frames(frames: int) -> int:
     return -(-frames // 4)
 
 
-def flops_per_utterance(shape: ModelShape, seconds: float, tokens: Optional[int] = None) -> float:
+def flops_per_utterance(
+    shape: ModelShape, seconds: float, tokens: Optional[int] = None, scored_frames: Optional[int] = None
+) -> float:
     """Training FLOPs (forward + backward) of one utterance of ``seconds`` of speech.
 
-    ``tokens``: its transcript's length (fine-tuning; default ``TOKENS_PER_SECOND``)."""
+    ``tokens``: its transcript's length (fine-tuning; default ``TOKENS_PER_SECOND``).
+    ``scored_frames``: encoder frames the BEST-RQ heads score (pre-training). The default,
+    every frame, is the accelerator's path; on the CPU in eager mode the heads score only
+    the masked frames (``espnet_ext.ssl.best_rq``)."""
     s = shape
     T = max(1, round(seconds * FRAMES_PER_SECOND))
     Tp = encoder_frames(T)
@@ -137,7 +142,8 @@ def flops_per_utterance(shape: ModelShape, seconds: float, tokens: Optional[int]
     trained = rest + s.num_blocks * block
     frozen = 0.0
     if s.task == "ssl":
-        trained += s.num_codebooks * 2.0 * Tp * D * s.codebook_size  # every frame (espnet_ext.ssl.best_rq)
+        scored = Tp if scored_frames is None else scored_frames
+        trained += s.num_codebooks * 2.0 * scored * D * s.codebook_size
         groups = -(-T // s.stack_frames)
         frozen = (
             s.num_codebooks
