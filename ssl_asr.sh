@@ -101,7 +101,7 @@ ablation_config=""      # stage 9: fine-tuning config (required for stage 9)
 ablation_decode_config=""  # stage 9: decoding config, without the LM (required for stage 9)
 compare_config=""       # stage 11: the scratch arm's config: ESPnet's stock encoder (required for stage 11)
 compare_decode_config=""  # stage 11: decoding config of both arms, used without the LM (required for stage 11)
-compare_seeds="1 2 3"   # stage 11: seeds of each arm (the pretrained arm's fine-tuning seeds)
+compare_seeds="0 1 2"   # stage 11: seeds of each arm (the pretrained arm's fine-tuning seeds; the config's own, 0, reuses stage 5)
 compare_calib_epochs=2  # stage 11: epochs of the scratch arm's calibration run (its pace sets the epochs)
 hf_repo=""              # stage 10: upload the model repository to this Hugging Face Hub ORG/NAME (empty: build it only)
 hf_license=cc-by-4.0    # stage 10: the model card's licence
@@ -632,8 +632,18 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
         score_sets "$1" "${compare_decode_config}" false ${test_sets}
     }
     # The pre-trained arm: the default run's fine-tuning config from the stage-4 encoder, per seed.
+    # The seed of stage 5's own run (the config's seed:) is that run, finished: it is linked,
+    # not trained again (same config, encoder, data and trainer; its train.log gives its time).
+    stage5_seed=$(python -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("seed", 0))' "${finetune_config}")
     for seed in ${compare_seeds}; do
         run_exp=${expdir}/asr_compare_pretrained_seed${seed}
+        if [ "${seed}" = "${stage5_seed}" ] && "${init_from_pretrained}" && [ -z "${finetune_args}" ] \
+                && [ ! -e "${run_exp}" ] && [ -f "${asr_exp}/${inference_model}" ]; then
+            ln -s "$(basename "${asr_exp}")" "${run_exp}"
+            python -m espnet_ext.bin.compare seconds "${pretrain_exp}/train.log" "${run_exp}/train.log" \
+                --out "${run_exp}/train_seconds.json" > /dev/null
+            log "  seed ${seed} is stage 5's run: $(basename "${run_exp}") -> $(basename "${asr_exp}")"
+        fi
         compare_arm "${run_exp}" "${finetune_config}" "${encoder_init[@]}" --seed "${seed}"
         python -m espnet_ext.bin.compare seconds "${pretrain_exp}/train.log" "${run_exp}/train.log" \
             --out "${run_exp}/train_seconds.json" > /dev/null
