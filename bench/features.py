@@ -9,8 +9,18 @@ dir), one torch thread, throughput in audio-seconds per CPU-second for
   (c) ESPnet ``DefaultFrontend(n_fft=512, win_length=400, hop_length=160)``,
   (d) torchaudio ``compliance.kaldi.fbank`` (80 bins, 25/10 ms, no dither).
 
-(b)-(d) run one utterance at a time on waveforms already in memory; each
-figure is the best of ``--repeats`` samples of >= 0.5 CPU s each.
+(b)-(d) run one utterance at a time on waveforms already in memory; and the
+frontend's path, the same audio as zero-padded micro-batches of ``--batch``
+utterances (length-sorted, as the trainer's buckets are), for
+
+  (e) ours, ``compute_features_batch``: one batched pass (the ``logmel`` frontend),
+  (f) ours, the same micro-batches one utterance at a time (the per-utterance loop
+      the frontend ran before; what stage 2 still runs),
+  (g) ESPnet ``DefaultFrontend`` on the same padded micro-batches,
+
+with the ATen operations each launches per micro-batch (kernel launches on a
+GPU, where the loop's count grows with the batch). Each figure is the best of
+``--repeats`` samples of >= 0.5 CPU s each.
 
     .venv/bin/python bench/features.py [--minutes 3] [--repeats 5]
 """
@@ -84,10 +94,27 @@ def best_cpu(fn, repeats: int, min_sample: float = 0.5) -> float:
     return best
 
 
+def count_ops(fn, *args) -> int:
+    """ATen operations ``fn(*args)`` launches (kernel launches on a GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            _Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), _Count():
+        fn(*args)
+    return _Count.n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=3.0, help="audio to synthesize")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=16, help="utterances per micro-batch in (e)-(g)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
@@ -127,11 +154,46 @@ def main() -> None:
             for x in tensors:
                 fbank(x[None] * 32768, num_mel_bins=80, sample_frequency=16000.0, dither=0.0)
 
+        order = sorted(range(len(tensors)), key=lambda i: tensors[i].numel())
+        micro = [order[i : i + args.batch] for i in range(0, len(order), args.batch)]
+        padded = []
+        for rows_ in micro:
+            lengths = torch.tensor([tensors[i].numel() for i in rows_])
+            batch = torch.zeros(len(rows_), int(lengths.max()))
+            for r, i in enumerate(rows_):
+                batch[r, : tensors[i].numel()] = tensors[i]
+            padded.append((batch, lengths))
+
+        def one_pass(batch, lengths):
+            F.compute_features_batch(batch, lengths)
+
+        def per_utterance(batch, lengths):
+            for r, n in enumerate(lengths.tolist()):
+                F.compute_features(batch[r, :n])
+
+        def batched():
+            with torch.no_grad():
+                for batch, lengths in padded:
+                    one_pass(batch, lengths)
+
+        def looped():
+            with torch.no_grad():
+                for batch, lengths in padded:
+                    per_utterance(batch, lengths)
+
+        def espnet_batched():
+            with torch.no_grad():
+                for batch, lengths in padded:
+                    default(batch, lengths)
+
         rows = [
             ("(a) ours, stage end to end (FLAC -> ark)", stage),
             ("(b) ours, compute (log-Mel + MVN)", ours),
             ("(c) ESPnet DefaultFrontend", espnet),
             ("(d) torchaudio kaldi.fbank", kaldi),
+            (f"(e) ours, micro-batches of {args.batch}, one pass", batched),
+            (f"(f) ours, micro-batches of {args.batch}, per utterance", looped),
+            (f"(g) ESPnet DefaultFrontend, micro-batches of {args.batch}", espnet_batched),
         ]
         speed = {}
         print(f"\n{'component (1 thread)':44s} {'CPU s':>8s} {'audio s / CPU s':>16s}")
@@ -143,6 +205,16 @@ def main() -> None:
         ratio = speed["(b)"] / speed["(c)"]
         print(f"ours / DefaultFrontend (compute):  {ratio:.2f}x  (goal >= 1.5x)")
         print(f"ours / kaldi.fbank (compute):      {speed['(b)'] / speed['(d)']:.2f}x")
+        middle = padded[len(padded) // 2]
+        ops = {"(e)": count_ops(one_pass, *middle), "(f)": count_ops(per_utterance, *middle)}
+        print(
+            f"frontend, one pass / per utterance:  {speed['(e)'] / speed['(f)']:.2f}x on 1 CPU thread; "
+            f"ATen ops per micro-batch {ops['(e)']} vs {ops['(f)']} "
+            f"({ops['(f)'] / ops['(e)']:.1f}x fewer launches)"
+        )
+        print(
+            f"frontend, one pass / DefaultFrontend:  {speed['(e)'] / speed['(g)']:.2f}x (same padded micro-batches)"
+        )
         rtf = speed["(a)"]
         print(f"stage end to end:                  {rtf:.0f}x real time per core (goal >= 1000x)")
     finally:

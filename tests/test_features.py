@@ -193,13 +193,21 @@ def test_batch_equals_single(corpus):
     assert feats.shape == (4, max(frames), 80)
     for i, w in enumerate(waves):
         t = int(frames[i])
-        assert torch.equal(feats[i, :t], torch.from_numpy(F.compute_features(w)))
+        # one batched pass (the frontend's) vs stage 2's single-utterance path
+        torch.testing.assert_close(feats[i, :t], torch.from_numpy(F.compute_features(w)), rtol=0, atol=1e-5)
         assert torch.count_nonzero(feats[i, t:]) == 0
     raw, _ = F.compute_features_batch(batch, lengths, normalize=False)
     single = F.compute_features(waves[1], normalize=False)
-    assert torch.equal(raw[1, : int(frames[1])], torch.from_numpy(single))
+    torch.testing.assert_close(raw[1, : int(frames[1])], torch.from_numpy(single), rtol=0, atol=1e-5)
     # the normalization on its own, over valid frames only
-    assert torch.equal(F.utterance_mvn(raw, frames), feats)
+    torch.testing.assert_close(F.utterance_mvn(raw, frames), feats, rtol=0, atol=1e-6)
+    # rows shorter than the reflection (256 samples), down to one sample
+    short = [s[0][:100], s[1][:1], s[2][:3000]]
+    batch, lengths = _padded(short, fill=0.7)
+    feats, frames = F.compute_features_batch(batch, lengths)
+    for i, w in enumerate(short):
+        expected = torch.from_numpy(F.compute_features(w))
+        torch.testing.assert_close(feats[i, : int(frames[i])], expected, rtol=0, atol=1e-5)
 
 
 def test_bad_batch_arguments():
@@ -225,9 +233,10 @@ def test_frontend_waveform_batch_and_state(corpus):
     feats, flens = fe(batch, lengths)
     assert feats.shape == (2, 1 + max(w.size for w in waves) // 160, 80)
     for i, w in enumerate(waves):
-        assert torch.equal(feats[i, : int(flens[i])], torch.from_numpy(F.compute_features(w)))
+        expected = torch.from_numpy(F.compute_features(w))
+        torch.testing.assert_close(feats[i, : int(flens[i])], expected, rtol=0, atol=1e-5)
         alone, _ = fe(torch.from_numpy(w)[None], torch.tensor([w.size]))
-        assert torch.equal(alone[0], feats[i, : int(flens[i])])
+        torch.testing.assert_close(alone[0], feats[i, : int(flens[i])], rtol=0, atol=1e-5)
         assert torch.count_nonzero(feats[i, int(flens[i]) :]) == 0
 
 
@@ -313,13 +322,40 @@ def test_extract_then_frontend_is_the_same(corpus, tmp_path):
     wave, rate = soundfile.read(str(files["a"]))
     assert rate == 16000
     feats, _ = fe(torch.tensor(wave, dtype=torch.float32)[None], torch.tensor([wave.size]))
-    np.testing.assert_array_equal(feats[0].numpy(), stored["a"])
-    # all three through one padded batch
+    np.testing.assert_allclose(feats[0].numpy(), stored["a"], rtol=0, atol=1e-5)
+    # all three through one padded batch: the frontend's one batched pass against the
+    # single-utterance path stage 2 wrote, to float32 summation order
     waves = [F.read_audio(str(files[k])) for k in "abc"]
     batch, lengths = _padded(waves)
     feats, flens = fe(batch, lengths)
     for i, k in enumerate("abc"):
-        np.testing.assert_array_equal(feats[i, : int(flens[i])].numpy(), stored[k])
+        np.testing.assert_allclose(feats[i, : int(flens[i])].numpy(), stored[k], rtol=0, atol=1e-5)
+
+
+def test_batch_is_one_pass_not_a_loop(corpus):
+    """The frontend's micro-batch is a fixed handful of kernels, whatever its size: one
+    FFT for the batch (a per-utterance loop would launch one per row on the GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    fe = LogMelFrontend()
+    counts = {}
+    for n in (1, 4, 12):
+        waves = [corpus["speech"][i % 4][: 8000 + 997 * i] for i in range(n)]
+        batch, lengths = _padded(waves)
+        with torch.no_grad(), Count() as mode:
+            fe(batch, lengths)
+        counts[n] = mode.ops
+    assert counts[4].count("_fft_r2c") == counts[12].count("_fft_r2c") == 1
+    assert len(counts[1]) == len(counts[4]) == len(counts[12])
 
 
 def test_extract_segments_rejections_and_metadata(corpus, tmp_path, caplog):

@@ -53,9 +53,10 @@ different and not interchangeable; only the frame rate and width agree.
 
 Padding invariance: :func:`compute_features_batch` computes each utterance on
 its own samples (a reflection of ITS OWN ends, statistics over ITS OWN frames)
-with the very operations of :func:`compute_features`, so each row is
-bit-identical to the single-utterance result; frames beyond an utterance's
-length are zero.  (ESPnet's ``DefaultFrontend`` reflect-pads the padded batch,
+in one batched pass (no per-utterance loop: on the training device the
+micro-batch is a few kernels), so each row equals the single-utterance result
+that stage 2 writes up to float32 summation order (within 1e-5); frames beyond
+an utterance's length are zero.  (ESPnet's ``DefaultFrontend`` reflect-pads the padded batch,
 so its last frames depend on what else is in the batch.)
 
 Utterances shorter than one window (``win_length`` samples) are rejected by

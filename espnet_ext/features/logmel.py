@@ -260,6 +260,88 @@ def _check_batch(waves: torch.Tensor, lengths) -> torch.Tensor:
     return lengths
 
 
+def _reflect_pad_rows(waves: torch.Tensor, lengths: torch.Tensor, pad: int, width: int) -> torch.Tensor:
+    """Reflect-pad each row of a padded batch at ITS OWN ends, as :func:`_reflect_pad`.
+
+    The body is one copy; the left edge is the same slice of every row; the right
+    edges (``pad`` samples before each row's own end, mirrored) are one small gather
+    and one scatter of (B, pad). Rows shorter than ``pad + 1`` samples take the
+    general reflection by index (:func:`_reflect_index`).
+
+    Args:
+        waves: (B, N) float32; lengths: (B,) valid samples, on ``waves.device``.
+        pad: samples of reflection before (and after) each row.
+        width: samples per output row (the frames' reach).
+
+    Returns:
+        (B, width): row b holds ``_reflect_pad(waves[b, :lengths[b]], pad)`` first;
+        what follows it is unspecified (the frames that read it are masked).
+    """
+    b, n = waves.shape
+    if pad == 0 or int(lengths.min()) <= pad:
+        positions = torch.arange(width, device=waves.device) - pad  # (W,)
+        n_row = lengths[:, None]  # (B, 1)
+        period = (2 * (n_row - 1)).clamp(min=1)
+        m = torch.remainder(positions[None, :], period)
+        index = torch.where(n_row == 1, 0, torch.where(m >= n_row, period - m, m))
+        return torch.gather(waves, 1, index)
+    out = waves.new_zeros(b, max(width, n + 2 * pad))
+    out[:, pad : pad + n] = waves
+    out[:, :pad] = waves[:, 1 : pad + 1].flip(1)
+    j = torch.arange(pad, device=waves.device)[None, :]  # (1, pad)
+    mirrored = torch.gather(waves, 1, lengths[:, None] - 2 - j)  # x[n-2], x[n-3], ... (B, pad)
+    return out.scatter_(1, lengths[:, None] + pad + j, mirrored)[:, :width]
+
+
+def _valid_frames(frames: torch.Tensor, t_max: int) -> torch.Tensor:
+    """(B,) frame counts -> (B, t_max, 1) bool, True on each utterance's own frames."""
+    return (torch.arange(t_max, device=frames.device)[None, :] < frames[:, None])[..., None]
+
+
+def _log_mel_batch(
+    waves: torch.Tensor,
+    lengths: torch.Tensor,
+    frames: torch.Tensor,
+    t_max: int,
+    window: torch.Tensor,
+    melmat: torch.Tensor,
+    options: LogMelOptions,
+) -> torch.Tensor:
+    """Log-Mel of a padded batch in one pass, the operations of :func:`_log_mel_one`.
+
+    Each row is reflect-padded at its own ends (:func:`_reflect_pad_rows`); the frames are strided
+    views of it, windowed into one contiguous copy, ``rfft``-ed and projected to Mel
+    over the filters' bands. No per-utterance loop: on a GPU the micro-batch is a few
+    kernels whatever its size.
+
+    Args:
+        waves: (B, N) waveforms; lengths: (B,) valid samples; frames: (B,) their frames.
+
+    Returns:
+        (B, t_max, n_mels) float32, zero beyond each row's frames.
+    """
+    width = (t_max - 1) * options.hop_length + options.n_fft  # samples the frames read
+    padded = _reflect_pad_rows(waves.to(torch.float32), lengths.to(waves.device), options.n_fft // 2, width)
+    frames_view = padded.unfold(1, options.n_fft, options.hop_length)  # (B, t_max, n_fft)
+    spec = torch.fft.rfft(frames_view * window)  # (B, t_max, n_fft//2+1) complex
+    power = spec.real.square() + spec.imag.square()
+    mel = power.new_empty(*power.shape[:2], options.n_mels)  # (B, t_max, n_mels)
+    for m0, m1, k0, k1 in _mel_bands(options):
+        torch.matmul(power[..., k0:k1], melmat[k0:k1, m0:m1], out=mel[..., m0:m1])
+    mel = mel.clamp_(min=options.log_floor).log_()
+    return mel.masked_fill_(~_valid_frames(frames, t_max), 0.0)
+
+
+def _mvn_batch(feats: torch.Tensor, frames: torch.Tensor, std_floor: float) -> torch.Tensor:
+    """(B, T, D) zero-padded -> (B, T, D): :func:`_mvn_one` over each row's frames, zero beyond."""
+    valid = _valid_frames(frames, feats.size(1))
+    count = frames.to(feats.dtype)[:, None, None]  # (B, 1, 1)
+    mean = feats.sum(1, keepdim=True) / count  # the padding is zero
+    centered = (feats - mean).masked_fill_(~valid, 0.0)
+    std = (centered.square().sum(1, keepdim=True) / count).sqrt_().clamp_(min=std_floor)
+    return centered.div_(std)
+
+
 def compute_features_batch(
     waves: torch.Tensor,
     lengths: torch.Tensor,
@@ -269,12 +351,17 @@ def compute_features_batch(
     window: Optional[torch.Tensor] = None,
     melmat: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The recipe's features for a padded batch of waveforms.
+    """The recipe's features for a padded batch of waveforms, in one batched pass.
 
-    Each utterance is computed on its own samples only (its own reflection
-    padding, its own normalization statistics), with the very operations of
-    :func:`compute_features`, so row b is bit-identical to
-    ``compute_features(waves[b, :lengths[b]])`` whatever else is in the batch.
+    Each utterance is computed on its own samples only (the reflection of its own
+    ends, normalization statistics over its own frames), so row b equals
+    ``compute_features(waves[b, :lengths[b]])`` (what stage 2 writes to
+    ``feats.scp``) whatever else is in the batch, up to float32 summation order
+    (batched FFT and reductions; within 1e-5, tests/test_features.py). There is no
+    per-utterance Python loop: this is the ``logmel`` frontend's path on the
+    training device. The one host read is the batch's frame count (the output's
+    shape). Stage 2 keeps the single-utterance path, which is faster on a CPU core
+    for one utterance (bench/features.py).
 
     Args:
         waves: (B, N) waveforms at ``options.sample_rate``; values beyond
@@ -299,12 +386,12 @@ def compute_features_batch(
         window = default_window.to(waves.device) if window is None else window
         melmat = default_melmat.to(waves.device) if melmat is None else melmat
     frames = 1 + lengths // options.hop_length
-    out = waves.new_zeros(waves.size(0), int(frames.max()), options.n_mels, dtype=torch.float32)
-    for b, n in enumerate(lengths.tolist()):
-        out[b, : int(frames[b])] = _features_one(
-            waves[b, :n], options=options, normalize=normalize, window=window, melmat=melmat
-        )
-    return out, frames.to(waves.device)
+    t_max = int(frames.max())
+    frames = frames.to(waves.device)
+    feats = _log_mel_batch(waves, lengths, frames, t_max, window, melmat, options)
+    if normalize:
+        feats = _mvn_batch(feats, frames, options.std_floor)
+    return feats, frames
 
 
 def utterance_mvn(feats: torch.Tensor, frames: torch.Tensor, *, std_floor: float = 1e-5) -> torch.Tensor:
@@ -318,10 +405,9 @@ def utterance_mvn(feats: torch.Tensor, frames: torch.Tensor, *, std_floor: float
         (B, T, D) float: ``(x - mean) / max(std, std_floor)`` on each utterance's
         first ``frames[b]`` frames (population std), zero beyond.
     """
-    out = torch.zeros_like(feats)
-    for b, t in enumerate(torch.as_tensor(frames).tolist()):
-        out[b, :t] = _mvn_one(feats[b, :t], std_floor)
-    return out
+    frames = torch.as_tensor(frames, device=feats.device)
+    feats = feats.masked_fill(~_valid_frames(frames, feats.size(1)), 0.0)
+    return _mvn_batch(feats, frames, std_floor)
 
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
