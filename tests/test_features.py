@@ -526,3 +526,80 @@ def test_stage_does_not_import_espnet2():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------
+# --feats_type raw: audio shards
+# ---------------------------------------------------------------------------
+
+
+def test_raw_audio_shards_read_by_espnet_and_the_frontend(corpus, tmp_path):
+    """Stage 2 with feats_type raw: FLAC in kaldiio archives that ESPnet's kaldi_ark
+    reader and the shard reader both decode; the frontend on them gives the features
+    that feats_type fbank writes (16 kHz 16-bit sources decode to the very samples)."""
+    from espnet2.train.dataset import kaldi_loader
+
+    from espnet_ext.shards import format as S
+
+    files = corpus["files"]
+    entries = {"a": files["a"], "b": files["b"], "c": files["c"], "short": files["short"]}
+    data = _data_dir(tmp_path / "data", entries)
+    raw = X.run(str(data), str(tmp_path / "raw"), nj=1, chunk_size=2, progress=False, feats_type="raw")
+    fbank = X.run(str(data), str(tmp_path / "fbank"), nj=1, chunk_size=2, progress=False)
+    assert raw["written"] == fbank["written"] == 3 and raw["rejected"] == 1
+    out = tmp_path / "raw"
+    assert not (out / "feats.scp").exists() and (out / "wav.scp").is_file()
+    assert "short" in (out / "rejected").read_text() and "short" not in (out / "wav.scp").read_text()
+    waves = {k: F.read_audio(str(files[k])) for k in "abc"}
+    shapes = dict(line.split() for line in (out / "speech_shape").read_text().splitlines())
+    assert shapes == {k: str(w.size) for k, w in waves.items()}
+    # ESPnet's own reader of wav.scp (the kaldi_ark type)
+    espnet = kaldi_loader(str(out / "wav.scp"))
+    for k, w in waves.items():
+        np.testing.assert_allclose(espnet[k], w, rtol=0, atol=1 / 32768 + 1e-7)
+    np.testing.assert_array_equal(espnet["a"].astype(np.float32), waves["a"])  # 16-bit source: exact
+    # the shard index carries samples and frames; the reader checks them
+    manifest = S.ShardManifest.load(str(out / "wav.scp"))
+    assert manifest.kind == "audio" and manifest.sample_rate == 16000 and manifest.has_text
+    assert S.verify(str(out)) == []
+    fe, stored = LogMelFrontend(), _load(tmp_path / "fbank")
+    fds: dict = {}
+    for row in range(manifest.n_shards):
+        index = manifest.read_index(row, with_text=True)
+        for utt, off, t, n, text in zip(index.utts, index.offsets, index.frames, index.samples, index.texts):
+            wave = manifest.load_matrix(row, utt, off, t, fds)
+            assert wave.shape == (n,) and t == 1 + n // 160 and text == f"WORDS OF {utt.upper()}"
+            if utt == "a":
+                feats, _ = fe(torch.from_numpy(wave)[None], torch.tensor([n]))
+                np.testing.assert_allclose(feats[0].numpy(), stored["a"], rtol=0, atol=1e-5)
+    for fd in fds.values():
+        fd.close()
+    # a re-run changes nothing; switching to fbank in the same dir removes the audio
+    mtimes = _mtimes(out)
+    assert (
+        X.run(str(data), str(out), nj=1, chunk_size=2, progress=False, feats_type="raw")["status"]
+        == "already done"
+    )
+    assert _mtimes(out) == mtimes
+    X.run(str(data), str(out), nj=1, chunk_size=2, progress=False)
+    assert not (out / "wav.scp").exists() and not list(out.glob("data/*/audio.*"))
+    assert S.ShardManifest.load(str(out)).kind == "feats"
+    with pytest.raises(X.UsageError, match="feats_type"):
+        X.run(str(data), str(out), feats_type="mfcc")
+
+
+def test_raw_shard_corruption_is_named(corpus, tmp_path):
+    from espnet_ext.shards import format as S
+
+    data = _data_dir(tmp_path / "data", {"a": corpus["files"]["a"], "c": corpus["files"]["c"]})
+    out = tmp_path / "raw"
+    X.run(str(data), str(out), nj=1, chunk_size=5, progress=False, feats_type="raw")
+    idx = next(out.glob("data/*/audio.0.idx"))
+    lines = idx.read_text().splitlines()
+    utt, off, t, n = lines[0].split("\t")
+    manifest = S.ShardManifest.load(str(out))
+    with pytest.raises(S.ShardError, match=f"{utt}.*index says {int(t) + 1} frames"):
+        manifest.load_matrix(0, utt, int(off), int(t) + 1, {})
+    idx.write_text("\n".join([f"{utt}\t{off}\t{int(t) + 1}\t{n}", *lines[1:]]) + "\n")
+    problems = S.verify(str(out))
+    assert len(problems) == 1 and "audio.0.idx" in problems[0]

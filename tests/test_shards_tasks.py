@@ -142,6 +142,48 @@ def test_asr_every_utterance_once_with_its_transcript(labeled, world, streams):
     assert set(seen.values()) == {1} and len(seen) == N and len(steps) == 1
 
 
+def test_asr_through_audio_shards(labeled):
+    """--feats_type raw: the same iterator over FLAC shards yields padded waveforms with
+    their transcripts, every utterance once, batched as the feature shards are (by the
+    features' frames); the model's logmel frontend makes the features of the batch."""
+    import torch
+
+    from espnet_ext.frontend import LogMelFrontend
+
+    data = labeled.parent / "data"
+    raw = labeled.parent / "dump_raw"
+    X.run(str(data), str(raw), nj=1, chunk_size=8, progress=False, feats_type="raw")
+    m = S.ShardManifest.load(str(raw / "wav.scp"))
+    assert m.kind == "audio" and m.sources == ["big", "small"] and m.has_text
+    assert m.frames.tolist() == S.ShardManifest.load(str(labeled)).frames.tolist()
+    samples = {
+        u: int(n) for u, n in (line.split() for line in (raw / "speech_shape").read_text().splitlines())
+    }
+    texts, seen, fe = _texts(labeled), collections.Counter(), LogMelFrontend()
+    feats_batches = [ids for ids, _ in _asr_factory(labeled).build_iter(1)]
+    audio_batches = []
+    for ids, batch in ShardedIterFactory(
+        str(raw / "wav.scp"),
+        collate_fn=CommonCollateFn(int_pad_value=-1),
+        text_name="text",
+        preprocess_fn=_tokenize,
+        rule=P.BatchRule("count", 3),
+        window=16,
+    ).build_iter(1):
+        audio_batches.append(ids)
+        seen.update(ids)
+        assert batch["speech"].dim() == 2
+        assert batch["speech_lengths"].tolist() == [samples[u] for u in ids]
+        for i, u in enumerate(ids):
+            want = _tokenize(u, {"text": texts[u]})["text"]
+            assert batch["text"][i, : len(want)].tolist() == want.tolist()
+        feats, lengths = fe(batch["speech"], batch["speech_lengths"])
+        assert feats.shape[-1] == 80 and lengths.tolist() == [1 + samples[u] // 160 for u in ids]
+        assert torch.isfinite(feats).all()
+    assert set(seen.values()) == {1} and len(seen) == N
+    assert audio_batches == feats_batches  # the same plan: lengths in the features' frames
+
+
 def test_asr_resume_mid_epoch_is_exact(labeled):
     full = list(_asr_factory(labeled, streams_per_rank=2, num_workers=2).build_iter(1))
     for k in (1, 5, len(full) - 1):

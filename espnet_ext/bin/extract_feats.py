@@ -9,7 +9,9 @@ Input: a Kaldi data dir with ``wav.scp`` (``<key> <path>``; keyed by recording
 when a ``segments`` file ``<utt> <rec> <start> <end>`` (seconds) exists, by
 utterance otherwise) and optionally ``text``, ``utt2spk``, ``spk2utt``.
 
-Output in ``--out_dir``:
+Output in ``--out_dir`` (``--feats_type raw``: the audio instead, as FLAC shards
+``data/<d>/audio.<k>.*`` merged into ``wav.scp`` and ``speech_shape``; see
+:mod:`espnet_ext.features.extract`):
 
 * ``data/<d>/feats.<k>.ark`` / ``.scp`` / ``.idx`` / ``.done``: chunk k
   (``--chunk_size`` utterances in sorted order), each written to a temporary
@@ -61,6 +63,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out_dir", required=True, help="output dir (e.g. dump/<set>)")
     parser.add_argument("--nj", type=int, default=4, help="parallel worker processes")
     parser.add_argument("--chunk_size", type=int, default=200, help="utterances per chunk (resume unit)")
+    parser.add_argument(
+        "--feats_type",
+        choices=("fbank", "raw"),
+        default="fbank",
+        help="fbank: the features (feats.scp); raw: the audio as FLAC shards (wav.scp, "
+        "speech_shape), featurized by the model's logmel frontend",
+    )
     return parser
 
 
@@ -68,7 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging()
     try:
-        run(args.data_dir, args.out_dir, nj=args.nj, chunk_size=args.chunk_size)
+        run(args.data_dir, args.out_dir, nj=args.nj, chunk_size=args.chunk_size, feats_type=args.feats_type)
     except UsageError as exc:
         log.error("%s", exc)
         return 2

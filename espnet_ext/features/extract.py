@@ -9,6 +9,14 @@ holding the chunk's summary), so a killed run resumes with the unfinished chunks
 chunks are then merged into ``feats.scp``, ``feats_shape``, ``rejected`` and the shard
 manifest, and ``.done`` records the fingerprint of the inputs.
 
+``feats_type="raw"`` (ESPnet's ``--feats_type raw``) writes the audio instead of the
+features: ``data/<d>/audio.<k>.{ark,scp,idx,done}``, each utterance as 16-bit FLAC in
+kaldiio's audio entry (resampled to 16 kHz mono, as the features would read it), merged
+into ``wav.scp`` (``<utt> <ark>:<offset>``, ESPnet's ``kaldi_ark`` type) and
+``speech_shape`` (``<utt> <samples>``); the shard index also carries the samples. The
+model's ``logmel`` frontend then computes the features on the training device
+(:func:`espnet_ext.features.compute_features_batch`).
+
 Labeled sets: the shards also get their transcripts (``data/<d>/text.<k>.txt`` from the
 copied ``text``, :func:`espnet_ext.shards.text.write_transcripts`), rewritten whenever
 ``text`` changes. A data dir with ``utt2source`` (a set combined with sources recorded,
@@ -40,9 +48,17 @@ from espnet_ext.utils.atomic import atomic_open, write_bytes_atomic, write_text_
 from espnet_ext.utils.kaldi_table import read_keys
 from espnet_ext.utils.stamps import DONE_FILE, read_record, write_record
 
-__all__ = ["META_FILES", "DataDirError", "UsageError", "process_chunk", "run"]
+__all__ = ["FEATS_TYPES", "META_FILES", "DataDirError", "UsageError", "process_chunk", "run"]
 
 META_FILES = ("text", "utt2spk", "spk2utt")
+FEATS_TYPES = ("fbank", "raw")  # the features, or the audio (ESPnet's --feats_type)
+#: what each feats_type writes: shard kind, ark/index patterns, merged scp and shape file
+_LAYOUT = {
+    "fbank": ("feats", S.ARK_PATTERN, "feats.scp", "feats_shape"),
+    "raw": ("audio", S.AUDIO_ARK_PATTERN, "wav.scp", "speech_shape"),
+}
+#: the audio entries: FLAC in kaldiio's audio entry, as ESPnet's format_wav_scp flac.ark
+_FLAC = {"format": "flac", "subtype": "PCM_16"}
 
 log = logging.getLogger("extract_feats")
 
@@ -52,9 +68,10 @@ log = logging.getLogger("extract_feats")
 # ---------------------------------------------------------------------------
 
 
-def _chunk_paths(out_dir: Path, index: int) -> Dict[str, Path]:
-    """Chunk ``index``'s files, in the shard format's subdirectory (``data/<d>/feats.<index>.*``)."""
-    ark = out_dir / S.shard_file(S.ARK_PATTERN, index)
+def _chunk_paths(out_dir: Path, index: int, feats_type: str = "fbank") -> Dict[str, Path]:
+    """Chunk ``index``'s files, in the shard format's subdirectory (``data/<d>/feats.<index>.*``,
+    ``audio.<index>.*`` for ``raw``)."""
+    ark = out_dir / S.shard_file(_LAYOUT[feats_type][1], index)
     base = ark.with_suffix("")
     return {k: Path(f"{base}.{k}") for k in ("ark", "scp", "idx", "done")}
 
@@ -76,16 +93,19 @@ def process_chunk(
     out_dir: str,
     fp: str,
     options: LogMelOptions = DEFAULT_OPTIONS,
+    feats_type: str = "fbank",
 ) -> dict:
-    """Extract one chunk into ``data/<d>/feats.<chunk>.{ark,scp,idx}`` and mark it done.
+    """Extract one chunk into ``data/<d>/feats.<chunk>.{ark,scp,idx}`` (``raw``: its audio
+    into ``data/<d>/audio.<chunk>.*``) and mark it done.
 
     Returns the chunk summary that is also stored in the ``.done`` marker.
     """
-    paths = _chunk_paths(Path(out_dir), chunk)
+    raw = feats_type == "raw"
+    paths = _chunk_paths(Path(out_dir), chunk, feats_type)
     paths["ark"].parent.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    scp_lines, shapes, rejected, index = [], {}, [], []
+    scp_lines, shapes, samples, rejected, index = [], {}, {}, [], []
     seconds = 0.0
     try:
         with atomic_open(paths["ark"], "wb") as ark:
@@ -95,12 +115,20 @@ def process_chunk(
                 except AudioError as exc:
                     rejected.append((u.utt, str(exc)))
                     continue
-                feats = compute_features(wave, options=options)
                 offset = ark.tell() + len((u.utt + " ").encode("utf-8"))
-                kaldiio.save_ark(ark, {u.utt: feats})
+                if raw:
+                    entry = {u.utt: (options.sample_rate, wave)}
+                    kaldiio.save_ark(ark, entry, write_function="soundfile", write_kwargs=dict(_FLAC))
+                    frames = options.num_frames(wave.size)
+                    samples[u.utt] = int(wave.size)
+                    index.append((u.utt, offset, frames, int(wave.size)))
+                else:
+                    feats = compute_features(wave, options=options)
+                    kaldiio.save_ark(ark, {u.utt: feats})
+                    frames = int(feats.shape[0])
+                    index.append((u.utt, offset, frames))
                 scp_lines.append(f"{u.utt} {paths['ark']}:{offset}\n")
-                shapes[u.utt] = int(feats.shape[0])
-                index.append((u.utt, offset, int(feats.shape[0])))
+                shapes[u.utt] = frames
                 seconds += wave.size / options.sample_rate
     finally:
         torch.set_num_threads(threads)
@@ -113,6 +141,7 @@ def process_chunk(
         "chunk": chunk,
         "utts": [u.utt for u in utts],
         "shapes": shapes,
+        "samples": samples,
         "rejected": rejected,
         "seconds": seconds,
         "ark_bytes": ark_bytes,
@@ -134,12 +163,18 @@ def _read_marker(path: Path, fp: str, utts: Sequence[Utterance]) -> Optional[dic
     return summary
 
 
-def _remove_stale_chunks(out_dir: Path, n_chunks: int) -> None:
-    """Delete chunk files of an earlier plan with more chunks (and of the flat layout)."""
-    for path in [*(out_dir / "data").glob("feats.*"), *(out_dir / "data").glob("*/feats.*")]:
-        index = path.name.split(".")[1]
-        if index.isdigit() and int(index) >= n_chunks:
-            path.unlink()
+def _remove_stale_chunks(out_dir: Path, n_chunks: int, feats_type: str = "fbank") -> None:
+    """Delete chunk files of an earlier plan with more chunks (and of the flat layout),
+    and everything of the other feats_type (its chunks, merged scp and shape file)."""
+    own = _LAYOUT[feats_type][0]
+    for kind, _, scp, shape in _LAYOUT.values():
+        for path in [*(out_dir / "data").glob(f"{kind}.*"), *(out_dir / "data").glob(f"*/{kind}.*")]:
+            index = path.name.split(".")[1]
+            if kind != own or (index.isdigit() and int(index) >= n_chunks):
+                path.unlink()
+        if kind != own:
+            for name in (scp, shape):
+                (out_dir / name).unlink(missing_ok=True)
 
 
 def _init_worker() -> None:
@@ -190,9 +225,10 @@ def _sync_meta(data_dir: Path, out_dir: Path, written: set, filtered: bool) -> L
 def _write_shard_manifest(
     out_dir: Path,
     summaries: List[dict],
-    n_mels: int,
+    options: LogMelOptions,
     sources: Optional[List[str]] = None,
     chunk_sources: Optional[List[int]] = None,
+    feats_type: str = "fbank",
 ) -> Path:
     """``shards.tsv`` for the chunks (in chunk order); empty chunks are left out."""
     rows, row_sources = [], []
@@ -212,12 +248,20 @@ def _write_shard_manifest(
             )
             if sources is not None:
                 row_sources.append(chunk_sources[s["chunk"]])
+    kind = _LAYOUT[feats_type][0]
+    extra = (
+        {"sample_rate": options.sample_rate, "hop_length": options.hop_length, "audio": "flac"}
+        if kind == "audio"
+        else None
+    )
     path = S.write_manifest(
         out_dir,
         rows,
-        feat_dim=n_mels,
+        feat_dim=options.n_mels,
         sources=sources,
         row_sources=row_sources if sources is not None else None,
+        kind=kind,
+        extra=extra,
     )
     if (out_dir / "text").is_file():
         path = ST.write_transcripts(str(out_dir), out_dir / "text")
@@ -251,21 +295,27 @@ def _read_utt2source(data: Path, utts: Sequence[Utterance]):
     return sources, out
 
 
-def _merge(out_dir: Path, summaries: List[dict], n_mels: int) -> Tuple[int, int, float, set, bool]:
+def _merge(
+    out_dir: Path, summaries: List[dict], n_mels: int, feats_type: str = "fbank"
+) -> Tuple[int, int, float, set, bool]:
     scp_lines, shape_lines, rejected = [], [], []
     seconds = 0.0
+    _, _, scp_name, shape_name = _LAYOUT[feats_type]
     for s in summaries:
-        with open(_chunk_paths(out_dir, s["chunk"])["scp"], encoding="utf-8") as f:
+        with open(_chunk_paths(out_dir, s["chunk"], feats_type)["scp"], encoding="utf-8") as f:
             scp_lines.extend(line for line in f if line.strip())
-        shape_lines.extend(f"{utt} {t},{n_mels}\n" for utt, t in s["shapes"].items())
+        if feats_type == "raw":
+            shape_lines.extend(f"{utt} {n}\n" for utt, n in s["samples"].items())
+        else:
+            shape_lines.extend(f"{utt} {t},{n_mels}\n" for utt, t in s["shapes"].items())
         rejected.extend(s["rejected"])
         seconds += s["seconds"]
     key = lambda line: line.split(maxsplit=1)[0]  # noqa: E731
     scp_lines.sort(key=key)
     shape_lines.sort(key=key)
     rejected.sort()
-    write_text_atomic(out_dir / "feats.scp", "".join(scp_lines))
-    write_text_atomic(out_dir / "feats_shape", "".join(shape_lines))
+    write_text_atomic(out_dir / scp_name, "".join(scp_lines))
+    write_text_atomic(out_dir / shape_name, "".join(shape_lines))
     write_text_atomic(out_dir / "rejected", "".join(f"{u}\t{r}\n" for u, r in rejected))
     written = {key(line) for line in scp_lines}
     return len(scp_lines), len(rejected), seconds, written, bool(rejected)
@@ -279,8 +329,10 @@ def run(
     chunk_size: int = 200,
     options: LogMelOptions = DEFAULT_OPTIONS,
     progress: bool = True,
+    feats_type: str = "fbank",
 ) -> dict:
-    """Extract features for a data dir (see the module docstring).
+    """Extract features (``fbank``), or write the audio shards (``raw``), for a data dir
+    (see the module docstring).
 
     Returns:
         dict with ``status`` ("done" or "already done"), ``found``,
@@ -294,11 +346,14 @@ def run(
         raise UsageError(f"--nj must be >= 1, got {nj}")
     if chunk_size < 1:
         raise UsageError(f"--chunk_size must be >= 1, got {chunk_size}")
+    if feats_type not in FEATS_TYPES:
+        raise UsageError(f"--feats_type must be one of {FEATS_TYPES}, got {feats_type!r}")
+    scp_name = _LAYOUT[feats_type][2]
     data, out = Path(data_dir), Path(out_dir)
     utts = read_data_dir(data)
     if not utts:
         raise DataDirError(f"{data}: wav.scp/segments list no utterances")
-    fp = fingerprint(data, options)
+    fp = fingerprint(data, options) + ("+raw" if feats_type == "raw" else "")
     sources, utt_sources = _read_utt2source(data, utts)
     if sources is not None:  # the chunks depend on it
         fp = f"{fp}+{zlib.crc32((data / 'utt2source').read_bytes()):08x}"
@@ -307,9 +362,9 @@ def run(
     done_file = out / DONE_FILE
     if done_file.is_file():
         done = read_record(done_file) or {}
-        complete = (out / "feats.scp").is_file() and (out / S.MANIFEST_NAME).is_file()
+        complete = (out / scp_name).is_file() and (out / S.MANIFEST_NAME).is_file()
         if done.get("fingerprint") == fp and complete:
-            written = set(read_keys(out / "feats.scp"))
+            written = set(read_keys(out / scp_name))
             changed = _sync_meta(data, out, written, filtered=done.get("rejected", 0) > 0)
             if changed:
                 log.info("%s: %s changed in %s: re-copied", out, ", ".join(changed), data)
@@ -321,7 +376,7 @@ def run(
             log.info("%s: already done (%d utterances), nothing to do", out, done.get("written", 0))
             return {**done, "status": "already done", "wall": time.perf_counter() - t0}
         if done.get("fingerprint") == fp:
-            log.info("%s: feats.scp or %s is missing: merging the chunks again", out, S.MANIFEST_NAME)
+            log.info("%s: %s or %s is missing: merging the chunks again", out, scp_name, S.MANIFEST_NAME)
         else:
             log.info("%s: inputs changed since the last run: re-extracting", out)
         done_file.unlink()
@@ -336,10 +391,10 @@ def run(
             own = [u for u, j in zip(utts, utt_sources) if j == i]
             chunks += [own[a : a + chunk_size] for a in range(0, len(own), chunk_size)]
             chunk_sources += [i] * len(range(0, len(own), chunk_size))
-    _remove_stale_chunks(out, len(chunks))
+    _remove_stale_chunks(out, len(chunks), feats_type)
     summaries: Dict[int, dict] = {}
     for k, chunk in enumerate(chunks):
-        summary = _read_marker(_chunk_paths(out, k)["done"], fp, chunk)
+        summary = _read_marker(_chunk_paths(out, k, feats_type)["done"], fp, chunk)
         if summary is not None:
             summaries[k] = summary
     pending = [k for k in range(len(chunks)) if k not in summaries]
@@ -361,7 +416,7 @@ def run(
             total=len(utts),
             initial=sum(len(chunks[k]) for k in summaries),
             unit="utt",
-            desc=f"feats {data.name}",
+            desc=f"{'audio' if feats_type == 'raw' else 'feats'} {data.name}",
             file=sys.stderr,
             mininterval=1.0,
         )
@@ -378,13 +433,16 @@ def run(
     try:
         if nj == 1 or len(pending) <= 1:
             for k in pending:
-                _finished(process_chunk(k, chunks[k], str(out), fp, options))
+                _finished(process_chunk(k, chunks[k], str(out), fp, options, feats_type))
         else:
             ctx = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(nj, len(pending)), mp_context=ctx, initializer=_init_worker
             ) as pool:
-                futures = [pool.submit(process_chunk, k, chunks[k], str(out), fp, options) for k in pending]
+                futures = [
+                    pool.submit(process_chunk, k, chunks[k], str(out), fp, options, feats_type)
+                    for k in pending
+                ]
                 try:
                     for fut in concurrent.futures.as_completed(futures):
                         _finished(fut.result())
@@ -401,13 +459,13 @@ def run(
             bar.close()
 
     ordered = [summaries[k] for k in range(len(chunks))]
-    n_written, n_rejected, seconds, written, filtered = _merge(out, ordered, options.n_mels)
+    n_written, n_rejected, seconds, written, filtered = _merge(out, ordered, options.n_mels, feats_type)
     if n_written + n_rejected != len(utts):
         raise RuntimeError(
             f"{out}: found {len(utts)} utterances but wrote {n_written} and rejected {n_rejected}"
         )
     _sync_meta(data, out, written, filtered)
-    _write_shard_manifest(out, ordered, options.n_mels, sources, chunk_sources)
+    _write_shard_manifest(out, ordered, options, sources, chunk_sources, feats_type)
     wall = time.perf_counter() - t0
     result = {
         "fingerprint": fp,
@@ -416,6 +474,7 @@ def run(
         "rejected": n_rejected,
         "seconds": seconds,
         "options": dataclasses.asdict(options),
+        "feats_type": feats_type,
     }
     write_record(done_file, result)
     log.info(

@@ -26,6 +26,16 @@ Optional parts (absent in unlabeled, single-source sets: their files are as befo
   ``sources`` (the source set names) and an 8th column ``source`` (the shard's source,
   an index into that list): stage 2 cuts each source into its own shards when the data
   dir has ``utt2source``.
+* **Audio shards** (``--feats_type raw``, ESPnet's default): header ``"kind": "audio"``
+  with ``sample_rate`` and ``hop_length``; the ark ``data/<d>/audio.<k>.ark`` holds each
+  utterance as FLAC (16-bit, mono, at ``sample_rate``) in kaldiio's audio entry, as
+  ESPnet's ``format_wav_scp.py --audio_format flac.ark`` writes it, so a ``wav.scp`` of
+  ``<ark>:<offset>`` lines reads it with ESPnet's ``kaldi_ark`` type. The index
+  ``data/<d>/audio.<k>.idx`` has a fourth column, the samples: ``<utt>\t<offset>\t<frames>\t<samples>``,
+  with ``frames = 1 + samples // hop_length``, the feature frames the model's ``logmel``
+  frontend makes of it (what lengths are bucketed and budgets are counted in, as for
+  feature shards). ``feat_dim`` is the dimension of those features. Transcripts and
+  sources as for feature shards.
 * **Text-only shards** (the LM's text, no audio): header ``"kind": "text"``; a shard is
   one file ``data/text.<k>.idx`` of ``<utt>\t<tokens>\t<text>`` lines (its own "ark":
   ``ark_bytes``/``ark_crc32`` are the index's), ``frames`` counts tokens, ``feat_dim``
@@ -64,9 +74,17 @@ ARK_PATTERN = "data/{dir}/feats.{shard}.ark"
 INDEX_PATTERN = "data/{dir}/feats.{shard}.idx"
 COLUMNS = ("shard", "utts", "frames", "max_frames", "ark_bytes", "ark_crc32", "index_crc32")
 SOURCE_COLUMN = "source"
+AUDIO_ARK_PATTERN = "data/{dir}/audio.{shard}.ark"
+AUDIO_INDEX_PATTERN = "data/{dir}/audio.{shard}.idx"
 TEXT_PATTERN = "data/{dir}/text.{shard}.txt"
 TEXT_INDEX_PATTERN = "data/{dir}/text.{shard}.idx"
-KINDS = ("feats", "text")
+KINDS = ("feats", "audio", "text")
+SPEECH_KINDS = ("feats", "audio")  # shards with an utterance's speech (features or audio)
+_PATTERNS = {
+    "feats": (ARK_PATTERN, INDEX_PATTERN),
+    "audio": (AUDIO_ARK_PATTERN, AUDIO_INDEX_PATTERN),
+    "text": (TEXT_INDEX_PATTERN, TEXT_INDEX_PATTERN),
+}
 _CRC_BLOCK = 1 << 20
 
 
@@ -109,7 +127,9 @@ class ShardIndex:
         row: position of the shard in the manifest.
         utts: utterance ids, ``(n,)``.
         offsets: byte offsets of the matrices in the ark (kaldi scp style), ``(n,)`` int64.
-        frames: frame counts, ``(n,)`` int64.
+        frames: frame counts, ``(n,)`` int64 (audio shards: the features' frames).
+        texts: transcripts (with ``with_text``), or None.
+        samples: audio shards: samples per utterance, ``(n,)`` int64; else None.
     """
 
     row: int
@@ -117,6 +137,7 @@ class ShardIndex:
     offsets: np.ndarray
     frames: np.ndarray
     texts: Optional[List[str]] = None
+    samples: Optional[np.ndarray] = None
 
 
 def crc32_file(path: Path) -> int:
@@ -129,9 +150,10 @@ def crc32_file(path: Path) -> int:
             crc = zlib.crc32(block, crc)
 
 
-def format_index(entries: Iterable[Tuple[str, int, int]]) -> bytes:
-    """The bytes of a shard index for ``(utt, offset, frames)`` entries."""
-    return "".join(f"{u}\t{o}\t{t}\n" for u, o, t in entries).encode("utf-8")
+def format_index(entries: Iterable[Tuple]) -> bytes:
+    """The bytes of a shard index for ``(utt, offset, frames)`` entries, or
+    ``(utt, offset, frames, samples)`` for audio shards."""
+    return "".join("\t".join(str(x) for x in e) + "\n" for e in entries).encode("utf-8")
 
 
 def write_manifest(
@@ -147,14 +169,19 @@ def write_manifest(
 ) -> Path:
     """Write ``<out_dir>/shards.tsv`` atomically; returns its path.
 
-    ``text``: the transcripts' path pattern (labeled feature shards); ``sources`` and
-    ``row_sources`` (one per row): the source column; ``kind`` ``text``: text-only shards.
+    ``text``: the transcripts' path pattern (labeled speech shards); ``sources`` and
+    ``row_sources`` (one per row): the source column; ``kind``: ``feats``, ``audio``
+    (``extra`` then gives ``sample_rate`` and ``hop_length``) or ``text``.
     """
+    if kind not in KINDS:
+        raise ValueError(f"write_manifest: kind must be one of {KINDS}, got {kind!r}")
+    if kind == "audio" and not {"sample_rate", "hop_length"} <= set(extra or {}):
+        raise ValueError("write_manifest: audio shards need sample_rate and hop_length in extra")
     header = {
         "format": FORMAT,
         "feat_dim": feat_dim,
-        "ark": ARK_PATTERN if kind == "feats" else TEXT_INDEX_PATTERN,
-        "index": INDEX_PATTERN if kind == "feats" else TEXT_INDEX_PATTERN,
+        "ark": _PATTERNS[kind][0],
+        "index": _PATTERNS[kind][1],
         "shards": len(rows),
         "utts": sum(r.utts for r in rows),
         "frames": sum(r.frames for r in rows),
@@ -270,8 +297,18 @@ class ShardManifest:
 
     @property
     def has_text(self) -> bool:
-        """Transcripts available per utterance (labeled feature shards, or text shards)."""
+        """Transcripts available per utterance (labeled speech shards, or text shards)."""
         return self.kind == "text" or self.text_pattern is not None
+
+    @property
+    def has_speech(self) -> bool:
+        """The shards hold speech: features (``feats``) or audio (``audio``)."""
+        return self.kind in SPEECH_KINDS
+
+    @property
+    def sample_rate(self) -> Optional[int]:
+        """Audio shards: the audio's sampling rate; else None."""
+        return int(self.header["sample_rate"]) if self.kind == "audio" else None
 
     # -- loading ------------------------------------------------------------------
 
@@ -426,16 +463,23 @@ class ShardManifest:
                 f"{self.name(row)}: index {path} does not match the manifest's CRC-32: "
                 "altered or from another run; re-run stage 2 for this set"
             )
-        utts, offsets, frames = [], [], []
+        utts, offsets, frames, samples = [], [], [], []
         texts: Optional[List[str]] = [] if self.kind == "text" else None
+        audio = self.kind == "audio"
+        hop = int(self.header["hop_length"]) if audio else 0
         for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
             fields = line.split("\t")
             try:
-                if texts is None:
-                    utt, off, t = fields[0], int(fields[1]), int(fields[2])
-                else:
+                if texts is not None:
                     utt, off, t = fields[0], 0, int(fields[1])
                     texts.append(fields[2])
+                elif audio:
+                    utt, off, t, n = fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+                    if len(fields) != 4 or t != 1 + n // hop:
+                        raise ValueError
+                    samples.append(n)
+                else:
+                    utt, off, t = fields[0], int(fields[1]), int(fields[2])
             except (IndexError, ValueError):
                 raise ShardError(f"{self.name(row)}: {path}:{lineno}: malformed {line!r}") from None
             utts.append(utt)
@@ -455,6 +499,7 @@ class ShardManifest:
             offsets=np.array(offsets, dtype=np.int64),
             frames=fr,
             texts=texts if with_text else None,
+            samples=np.array(samples, dtype=np.int64) if audio else None,
         )
 
     def read_texts(self, row: int, utts: Sequence[str]) -> List[str]:
@@ -487,7 +532,9 @@ class ShardManifest:
     def load_matrix(
         self, row: int, utt: str, offset: int, frames: int, fd_dict: Dict[str, object]
     ) -> np.ndarray:
-        """Utterance ``utt`` of shard row ``row``, ``(frames, feat_dim)``.
+        """Utterance ``utt`` of shard row ``row``: ``(frames, feat_dim)`` features, or for
+        audio shards its waveform ``(samples,)`` float32 in [-1, 1] (``frames`` is then
+        its feature frames, ``1 + samples // hop_length``).
 
         ``fd_dict`` caches open arks (the caller closes them).
 
@@ -503,12 +550,27 @@ class ShardManifest:
             raise ShardError(
                 f"{self.name(row)}: cannot read {utt!r} at offset {int(offset)}: {type(exc).__name__}: {exc}"
             ) from None
+        if self.kind == "audio":
+            return self._waveform(row, utt, mat, int(frames))
         if mat.shape != (int(frames), self.feat_dim):
             raise ShardError(
                 f"{self.name(row)}: {utt!r} has shape {mat.shape}, the index says "
                 f"({int(frames)}, {self.feat_dim}): corrupt ark"
             )
         return np.array(mat, dtype=np.float32)  # kaldiio's is a read-only buffer view
+
+    def _waveform(self, row: int, utt: str, entry, frames: int) -> np.ndarray:
+        """An audio entry (kaldiio's ``(rate, samples)``) checked against the header and index."""
+        if not (isinstance(entry, tuple) and len(entry) == 2):
+            raise ShardError(f"{self.name(row)}: {utt!r} is not an audio entry: corrupt ark")
+        rate, wave = entry
+        hop = int(self.header["hop_length"])
+        if int(rate) != self.sample_rate or wave.ndim != 1 or 1 + wave.shape[0] // hop != frames:
+            raise ShardError(
+                f"{self.name(row)}: {utt!r} is {wave.shape} samples at {rate} Hz, the index "
+                f"says {frames} frames at {self.sample_rate} Hz (hop {hop}): corrupt ark"
+            )
+        return np.asarray(wave, dtype=np.float32)
 
 
 def verify(path: str, *, content: bool = True) -> List[str]:

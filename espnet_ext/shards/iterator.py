@@ -274,8 +274,8 @@ class ShardedIterFactory(AbsIterFactory):
         m = self.manifest
         if m.kind == "text" and name is not None:
             problems.append(f"{m.path} holds text-only shards: no {name!r} features")
-        if m.kind == "feats" and name is None:
-            problems.append(f"{m.path} holds feature shards: give the features' name")
+        if m.has_speech and name is None:
+            problems.append(f"{m.path} holds speech shards ({m.kind}): give the speech's name")
         if text_name is not None and not m.has_text:
             problems.append(
                 f"{m.path}: the shards have no transcripts ({text_name!r}): an "
@@ -406,7 +406,7 @@ class ShardedIterFactory(AbsIterFactory):
         if (pass_index, shuffle) not in self._checked:
             self.manifest.check_files(self.rank_rows(pass_index, shuffle))
             self._checked.add((pass_index, shuffle))
-            if self.manifest.sources is not None and self.manifest.kind == "feats":
+            if self.manifest.sources is not None and self.manifest.has_speech:
                 hours = self.hours_drawn(pass_index, shuffle)
                 total = sum(hours.values()) or 1.0
                 log.info(

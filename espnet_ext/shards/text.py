@@ -28,8 +28,8 @@ def write_transcripts(path: str, text_file: Path) -> Path:
         ShardError: an utterance of the shards has no transcript (named, with the file).
     """
     manifest = ShardManifest.load(path)
-    if manifest.kind != "feats":
-        raise ShardError(f"{manifest.path}: transcripts are for feature shards")
+    if not manifest.has_speech:
+        raise ShardError(f"{manifest.path}: transcripts are for speech (feature or audio) shards")
     texts = {row.key: row.value.strip() for row in iter_rows(text_file)}
     for row in range(manifest.n_shards):
         index = manifest.read_index(row)
@@ -54,6 +54,7 @@ def write_transcripts(path: str, text_file: Path) -> Path:
         text=TEXT_PATTERN,
         sources=manifest.sources,
         row_sources=manifest.source,
+        kind=manifest.kind,
         extra=extra,
     )
 
