@@ -583,6 +583,9 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
             --minutes "${ablation_minutes}" --seed 0
     fi
+    # the checkpoint its config selects: <phase>.<metric>.ave.pth of best_model_criterion
+    # (valid.acc for joint training; valid.cer_ctc for a CTC-only fine-tuning, which has no acc)
+    ablation_model=$(python -c 'import sys, yaml; c = (yaml.safe_load(open(sys.argv[1])) or {}).get("best_model_criterion") or [["valid", "acc"]]; print(f"{c[0][0]}.{c[0][1]}.ave.pth")' "${ablation_config}")
     finetune_max_passes=none  # the ablation trains many passes over its minutes of data by design
     finetune_data_hours=""    # counted from the subset's feats_shape
     for seed in ${ablation_seeds}; do
@@ -596,7 +599,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
                 > "${run_exp}/launch.out" 2>&1 || { log "Error: ${run_exp} failed: see ${run_exp}/train.log"; exit 1; }
             log "  $(python -m espnet_ext.bin.summarize_log "${run_exp}/train.log")"
             # shellcheck disable=SC2086
-            decode_sets "${run_exp}" "${inference_model}" "${ablation_decode_config}" false ${test_sets}
+            decode_sets "${run_exp}" "${ablation_model}" "${ablation_decode_config}" false ${test_sets}
             # shellcheck disable=SC2086
             score_sets "${run_exp}" "${ablation_decode_config}" false ${test_sets}
         done
