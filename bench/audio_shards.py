@@ -126,13 +126,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data_dir", type=Path, help="a labeled Kaldi data dir (default: synthesize)")
     p.add_argument("--minutes", type=float, default=20.0, help="audio to synthesize")
-    p.add_argument("--updates", type=int, default=40)
+    p.add_argument("--updates", type=int, default=40, help="training updates per run (0: storage only)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--nj", type=int, default=2)
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_audio_shards_"))
     try:
         data = args.data_dir or synthesize(work / "corpus", args.minutes)
+        for line in (data / "wav.scp").read_text().splitlines():  # warm the page cache: both
+            path = Path(line.split(maxsplit=1)[1])  # layouts then read the sources alike
+            if path.is_file():
+                path.read_bytes()
         dumps, wall = {}, {}
         for name in ("raw", "fbank"):
             t0 = time.perf_counter()
@@ -150,6 +154,12 @@ def main() -> None:
         ratio = mb["fbank"] / mb["raw"]
         print(f"features / audio: {ratio:.2f}x the storage")
 
+        if args.updates == 0:  # storage only
+            print(
+                f"flac_mb_per_h={mb['raw']:.1f} fbank_mb_per_h={mb['fbank']:.1f} storage_ratio={ratio:.2f} "
+                f"tb_600k_h_flac={mb['raw'] * SEED_HOURS / 1e6:.1f} tb_600k_h_fbank={mb['fbank'] * SEED_HOURS / 1e6:.1f}"
+            )
+            return
         chars = sorted(
             {c for line in (dumps["fbank"] / "text").read_text().splitlines() for c in line.split(" ", 1)[1]}
         )
