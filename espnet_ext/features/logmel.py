@@ -260,7 +260,9 @@ def _check_batch(waves: torch.Tensor, lengths) -> torch.Tensor:
     return lengths
 
 
-def _reflect_pad_rows(waves: torch.Tensor, lengths: torch.Tensor, pad: int, width: int) -> torch.Tensor:
+def _reflect_pad_rows(
+    waves: torch.Tensor, lengths: torch.Tensor, pad: int, width: int, *, shortest: int
+) -> torch.Tensor:
     """Reflect-pad each row of a padded batch at ITS OWN ends, as :func:`_reflect_pad`.
 
     The body is one copy; the left edge is the same slice of every row; the right
@@ -272,13 +274,14 @@ def _reflect_pad_rows(waves: torch.Tensor, lengths: torch.Tensor, pad: int, widt
         waves: (B, N) float32; lengths: (B,) valid samples, on ``waves.device``.
         pad: samples of reflection before (and after) each row.
         width: samples per output row (the frames' reach).
+        shortest: ``min(lengths)``, from the host copy of the lengths (no device sync).
 
     Returns:
         (B, width): row b holds ``_reflect_pad(waves[b, :lengths[b]], pad)`` first;
         what follows it is unspecified (the frames that read it are masked).
     """
     b, n = waves.shape
-    if pad == 0 or int(lengths.min()) <= pad:
+    if pad == 0 or shortest <= pad:
         positions = torch.arange(width, device=waves.device) - pad  # (W,)
         n_row = lengths[:, None]  # (B, 1)
         period = (2 * (n_row - 1)).clamp(min=1)
@@ -321,7 +324,13 @@ def _log_mel_batch(
         (B, t_max, n_mels) float32, zero beyond each row's frames.
     """
     width = (t_max - 1) * options.hop_length + options.n_fft  # samples the frames read
-    padded = _reflect_pad_rows(waves.to(torch.float32), lengths.to(waves.device), options.n_fft // 2, width)
+    padded = _reflect_pad_rows(
+        waves.to(torch.float32),
+        lengths.to(waves.device),
+        options.n_fft // 2,
+        width,
+        shortest=int(lengths.min()),  # ``lengths`` is the host copy (_check_batch)
+    )
     frames_view = padded.unfold(1, options.n_fft, options.hop_length)  # (B, t_max, n_fft)
     spec = torch.fft.rfft(frames_view * window)  # (B, t_max, n_fft//2+1) complex
     power = spec.real.square() + spec.imag.square()
