@@ -179,11 +179,13 @@ def analysis_tensors(options: LogMelOptions = DEFAULT_OPTIONS) -> Tuple[torch.Te
 # ---------------------------------------------------------------------------
 
 
-def _reflect_index(positions: torch.Tensor, n: int) -> torch.Tensor:
-    """Map signal positions (any integers) into [0, n) by repeated reflection."""
-    if n == 1:
-        return torch.zeros_like(positions)
-    period = 2 * (n - 1)
+def _reflect_index(positions: torch.Tensor, n) -> torch.Tensor:
+    """Map signal positions (any integers) into [0, n) by repeated reflection.
+
+    ``n``: the signal length, an int or a tensor that broadcasts with ``positions``
+    (one length per row of a batch). A length of 1 maps everything to 0.
+    """
+    period = (2 * (n - 1)).clamp(min=1) if isinstance(n, torch.Tensor) else max(2 * (n - 1), 1)
     m = torch.remainder(positions, period)
     return torch.where(m >= n, period - m, m)
 
@@ -267,8 +269,8 @@ def _reflect_pad_rows(
 
     The body is one copy; the left edge is the same slice of every row; the right
     edges (``pad`` samples before each row's own end, mirrored) are one small gather
-    and one scatter of (B, pad). Rows shorter than ``pad + 1`` samples take the
-    general reflection by index (:func:`_reflect_index`).
+    and one scatter of (B, pad). A batch with a row of ``pad`` samples or fewer is
+    reflected by index instead (:func:`_reflect_index`, repeated reflection).
 
     Args:
         waves: (B, N) float32; lengths: (B,) valid samples, on ``waves.device``.
@@ -283,11 +285,7 @@ def _reflect_pad_rows(
     b, n = waves.shape
     if pad == 0 or shortest <= pad:
         positions = torch.arange(width, device=waves.device) - pad  # (W,)
-        n_row = lengths[:, None]  # (B, 1)
-        period = (2 * (n_row - 1)).clamp(min=1)
-        m = torch.remainder(positions[None, :], period)
-        index = torch.where(n_row == 1, 0, torch.where(m >= n_row, period - m, m))
-        return torch.gather(waves, 1, index)
+        return torch.gather(waves, 1, _reflect_index(positions[None, :], lengths[:, None]))
     out = waves.new_zeros(b, max(width, n + 2 * pad))
     out[:, pad : pad + n] = waves
     out[:, :pad] = waves[:, 1 : pad + 1].flip(1)
