@@ -3,7 +3,9 @@
 # CTC/attention fine-tuning with a Transformer decoder (ESPnet tasks + espnet_ext plugins).
 #
 #   Stage 1: data preparation (Kaldi-style dirs; embedded corpus synthesized if selected)
-#   Stage 2: feature extraction (80-dim log-Mel, 25 ms / 10 ms, per-utterance normalized)
+#   Stage 2: the training data as shards: --feats_type raw, the audio (FLAC, kaldiio archives,
+#            wav.scp; the logmel frontend computes the features on the training device), or
+#            fbank, the features (80-dim log-Mel, 25 ms / 10 ms, per-utterance normalized; feats.scp)
 #   Stage 3: tokenizer (sentencepiece unigram) and ESPnet token list; with --use_lm true, the
 #            token-level language model (ESPnet LM task) on the LM text + training transcripts
 #   Stage 4: self-supervised pre-training (ESPnet SSL task, best_rq loss, ssl_conformer)
@@ -54,9 +56,10 @@ slurm_wait=true         # slurm backend: wait for each training job (sbatch --wa
 checkpoint_write_seconds=120  # slurm backend: a step checkpoint's write time: sizes --signal=B:USR1@<lead> and the NCCL timeouts
 dry_run=false           # true: print the training launches of stages 3-5 (commands, batch arithmetic), the stage-2 data plan, the decoding commands and stage 10's upload, and exit
 plan_hours=""           # --dry_run true: hours for the stage-2 data plan (default: --pretrain_data_hours)
+feats_type=raw          # stage 2 writes: raw (the audio as FLAC shards, wav.scp; the model's logmel frontend makes the features) | fbank (the features, feats.scp)
 chunk_size=200          # stage 2: utterances per feature shard (the resume unit; 1000-2000 at full scale)
 accept_global_batch=false  # launch even when the geometry or overrides change a config's global_batch_utts
-pretrain_data_hours=""  # hours of pre-training data until stage 2 has written dump/<set>/feats_shape (then counted)
+pretrain_data_hours=""  # hours of pre-training data until stage 2 has written dump/<set>/speech_shape or feats_shape (then counted)
 finetune_data_hours=""  # same, for fine-tuning
 pretrain_mean_utt_seconds=15  # mean utterance length assumed with --pretrain_data_hours
 finetune_mean_utt_seconds=15  # same, for fine-tuning (LibriSpeech 960 h: 12.3)
@@ -134,6 +137,11 @@ done
 for opt in "${required[@]}"; do
     [ -n "${!opt}" ] || { log "Error: --${opt} is required (the corpus's run.sh sets it)"; exit 1; }
 done
+case "${feats_type}" in
+    raw) speech_scp=wav.scp speech_shape=speech_shape ;;     # FLAC shards; ESPnet's speech_shape is in samples
+    fbank) speech_scp=feats.scp speech_shape=feats_shape ;;  # feature shards; feats_shape: frames,80
+    *) log "Error: --feats_type must be raw or fbank, got '${feats_type}'"; exit 1 ;;
+esac
 case "${corpus}" in
     embedded)
         librispeech_root=${EMBEDDED}
@@ -162,18 +170,21 @@ if in_stages 9; then
     for f in "${ablation_config}" "${ablation_decode_config}"; do
         [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
     done
+    python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
+        --finetune_config "${ablation_config}" --decode_config "${ablation_decode_config}" --feats_type "${feats_type}"
 fi
 if in_stages 11; then
     for f in "${compare_config}" "${compare_decode_config}"; do
         [ -f "${f}" ] || { log "Error: config not found: ${f}"; exit 1; }
     done
     python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
-        --finetune_config "${compare_config}" --decode_config "${compare_decode_config}" --init_from_pretrained false
+        --finetune_config "${compare_config}" --decode_config "${compare_decode_config}" --init_from_pretrained false \
+        --feats_type "${feats_type}"
     [ -n "${compare_seeds}" ] || { log "Error: --compare_seeds is empty"; exit 1; }
 fi
 python -m espnet_ext.bin.check_config --pretrain_config "${pretrain_config}" \
     --finetune_config "${finetune_config}" --decode_config "${decode_config}" \
-    --init_from_pretrained "${init_from_pretrained}" "${lm_check[@]}"
+    --init_from_pretrained "${init_from_pretrained}" "${lm_check[@]}" --feats_type "${feats_type}"
 
 # The machine: the NVIDIA driver runs the torch build (--ngpu > 0 only; a dry run reports it),
 # espeak-ng synthesizes the embedded corpus (only stage 1 with --corpus embedded needs it).
@@ -250,7 +261,7 @@ decode_command() {
             --ngpu ${ngpu_opt}
             --batch_size "${inference_batch_size}"
             --config "${config}"
-            --data_path_and_name_and_type "${dumpdir}/${dset}/feats.scp,speech,kaldi_ark"
+            --data_path_and_name_and_type "${dumpdir}/${dset}/${speech_scp},speech,kaldi_ark"
             --key_file "${dec_dir}/split${dec_jobs}/keys.JOB"
             --asr_train_config "${exp}/config.yaml"
             --asr_model_file "${exp}/${model}"
@@ -277,7 +288,7 @@ decode_sets() {
         rm -rf "${dec_dir}"
         mkdir -p "${dec_dir}/log"
         decode_command "${exp}" "${model}" "${config}" "${dec_dir}"
-        python -m espnet_ext.bin.split_scp "${dumpdir}/${dset}/feats.scp" "${dec_jobs}" "${dec_dir}/split${dec_jobs}/keys"
+        python -m espnet_ext.bin.split_scp "${dumpdir}/${dset}/${speech_scp}" "${dec_jobs}" "${dec_dir}/split${dec_jobs}/keys"
         "${dec_cmd[@]}"
         for i in $(seq "${dec_jobs}"); do cat "${dec_dir}/output.${i}/1best_recog/text"; done \
             | LC_ALL=C sort > "${dec_dir}/text"
@@ -313,14 +324,14 @@ data_opts() {
 pretrain_launch() {  # stage 4's training
     # shellcheck disable=SC2086
     "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${pretrain_exp}/train.log" \
-        $(data_opts "${pretrain_data_hours}" "${pretrain_mean_utt_seconds}" "${dumpdir}/${pretrain_set}/feats_shape" "${pretrain_max_passes}") -- \
+        $(data_opts "${pretrain_data_hours}" "${pretrain_mean_utt_seconds}" "${dumpdir}/${pretrain_set}/${speech_shape}" "${pretrain_max_passes}") -- \
         python -m espnet_ext.bin.ssl_train \
             --config "${pretrain_config}" \
             --token_list "${pretrain_exp}/ssl_tokens.txt" \
-            --train_data_path_and_name_and_type "${dumpdir}/${pretrain_set}/feats.scp,speech,kaldi_ark" \
-            --train_shape_file "${dumpdir}/${pretrain_set}/feats_shape" \
-            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/feats.scp,speech,kaldi_ark" \
-            --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
+            --train_data_path_and_name_and_type "${dumpdir}/${pretrain_set}/${speech_scp},speech,kaldi_ark" \
+            --train_shape_file "${dumpdir}/${pretrain_set}/${speech_shape}" \
+            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/${speech_scp},speech,kaldi_ark" \
+            --valid_shape_file "${dumpdir}/${valid_set}/${speech_shape}" \
             --resume true \
             --output_dir "${pretrain_exp}" \
             ${source_weights:+--shard_source_weights "${source_weights}"} \
@@ -333,18 +344,18 @@ finetune_launch() {
     local exp=$1 train=$2 config=$3; shift 3
     # shellcheck disable=SC2086
     "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${exp}/train.log" \
-        $(data_opts "${finetune_data_hours}" "${finetune_mean_utt_seconds}" "${dumpdir}/${train}/feats_shape" "${finetune_max_passes}") -- \
+        $(data_opts "${finetune_data_hours}" "${finetune_mean_utt_seconds}" "${dumpdir}/${train}/${speech_shape}" "${finetune_max_passes}") -- \
         python -m espnet_ext.bin.asr_train \
             --config "${config}" \
             --token_type bpe \
             --bpemodel "${bpemodel}" \
             --token_list "${token_list}" \
-            --train_data_path_and_name_and_type "${dumpdir}/${train}/feats.scp,speech,kaldi_ark" \
+            --train_data_path_and_name_and_type "${dumpdir}/${train}/${speech_scp},speech,kaldi_ark" \
             --train_data_path_and_name_and_type "${dumpdir}/${train}/text,text,text" \
-            --train_shape_file "${dumpdir}/${train}/feats_shape" \
-            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/feats.scp,speech,kaldi_ark" \
+            --train_shape_file "${dumpdir}/${train}/${speech_shape}" \
+            --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/${speech_scp},speech,kaldi_ark" \
             --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/text,text,text" \
-            --valid_shape_file "${dumpdir}/${valid_set}/feats_shape" \
+            --valid_shape_file "${dumpdir}/${valid_set}/${speech_shape}" \
             --resume true \
             --output_dir "${exp}" \
             "$@" ${finetune_args}
@@ -456,15 +467,15 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
-    log "Stage 2: feature extraction: ${feat_sets} -> ${dumpdir}"
+    log "Stage 2: ${feats_type} shards (${speech_scp}): ${feat_sets} -> ${dumpdir}"
     if [ "${cmd_backend}" = slurm ]; then
         # One array task per set, --nj workers on its node.
         array_over "${dumpdir}/log/extract_feats" ${feat_sets} -- python -m espnet_ext.bin.extract_feats \
-            --data_dir "${datadir}/ITEM" --out_dir "${dumpdir}/ITEM" --nj "${nj}" --chunk_size "${chunk_size}"
+            --data_dir "${datadir}/ITEM" --out_dir "${dumpdir}/ITEM" --nj "${nj}" --chunk_size "${chunk_size}" --feats_type "${feats_type}"
     else
         for dset in ${feat_sets}; do
             python -m espnet_ext.bin.extract_feats --data_dir "${datadir}/${dset}" \
-                --out_dir "${dumpdir}/${dset}" --nj "${nj}" --chunk_size "${chunk_size}"
+                --out_dir "${dumpdir}/${dset}" --nj "${nj}" --chunk_size "${chunk_size}" --feats_type "${feats_type}"
         done
     fi
 fi
@@ -497,7 +508,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     mkdir -p "${pretrain_exp}"
     # The SSL task requires a token list even without text targets.
     printf '<blank>\n<unk>\n<sos/eos>\n' > "${pretrain_exp}/ssl_tokens.txt"
-    # Pre-training reads stage 2's feature shards: check them all before starting.
+    # Pre-training reads stage 2's shards: check them all before starting.
     python -m espnet_ext.bin.shards verify --quick "${dumpdir}/${pretrain_set}" "${dumpdir}/${valid_set}"
     pretrain_launch
     submitted_stop 4
@@ -572,22 +583,25 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     fi
     log "Stage 9: ablation on ${low_set}: scratch vs pretrained, seeds ${ablation_seeds} -> ${expdir}/${prefix}_*"
     [ -e "${init_ckpt}" ] || { log "Error: no pre-trained encoder at ${init_ckpt}: run stage 4 first"; exit 1; }
-    if [ -n "${ablation_set}" ]; then  # a named set: stages 1-2 for it (skipped when done)
+    # Stages 1-2 for the low-resource set (each skipped when done): a named set is prepared
+    # from its corpus, a subset of train_set is drawn from stage 2's durations of it.
+    if [ -n "${ablation_set}" ]; then
         python -m espnet_ext.bin.prepare_data --datadir "${datadir}" --sets "${ablation_set}" \
             --librispeech "${librispeech_root}" ${LIBRILIGHT:+--librilight "${LIBRILIGHT}"} \
             ${COMMONVOICE:+--commonvoice "${COMMONVOICE}"} \
             --max_utt_seconds "${max_utt_seconds}" --segment_seconds "${segment_seconds}" --nj "${nj}"
-        python -m espnet_ext.bin.extract_feats --data_dir "${datadir}/${ablation_set}" \
-            --out_dir "${dumpdir}/${ablation_set}" --nj "${nj}"
     else
-        python -m espnet_ext.bin.subset_dump --src "${dumpdir}/${train_set}" --dst "${dumpdir}/${low_set}" \
+        python -m espnet_ext.bin.subset_data --src "${datadir}/${train_set}" \
+            --shape "${dumpdir}/${train_set}/${speech_shape}" --dst "${datadir}/${low_set}" \
             --minutes "${ablation_minutes}" --seed 0
     fi
+    python -m espnet_ext.bin.extract_feats --data_dir "${datadir}/${low_set}" \
+        --out_dir "${dumpdir}/${low_set}" --nj "${nj}" --chunk_size "${chunk_size}" --feats_type "${feats_type}"
     # the checkpoint its config selects: <phase>.<metric>.ave.pth of best_model_criterion
     # (valid.acc for joint training; valid.cer_ctc for a CTC-only fine-tuning, which has no acc)
     ablation_model=$(python -c 'import sys, yaml; c = (yaml.safe_load(open(sys.argv[1])) or {}).get("best_model_criterion") or [["valid", "acc"]]; print(f"{c[0][0]}.{c[0][1]}.ave.pth")' "${ablation_config}")
     finetune_max_passes=none  # the ablation trains many passes over its minutes of data by design
-    finetune_data_hours=""    # counted from the subset's feats_shape
+    finetune_data_hours=""    # counted from the subset's shards
     for seed in ${ablation_seeds}; do
         for arm in scratch pretrained; do
             run_exp=${expdir}/${prefix}_${arm}_seed${seed}

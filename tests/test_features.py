@@ -603,3 +603,73 @@ def test_raw_shard_corruption_is_named(corpus, tmp_path):
     idx.write_text("\n".join([f"{utt}\t{off}\t{int(t) + 1}\t{n}", *lines[1:]]) + "\n")
     problems = S.verify(str(out))
     assert len(problems) == 1 and "audio.0.idx" in problems[0]
+
+
+@pytest.mark.parametrize("feats_type", ["raw", "fbank"])
+def test_low_resource_subset_is_a_data_dir_stage_2_shards(corpus, tmp_path, feats_type):
+    """Stage 9's subset: a seeded Kaldi data dir drawn by stage 2's durations (samples of
+    speech_shape, or frames of feats_shape), never an utterance stage 2 rejected; stage 2
+    then shards it like any other set. A re-run changes nothing; too few minutes is an error."""
+    from espnet_ext.bin.subset_data import subset
+    from espnet_ext.shards import format as S
+
+    files = corpus["files"]
+    entries = {k: files[k] for k in ("a", "b", "c", "long", "short")}
+    data = _data_dir(tmp_path / "data", entries)
+    X.run(str(data), str(tmp_path / "dump"), nj=1, chunk_size=2, progress=False, feats_type=feats_type)
+    shape = tmp_path / "dump" / ("speech_shape" if feats_type == "raw" else "feats_shape")
+    seconds = S.shape_seconds(str(shape))
+    assert sorted(seconds) == ["a", "b", "c", "long"]  # "short" was rejected by stage 2
+    assert seconds["a"] == pytest.approx(corpus["speech"][0].size / 16000, abs=0.011)
+    minutes = (max(seconds.values()) + 0.1) / 60  # more than any one utterance
+    dst = tmp_path / "data_low"
+    chosen = subset(data, shape, dst, minutes, seed=0)
+    assert 2 <= len(chosen) < 4 and "short" not in chosen
+    assert sum(seconds[u] for u in chosen) >= minutes * 60
+    assert sorted((dst / "wav.scp").read_text().split()[0::2]) == chosen
+    assert {line.split()[1] for line in (dst / "utt2spk").read_text().splitlines()} == {"spk0", "spk1"}
+    out = X.run(
+        str(dst), str(tmp_path / "dump_low"), nj=1, chunk_size=2, progress=False, feats_type=feats_type
+    )
+    assert out["written"] == len(chosen) and S.ShardManifest.load(str(tmp_path / "dump_low")).n_utts == len(
+        chosen
+    )
+    before = {p: p.stat().st_mtime_ns for p in dst.iterdir()}
+    assert subset(data, shape, dst, minutes, seed=0) == chosen
+    assert {p: p.stat().st_mtime_ns for p in dst.iterdir()} == before
+    with pytest.raises(ValueError, match="min available"):
+        subset(data, shape, tmp_path / "too_much", 60.0, seed=0)
+
+
+def test_launcher_counts_audio_shards_in_the_iterators_units(corpus, tmp_path):
+    """The launcher's data size for speech_shape (samples): the sharded iterator counts
+    feature frames x 80 (its budgets' units, from the manifest), ESPnet's stock iterator
+    the samples of the shape file; both give the hours."""
+    from espnet_ext.distributed.batch_settings import data_size, read_batch_settings
+
+    files = corpus["files"]
+    data = _data_dir(tmp_path / "data", {k: files[k] for k in ("a", "b", "c")})
+    out = tmp_path / "dump"
+    X.run(str(data), str(out), nj=1, chunk_size=2, progress=False, feats_type="raw")
+    samples = [int(line.split()[1]) for line in (out / "speech_shape").read_text().splitlines()]
+    config = Path(__file__).resolve().parents[1] / "conf" / "finetune_conformer_transformer_embedded.yaml"
+    base = ["--config", str(config), "--train_shape_file", str(out / "speech_shape")]
+    sharded = data_size(read_batch_settings(base))
+    stock = data_size(read_batch_settings(base + ["--iterator_type", "sequence"]))
+    assert sharded.utterances == stock.utterances == 3
+    assert sharded.numel == sum(1 + n // 160 for n in samples) * 80
+    assert stock.numel == sum(samples)
+    assert stock.seconds == pytest.approx(sum(samples) / 16000)
+    assert sharded.seconds == pytest.approx(stock.seconds, abs=0.011 * 3)
+
+
+def test_probe_reads_the_audio_shards(corpus, tmp_path):
+    """The probe and extract_ssl_features take a raw dump (wav.scp into FLAC shards)."""
+    from espnet_ext.probe.upstream import iter_utterances
+
+    files = corpus["files"]
+    data = _data_dir(tmp_path / "data", {"a": files["a"], "c": files["c"]})
+    X.run(str(data), str(tmp_path / "dump"), nj=1, chunk_size=2, progress=False, feats_type="raw")
+    got = dict(iter_utterances(tmp_path / "dump"))
+    assert sorted(got) == ["a", "c"] and all(w.dtype == np.float32 and w.ndim == 1 for w in got.values())
+    np.testing.assert_array_equal(got["a"], F.read_audio(str(files["a"])))

@@ -72,11 +72,18 @@ def test_data_and_features(recipe):
             assert (d / name).is_file(), d / name
         n = len((d / "wav.scp").read_text().splitlines())
         assert n > 0 and n == len((d / "utt2spk").read_text().splitlines())
+    from espnet_ext.shards.format import ShardManifest
+
     for dset in ["pretrain", "train_clean", "dev_clean", "test_clean", "test_other"]:
-        feats = (work / "dump" / dset / "feats.scp").read_text().splitlines()
-        shapes = (work / "dump" / dset / "feats_shape").read_text().splitlines()
-        assert len(feats) == len(shapes) > 0
-        assert all(s.split()[1].endswith(",80") for s in shapes)
+        # the default --feats_type raw: FLAC shards, wav.scp into them, speech_shape in samples
+        d = work / "dump" / dset
+        wavs = (d / "wav.scp").read_text().splitlines()
+        shapes = dict(line.split() for line in (d / "speech_shape").read_text().splitlines())
+        assert len(wavs) == len(shapes) > 0 and not (d / "feats.scp").exists()
+        assert all(".ark:" in line for line in wavs) and all(n.isdigit() for n in shapes.values())
+        m = ShardManifest.load(str(d))
+        assert m.kind == "audio" and m.sample_rate == 16000 and m.n_utts == len(wavs)
+        assert m.n_frames == sum(1 + int(n) // 160 for n in shapes.values())  # the frontend's frames
     tokens = (work / "data" / "token_list" / "bpe_unigram40" / "tokens.txt").read_text().split()
     assert tokens[0] == "<blank>" and tokens[-1] == "<sos/eos>"
 
@@ -179,7 +186,8 @@ def test_rerun_of_finished_stages_changes_nothing(recipe):
     work, _ = recipe
     watched = [
         work / "data" / "train_clean" / "text",
-        work / "dump" / "train_clean" / "feats.scp",
+        work / "dump" / "train_clean" / "wav.scp",
+        work / "dump" / "train_clean" / "shards.tsv",
         work / "data" / "token_list" / "bpe_unigram40" / "tokens.txt",
         work / "data" / "lm_train_bpe40" / "text",
         work / "exp" / "lm_train_lm_embedded_bpe40" / "valid.loss.best.pth",
@@ -212,3 +220,41 @@ def test_rerun_of_finished_stages_changes_nothing(recipe):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert [p.stat().st_mtime_ns for p in watched] == before
+
+
+def test_fbank_dump_has_the_features_the_frontend_makes_of_the_audio(recipe):
+    """--feats_type fbank: stage 2 writes the features instead (feats.scp, feats_shape); they
+    are what the logmel frontend computes from the default run's audio shards."""
+    import kaldiio
+    import numpy as np
+    import torch
+    import yaml
+
+    from espnet_ext.frontend import LogMelFrontend
+
+    work, _ = recipe
+    env = dict(os.environ, EMBEDDED=str(work / "corpus"))
+    fbank = work / "dump_fbank"
+    r = subprocess.run(
+        ["./run.sh", "--stage", "2", "--stop_stage", "2", "--embedded_scale", SCALE, "--feats_type", "fbank",
+         "--datadir", str(work / "data"), "--dumpdir", str(fbank), "--expdir", str(work / "exp")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = fbank / "test_other"
+    shapes = dict(line.split() for line in (d / "feats_shape").read_text().splitlines())
+    raw = dict(
+        line.split() for line in (work / "dump" / "test_other" / "speech_shape").read_text().splitlines()
+    )
+    assert shapes.keys() == raw.keys() and not (d / "wav.scp").exists()
+    assert all(s == f"{1 + int(raw[u]) // 160},80" for u, s in shapes.items())
+    conf = yaml.safe_load((ROOT / "conf" / "finetune_conformer_transformer_embedded.yaml").read_text())
+    frontend = LogMelFrontend(**conf["frontend_conf"])
+    feats = kaldiio.load_scp(str(d / "feats.scp"))
+    audio = kaldiio.load_scp(str(work / "dump" / "test_other" / "wav.scp"))
+    for utt in sorted(shapes)[:5]:
+        rate, wave = audio[utt]
+        assert rate == 16000
+        x = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None]
+        y, n = frontend(x, torch.tensor([x.shape[1]]))
+        np.testing.assert_allclose(y[0, : int(n[0])].numpy(), feats[utt], atol=1e-4)

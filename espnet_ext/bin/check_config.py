@@ -11,7 +11,10 @@ the same type and the same parameter shapes as the pre-trained one (otherwise th
 pre-trained weights cannot load); the decoding options are known to
 ``espnet2.bin.asr_inference``; with an LM config (``--use_lm true``), it passes ESPnet's LM
 task parser and builds, and the decoding config gives the LM a weight (``lm_weight`` > 0:
-otherwise the LM would be trained and packed but never used). Errors name the file and the key.
+otherwise the LM would be trained and packed but never used); the models take stage 2's
+``--feats_type``: with ``raw`` (waveforms) a frontend that makes features, with ``fbank``
+(the 80-dim features) none, or the ``logmel`` frontend, which passes features through.
+Errors name the file and the key.
 """
 
 import argparse
@@ -52,8 +55,31 @@ def _build(task, path: Path, extra: List[str]):
         raise ConfigError(f"{path}: cannot build the model: {type(e).__name__}: {e}") from e
 
 
+def _check_input(path: Path, model, feats_type: str) -> None:
+    """The model's frontend takes what stage 2 wrote (``feats_type``)."""
+    from espnet_ext.frontend import LogMelFrontend
+
+    frontend = getattr(model, "frontend", None)
+    if feats_type == "raw" and frontend is None:
+        raise ConfigError(
+            f"{path}: frontend is none, but --feats_type raw gives the model waveforms: "
+            "set frontend: logmel (or use --feats_type fbank)"
+        )
+    if feats_type == "fbank" and frontend is not None and not isinstance(frontend, LogMelFrontend):
+        raise ConfigError(
+            f"{path}: frontend {type(frontend).__name__} would compute features of the features "
+            "--feats_type fbank gives it: set frontend: logmel (passes features through) or none, "
+            "or use --feats_type raw"
+        )
+
+
 def check(
-    pretrain: Path, finetune: Path, decode: Path, init_from_pretrained: bool, lm: Optional[Path] = None
+    pretrain: Path,
+    finetune: Path,
+    decode: Path,
+    init_from_pretrained: bool,
+    lm: Optional[Path] = None,
+    feats_type: Optional[str] = None,
 ) -> None:
     import tempfile
 
@@ -76,6 +102,9 @@ def check(
         asr_model = _build(ASRTask, finetune, ["--token_list", str(tokens), "--token_type", "char"])
         if lm is not None:
             _build(LMTask, lm, ["--token_list", str(tokens), "--token_type", "char"])
+    if feats_type is not None:
+        _check_input(pretrain, ssl_model, feats_type)
+        _check_input(finetune, asr_model, feats_type)
 
     if init_from_pretrained:
         src = {k: tuple(v.shape) for k, v in ssl_model.encoder.state_dict().items()}
@@ -115,6 +144,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--decode_config", type=Path, required=True)
     p.add_argument("--init_from_pretrained", choices=["true", "false"], default="true")
     p.add_argument("--lm_config", type=Path, default=None, help="LM training config (--use_lm true)")
+    p.add_argument(
+        "--feats_type", choices=["raw", "fbank"], default=None, help="stage 2's output: the models' input"
+    )
     args = p.parse_args(argv)
     try:
         check(
@@ -123,6 +155,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             args.decode_config,
             args.init_from_pretrained == "true",
             args.lm_config,
+            args.feats_type,
         )
     except ConfigError as e:
         sys.exit(f"check_config: ERROR: {e}")

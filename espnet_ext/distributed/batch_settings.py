@@ -12,6 +12,13 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from espnet_ext.distributed.errors import LaunchError
+from espnet_ext.shards.format import (
+    FRAME_SHIFT_S,
+    MANIFEST_NAME,
+    ManifestError,
+    ShardManifest,
+    shape_unit_seconds,
+)
 
 # ESPnet's defaults (espnet2.tasks.abs_task.AbsTask.get_parser) for the keys read here when
 # neither the config nor the command sets them; tests/test_launch.py checks them against
@@ -70,8 +77,10 @@ class DataSize:
 
     utterances: int
     source: str
-    numel: Optional[int] = None  # sum of frames x dims (shape file only)
-    seconds: Optional[float] = None  # speech: the shape file's frames at 100/s, or --data_hours
+    numel: Optional[int] = (
+        None  # sum of frames x dims (shape file, or the shard manifest: feature frames x dim)
+    )
+    seconds: Optional[float] = None  # speech: counted (frames at 10 ms, samples at the rate), or --data_hours
 
 
 def command_options(command: Sequence[str]) -> Dict[str, List[str]]:
@@ -199,7 +208,7 @@ def read_batch_settings(command: Sequence[str]) -> BatchSettings:
 
 
 def _count_shape_file(shape: str) -> DataSize:
-    utts, numel, frames = 0, 0, 0
+    utts, numel, frames, ndims = 0, 0, 0, 2
     with open(shape) as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
@@ -211,13 +220,15 @@ def _count_shape_file(shape: str) -> DataSize:
                 dims = [int(d) for d in parts[1].split(",")]
                 numel += math.prod(dims)
                 frames += dims[0]
+                ndims = len(dims)
             except ValueError:
                 raise LaunchError(f"{shape}:{lineno}: bad shape {parts[1]!r}") from None
             utts += 1
     if utts == 0:
         raise LaunchError(f"{shape}: no utterances")
-    # frames at 10 ms: hours of speech for a feature shape file (<utt> <frames>,<dims>)
-    return DataSize(utts, f"{utts:,} utterances ({shape})", numel=numel, seconds=frames / 100)
+    # feats_shape (<utt> <frames>,<dims>): 10 ms frames; speech_shape (<utt> <samples>): samples
+    seconds = frames * shape_unit_seconds(shape, ndims)
+    return DataSize(utts, f"{utts:,} utterances ({shape})", numel=numel, seconds=seconds)
 
 
 def data_size(
@@ -246,6 +257,31 @@ def data_size(
             seconds=data_hours * 3600,
         )
     shape = settings.train_shape_file
+    if shape and settings.iterator_type == "sharded":
+        counted = _count_manifest(os.path.join(os.path.dirname(shape), MANIFEST_NAME))
+        if counted is not None:
+            return counted
     if shape and os.path.isfile(shape):
         return _count_shape_file(shape)
     return None
+
+
+def _count_manifest(path: str) -> Optional[DataSize]:
+    """The sharded iterator's view of a set: its budgets count feature frames x dim,
+    for audio shards too (``frames = 1 + samples // hop``), not the samples of
+    ``speech_shape``."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        m = ShardManifest.load(path)
+    except ManifestError as exc:
+        raise LaunchError(str(exc)) from None
+    if not m.has_speech:
+        return None
+    shift = int(m.header["hop_length"]) / m.sample_rate if m.sample_rate else FRAME_SHIFT_S
+    return DataSize(
+        m.n_utts,
+        f"{m.n_utts:,} utterances ({path})",
+        numel=m.n_frames * m.feat_dim,
+        seconds=m.n_frames * shift,
+    )

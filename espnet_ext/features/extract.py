@@ -317,6 +317,10 @@ def _merge(
     write_text_atomic(out_dir / scp_name, "".join(scp_lines))
     write_text_atomic(out_dir / shape_name, "".join(shape_lines))
     write_text_atomic(out_dir / "rejected", "".join(f"{u}\t{r}\n" for u, r in rejected))
+    for other, (_, _, other_scp, other_shape) in _LAYOUT.items():  # the other feats_type's, now stale
+        if other != feats_type:
+            for name in (other_scp, other_shape):
+                (out_dir / name).unlink(missing_ok=True)
     written = {key(line) for line in scp_lines}
     return len(scp_lines), len(rejected), seconds, written, bool(rejected)
 

@@ -7,6 +7,7 @@ turns a waveform into the recipe's log-Mel features and passes features through;
 """
 
 import logging
+import re
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
 
@@ -54,7 +55,8 @@ def iter_utterances(
     data: Union[str, Path], root: Optional[Union[str, Path]] = None
 ) -> Iterator[Tuple[str, np.ndarray]]:
     """(key, array) per utterance of ``data``: a ``feats.scp`` (kaldi_ark, (T, F) features),
-    a ``wav.scp`` (audio files, (N,) float waveforms) or a directory holding one of them
+    a ``wav.scp`` (audio files, or stage 2's audio shards ``<ark>:<offset>``; (N,) float
+    waveforms) or a directory holding one of them
     (``feats.scp`` preferred). Relative paths in the scp resolve against ``root``."""
     import kaldiio
     import soundfile
@@ -70,7 +72,11 @@ def iter_utterances(
             path = r.value.strip()
             if path.endswith("|"):
                 raise ValueError(f"{data}:{r.lineno}: piped wav.scp entries are not supported")
-            wav, _rate = soundfile.read(_resolve(path, root), dtype="float32")
+            if re.search(r"\.ark:\d+$", path):  # stage 2's audio shards (kaldiio audio entries)
+                _rate, wav = kaldiio.load_mat(_resolve(path, root))
+                wav = np.asarray(wav, dtype=np.float32)
+            else:
+                wav, _rate = soundfile.read(_resolve(path, root), dtype="float32")
             yield r.key, wav if wav.ndim == 1 else wav[:, 0]
     else:
         for r in iter_rows(data):

@@ -573,6 +573,46 @@ class ShardManifest:
         return np.asarray(wave, dtype=np.float32)
 
 
+FRAME_SHIFT_S = 0.01  # the recipe's feature frame shift (10 ms): feats_shape's first dimension
+
+
+def shape_unit_seconds(shape_file: str, ndims: int) -> float:
+    """Seconds per unit of a shape file's first dimension.
+
+    ``feats_shape`` (``<utt> <frames>,80``): a 10 ms frame. ``speech_shape``
+    (``<utt> <samples>``, one dimension, ESPnet's shape file of raw audio): a sample at
+    the sample rate of the audio shards' manifest next to it (16 kHz without one).
+    """
+    if ndims > 1:
+        return FRAME_SHIFT_S
+    try:
+        manifest = ShardManifest.load(str(Path(shape_file).parent / MANIFEST_NAME))
+    except (ManifestError, OSError):
+        return 1.0 / 16000
+    return 1.0 / (manifest.sample_rate or 16000)
+
+
+def shape_seconds(shape_file: str) -> Dict[str, float]:
+    """``utt -> seconds`` of a shape file (``feats_shape`` or ``speech_shape``)."""
+    dims: Dict[str, int] = {}
+    ndims = 0
+    with open(shape_file, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise ValueError(f"{shape_file}:{lineno}: expected '<utt> <dims>', got {line.strip()!r}")
+            shape = parts[1].split(",")
+            ndims = len(shape)
+            try:
+                dims[parts[0]] = int(shape[0])
+            except ValueError:
+                raise ValueError(f"{shape_file}:{lineno}: bad shape {parts[1]!r}") from None
+    unit = shape_unit_seconds(shape_file, ndims)
+    return {u: n * unit for u, n in dims.items()}
+
+
 def verify(path: str, *, content: bool = True) -> List[str]:
     """Every problem of a dump dir's shards (empty list: all good).
 
