@@ -78,6 +78,8 @@ valid_set=""            # required: validation set
 test_sets=""            # required: evaluation sets (space-separated)
 embedded_seed=0         # --corpus embedded: seed of the synthesized corpus
 embedded_scale=1.0      # --corpus embedded: size multiplier of the synthesized corpus
+noise_set=musan_noise   # stage 1: the noise list (MUSAN, db.sh) that fine-tuning configs with noise_apply_prob > 0 read
+rir_set=rirs            # stage 1: the room-response list (RIRS_NOISES, db.sh) for configs with rir_apply_prob > 0
 max_utt_seconds=35      # longer labeled utterances are rejected
 segment_seconds=30      # long unlabeled recordings are cut into segments of at most this
 nbpe=""                 # required: sentencepiece vocabulary size
@@ -145,6 +147,7 @@ esac
 case "${corpus}" in
     embedded)
         librispeech_root=${EMBEDDED}
+        MUSAN=${MUSAN:-${EMBEDDED}/musan} RIRS_NOISES=${RIRS_NOISES:-${EMBEDDED}/RIRS_NOISES}  # its own (stage 1)
         [ -z "${lm_text}" ] && lm_text=${EMBEDDED}/librispeech-lm-norm.txt.gz ;;  # written in stage 1
     librispeech)
         librispeech_root=${LIBRISPEECH}
@@ -341,7 +344,10 @@ pretrain_launch() {  # stage 4's training
 # finetune_launch <exp> <train set> <config> [args...]: a fine-tuning (stages 5 and 9); the
 # arguments (encoder initialization, seed) come before --finetune_args.
 finetune_launch() {
-    local exp=$1 train=$2 config=$3; shift 3
+    local exp=$1 train=$2 config=$3 aug; shift 3
+    # the noise / RIR lists the config's noise_apply_prob / rir_apply_prob ask for (training only)
+    aug=$(python -m espnet_ext.bin.prepare_noise --datadir "${datadir}" --noise_set "${noise_set}" \
+        --rir_set "${rir_set}" --train_opts "${config}" $([ "${launch_mode[1]}" = false ] && echo --check)) || return 1
     # shellcheck disable=SC2086
     "${launch_cmd[@]}" "${launch_args[@]}" "${launch_mode[@]}" --log "${exp}/train.log" \
         $(data_opts "${finetune_data_hours}" "${finetune_mean_utt_seconds}" "${dumpdir}/${train}/${speech_shape}" "${finetune_max_passes}") -- \
@@ -358,7 +364,7 @@ finetune_launch() {
             --valid_shape_file "${dumpdir}/${valid_set}/${speech_shape}" \
             --resume true \
             --output_dir "${exp}" \
-            "$@" ${finetune_args}
+            ${aug} "$@" ${finetune_args}
 }
 asr_launch() {  # stage 5's training
     finetune_launch "${asr_exp}" "${train_set}" "${finetune_config}" "${init_param[@]}"
@@ -449,6 +455,11 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     if [ "${corpus}" = embedded ]; then
         python local/make_embedded_corpus.py --out "${EMBEDDED}" --seed "${embedded_seed}" \
             --scale "${embedded_scale}" --nj "${nj}"
+        python local/make_embedded_noise.py --out "${EMBEDDED}" --seed "${embedded_seed}"
+    fi
+    if [ -n "${MUSAN}${RIRS_NOISES}" ]; then  # the augmentation lists
+        python -m espnet_ext.bin.prepare_noise --datadir "${datadir}" ${MUSAN:+--musan "${MUSAN}"} \
+            ${RIRS_NOISES:+--rirs "${RIRS_NOISES}"} --noise_set "${noise_set}" --rir_set "${rir_set}"
     fi
     prepare=(python -m espnet_ext.bin.prepare_data --datadir "${datadir}"
         --librispeech "${librispeech_root}"

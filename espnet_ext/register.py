@@ -53,7 +53,15 @@ def _register_frontend_encoder(module: ModuleType, task: str) -> None:
 
 
 def _register_asr(module: ModuleType) -> None:
+    from espnet_ext.preprocess.waveform_aug import WaveformAugPreprocessor
+
     _register_frontend_encoder(module, "asr")
+    _add(
+        module.preprocessor_choices.classes,
+        "waveform_aug",
+        WaveformAugPreprocessor,
+        "asr preprocessor_choices",
+    )
 
 
 def _register_ssl(module: ModuleType) -> None:

@@ -42,7 +42,7 @@ from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from typeguard import typechecked
 
-from espnet_ext.shards.format import ShardManifest
+from espnet_ext.shards.format import FRAME_SHIFT_S, ShardManifest
 from espnet_ext.shards.plan import (
     BatchRule,
     PassLayout,
@@ -60,11 +60,25 @@ from espnet_ext.shards.plan import (
 log = logging.getLogger(__name__)
 
 MAX_OPEN_ARKS_PER_STREAM = 64
-FRAME_SHIFT_S = 0.01  # stage 2's log-Mel features: 10 ms per frame
 
 
 def _as_is(item):
     return item
+
+
+def _force_dtypes(utt: str, data: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    """After the preprocessor, as ESPnet's dataset does: floats to float32, integers to
+    int64 (waveform augmentation, e.g. a RIR convolution, returns float64)."""
+    for name, value in data.items():
+        if not isinstance(value, np.ndarray):
+            raise RuntimeError(
+                f"{utt}: the preprocessor left {name!r} as {type(value).__name__}, not an ndarray"
+            )
+        if value.dtype.kind == "f":
+            data[name] = value.astype(np.float32, copy=False)
+        elif value.dtype.kind in "iu":
+            data[name] = value.astype(np.int64, copy=False)
+    return data
 
 
 class _OpenFiles(collections.OrderedDict):
@@ -133,7 +147,7 @@ class _PassSegment(IterableDataset):
             if f.text_name is not None:
                 data[f.text_name] = item[3]
             if f.preprocess_fn is not None:
-                data = f.preprocess_fn(utt, data)
+                data = _force_dtypes(utt, f.preprocess_fn(utt, data))
             items.append((utt, data))
         return f.collate_fn(items)
 
