@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The effect of waveform augmentation on the embedded corpus (issue 14): the default fine-tuning
+# config against its augmented variant, same pre-trained encoder, data and schedule, several
+# seeds a side, decoded without the LM on dev and test; prints the table (local/augment_report.py).
+# Run after ./run.sh (stages 1-5 done). Seed 0 of the default arm is stage 5's own run (the
+# config's seed): only decoded. About 17 min per fine-tuning on 2 cores.
+#
+#   local/augment_effect.sh [--seeds "0 1 2"] [--aug_config conf/tuning/...aug.yaml] [--expdir exp]
+set -e -u -o pipefail
+seeds="0 1 2"
+base_config=conf/finetune_conformer_transformer_embedded.yaml
+aug_config=conf/tuning/finetune_conformer_transformer_embedded_aug.yaml
+decode_config=conf/decode_asr_embedded.yaml
+sets="dev_clean test_clean test_other"
+expdir=exp
+. ./utils/parse_options.sh
+
+base_seed=$(python -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("seed", 0))' "${base_config}")
+for seed in ${seeds}; do
+    for arm in base aug; do
+        config=${base_config}; tag=$(basename "${base_config}" .yaml)
+        [ "${arm}" = aug ] && config=${aug_config} && tag=$(basename "${aug_config}" .yaml)
+        args=() first=6  # stage 5's own run: decoded only
+        if [ "${arm}" = aug ] || [ "${seed}" != "${base_seed}" ]; then
+            tag=${tag}_seed${seed} first=5
+            args=(--finetune_args "--seed ${seed}")
+        fi
+        ./run.sh --stage "${first}" --stop_stage 7 --use_lm false --expdir "${expdir}" --finetune_config "${config}" \
+            --finetune_tag "${tag}" --decode_config "${decode_config}" --test_sets "${sets}" "${args[@]}"
+    done
+done
+python local/augment_report.py --expdir "${expdir}" --base "$(basename "${base_config}" .yaml)" \
+    --aug "$(basename "${aug_config}" .yaml)" --decode "$(basename "${decode_config}" .yaml)" --sets "${sets}"
