@@ -3,7 +3,7 @@
 Simulates a pre-training dump at 1M and 10M utterances (no audio: index costs do not
 depend on it) in a temp dir, in both layouts the recipe's stage 2 writes:
 
-* stock: ``feats.scp`` (``<utt> <dump>/data/feats.<k>.ark:<offset>``) and
+* stock: ``feats.scp`` (``<utt> <dump>/data/<d>/feats.<k>.ark:<offset>``) and
   ``feats_shape`` (``<utt> <T>,80``), one line per utterance;
 * ours: ``shards.tsv`` plus one ``data/feats.<k>.idx`` per shard of 1,000 utterances.
 
@@ -109,7 +109,7 @@ def write_dump(root: Path, n_utts: int, template: Path, offsets, frames, ark_byt
     (root / "data").mkdir(parents=True)
     pos = np.arange(SHARD) % TEMPLATE
     # per-shard text with placeholders: @U@ utterance prefix, @K@ shard number
-    scp_t = "".join(f"u@U@{i:03d} {root}/data/feats.@K@.ark:{offsets[p]}\n" for i, p in enumerate(pos))
+    scp_t = "".join(f"u@U@{i:03d} {root}/@ARK@:{offsets[p]}\n" for i, p in enumerate(pos))
     shape_t = "".join(f"u@U@{i:03d} {frames[p]},{FEAT_DIM}\n" for i, p in enumerate(pos))
     idx_t = "".join(f"u@U@{i:03d}\t{offsets[p]}\t{frames[p]}\n" for i, p in enumerate(pos))
     shard_frames = int(frames[pos].sum())
@@ -117,7 +117,7 @@ def write_dump(root: Path, n_utts: int, template: Path, offsets, frames, ark_byt
     with open(root / "feats.scp", "w") as scp, open(root / "feats_shape", "w") as shape:
         for k in range(n_utts // SHARD):
             u = f"{k:06d}"
-            scp.write(scp_t.replace("@U@", u).replace("@K@", str(k)))
+            scp.write(scp_t.replace("@U@", u).replace("@ARK@", S.shard_file(S.ARK_PATTERN, k)))
             shape.write(shape_t.replace("@U@", u))
             idx = idx_t.replace("@U@", u).encode()
             _shard_path(root, S.INDEX_PATTERN, k).write_bytes(idx)

@@ -7,12 +7,14 @@
 #
 #   local/augment_effect.sh [--seeds "0 1 2"] [--aug_config conf/tuning/...aug.yaml] [--expdir exp]
 set -e -u -o pipefail
-seeds="0 1 2"
-base_config=conf/finetune_conformer_transformer_embedded.yaml
-aug_config=conf/tuning/finetune_conformer_transformer_embedded_aug.yaml
-decode_config=conf/decode_asr_embedded.yaml
-sets="dev_clean test_clean test_other"
-expdir=exp
+# <options>
+seeds="0 1 2"           # fine-tuning seeds of each arm
+base_config=conf/finetune_conformer_transformer_embedded.yaml   # without augmentation (stage 5's)
+aug_config=conf/tuning/finetune_conformer_transformer_embedded_aug.yaml  # with it
+decode_config=conf/decode_asr_embedded.yaml  # decoding of both, without the LM
+sets="dev_clean test_clean test_other"  # decoded and scored; the first one selects
+expdir=exp              # the run's experiments (stage 4's encoder, stage 5's run)
+# </options>
 . ./utils/parse_options.sh
 
 base_seed=$(python -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("seed", 0))' "${base_config}")
