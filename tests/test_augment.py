@@ -247,3 +247,28 @@ def test_stock_common_preprocessor_stops_on_noise_then_speed(raw_dump, tmp_path)
     stock.write_text(yaml.safe_dump(conf))
     with pytest.raises(AssertionError, match=r"torch.Size\(\[\d+, 1\]\)"):
         _batches(raw_dump, stock, "train")
+
+
+def test_augment_effect_script_and_report(tmp_path):
+    """local/augment_effect.sh parses its options; local/augment_report.py tabulates the runs
+    it leaves (seed 0 of the default arm is stage 5's own experiment) and names the dev winner."""
+    r = subprocess.run(["local/augment_effect.sh", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and "--aug_config" in r.stdout and "--sets" in r.stdout
+    exp = tmp_path / "exp"
+    wers = {"": (10, 20), "_seed1": (12, 22), "_aug_seed0": (9, 25), "_aug_seed1": (9, 27)}
+    for suffix, (dev, other) in wers.items():
+        name = "asr_ft_aug" + suffix[4:] if suffix.startswith("_aug") else "asr_ft" + suffix
+        for dset, w in (("dev_clean", dev), ("test_other", other)):
+            d = exp / f"{name}_pretrained" / "dec" / dset / "score"
+            d.mkdir(parents=True)
+            (d / "result.json").write_text(f'{{"wer": {w}, "cer": {w / 4}}}')
+    r = subprocess.run(
+        [sys.executable, "local/augment_report.py", "--expdir", str(exp), "--base", "ft", "--aug", "ft_aug",
+         "--decode", "dec", "--sets", "dev_clean test_other"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "|dev_clean|without|0,1|11.00 ± 1.41|" in r.stdout
+    assert "|test_other|with augmentation|0,1|26.00 ± 1.41|" in r.stdout
+    assert "test_other: augmentation changes WER by +5.00 points (+23.8% relative)" in r.stdout
+    assert "on dev_clean (the selection set): **with augmentation** wins" in r.stdout
