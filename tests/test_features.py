@@ -673,3 +673,23 @@ def test_probe_reads_the_audio_shards(corpus, tmp_path):
     got = dict(iter_utterances(tmp_path / "dump"))
     assert sorted(got) == ["a", "c"] and all(w.dtype == np.float32 and w.ndim == 1 for w in got.values())
     np.testing.assert_array_equal(got["a"], F.read_audio(str(files["a"])))
+
+
+def test_malformed_shape_file_is_named_by_both_readers(tmp_path):
+    """One parser (shards.format.iter_shapes) behind stage 9's durations and the launcher's count."""
+    from espnet_ext.distributed.batch_settings import data_size, read_batch_settings
+    from espnet_ext.distributed.errors import LaunchError
+    from espnet_ext.shards import format as S
+
+    shape = tmp_path / "speech_shape"
+    shape.write_text("a 16000\nb 16x00\n")
+    with pytest.raises(ValueError, match=r"speech_shape:2: bad shape '16x00'"):
+        S.shape_seconds(str(shape))
+    config = Path(__file__).resolve().parents[1] / "conf" / "finetune_conformer_transformer_embedded.yaml"
+    settings = read_batch_settings(
+        ["--config", str(config), "--train_shape_file", str(shape), "--iterator_type", "sequence"]
+    )
+    with pytest.raises(LaunchError, match=r"speech_shape:2: bad shape '16x00'"):
+        data_size(settings)
+    shape.write_text("a 16000\n")
+    assert S.shape_seconds(str(shape)) == {"a": 1.0} and data_size(settings).seconds == 1.0

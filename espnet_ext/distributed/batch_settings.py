@@ -17,6 +17,7 @@ from espnet_ext.shards.format import (
     MANIFEST_NAME,
     ManifestError,
     ShardManifest,
+    iter_shapes,
     shape_unit_seconds,
 )
 
@@ -209,21 +210,14 @@ def read_batch_settings(command: Sequence[str]) -> BatchSettings:
 
 def _count_shape_file(shape: str) -> DataSize:
     utts, numel, frames, ndims = 0, 0, 0, 2
-    with open(shape) as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2:
-                raise LaunchError(f"{shape}:{lineno}: expected '<utt> <dims>', got {line.strip()!r}")
-            try:
-                dims = [int(d) for d in parts[1].split(",")]
-                numel += math.prod(dims)
-                frames += dims[0]
-                ndims = len(dims)
-            except ValueError:
-                raise LaunchError(f"{shape}:{lineno}: bad shape {parts[1]!r}") from None
+    try:
+        for _, dims in iter_shapes(shape):
+            numel += math.prod(dims)
+            frames += dims[0]
+            ndims = len(dims)
             utts += 1
+    except ValueError as exc:
+        raise LaunchError(str(exc)) from None
     if utts == 0:
         raise LaunchError(f"{shape}: no utterances")
     # feats_shape (<utt> <frames>,<dims>): 10 ms frames; speech_shape (<utt> <samples>): samples

@@ -592,10 +592,12 @@ def shape_unit_seconds(shape_file: str, ndims: int) -> float:
     return 1.0 / (manifest.sample_rate or 16000)
 
 
-def shape_seconds(shape_file: str) -> Dict[str, float]:
-    """``utt -> seconds`` of a shape file (``feats_shape`` or ``speech_shape``)."""
-    dims: Dict[str, int] = {}
-    ndims = 0
+def iter_shapes(shape_file: str) -> Iterable[Tuple[str, List[int]]]:
+    """``(utt, dims)`` per line of an ESPnet shape file (``<utt> <d1>[,<d2>...]``).
+
+    Raises:
+        ValueError: a malformed line, named with its line number.
+    """
     with open(shape_file, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
@@ -603,12 +605,18 @@ def shape_seconds(shape_file: str) -> Dict[str, float]:
                 continue
             if len(parts) != 2:
                 raise ValueError(f"{shape_file}:{lineno}: expected '<utt> <dims>', got {line.strip()!r}")
-            shape = parts[1].split(",")
-            ndims = len(shape)
             try:
-                dims[parts[0]] = int(shape[0])
+                yield parts[0], [int(d) for d in parts[1].split(",")]
             except ValueError:
                 raise ValueError(f"{shape_file}:{lineno}: bad shape {parts[1]!r}") from None
+
+
+def shape_seconds(shape_file: str) -> Dict[str, float]:
+    """``utt -> seconds`` of a shape file (``feats_shape`` or ``speech_shape``)."""
+    dims: Dict[str, int] = {}
+    ndims = 0
+    for utt, shape in iter_shapes(shape_file):
+        dims[utt], ndims = shape[0], len(shape)
     unit = shape_unit_seconds(shape_file, ndims)
     return {u: n * unit for u, n in dims.items()}
 
