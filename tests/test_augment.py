@@ -272,3 +272,20 @@ def test_augment_effect_script_and_report(tmp_path):
     assert "|test_other|with augmentation|0,1|26.00 ± 1.41|" in r.stdout
     assert "test_other: augmentation changes WER by +5.00 points (+23.8% relative)" in r.stdout
     assert "on dev_clean (the selection set): **with augmentation** wins" in r.stdout
+    # A run that was not decoded on a set is named (not a traceback); --seeds leaves it out.
+    (exp / "asr_ft_seed2_pretrained" / "dec" / "dev_clean" / "score").mkdir(parents=True)
+    report = [sys.executable, "local/augment_report.py", "--expdir", str(exp), "--base", "ft", "--aug", "ft_aug",
+              "--decode", "dec", "--sets", "dev_clean test_other"]  # fmt: skip
+    r = subprocess.run(report, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1 and "dev_clean is not scored with dec in" in r.stderr, r.stderr
+    assert "asr_ft_seed2_pretrained" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([*report, "--seeds", "1"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (
+        "|dev_clean|without|1|12.00 ± 0.00|" in r.stdout
+        and "|test_other|with augmentation|1|27.00 ± 0.00|" in r.stdout
+    )
+    r = subprocess.run(
+        ["local/augment_effect.sh", "--aug_args", "--max_epoch 2"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert r.returncode == 1 and "give it its own --aug_tag" in r.stderr

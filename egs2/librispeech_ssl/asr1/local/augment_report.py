@@ -36,12 +36,23 @@ def main() -> int:
     p.add_argument("--aug", required=True)
     p.add_argument("--decode", required=True)
     p.add_argument("--sets", default="dev_clean test_clean test_other")
+    p.add_argument("--seeds", default="", help="only these seeds (default: every run found)")
     a = p.parse_args()
     arms = {"without": _runs(a.expdir, a.base), "with augmentation": _runs(a.expdir, a.aug)}
+    if a.seeds:
+        keep = {int(s) for s in a.seeds.split()}
+        arms = {arm: {s: d for s, d in runs.items() if s in keep} for arm, runs in arms.items()}
     lines = ["|set|arm|seeds|WER (mean ± sd)|CER (mean ± sd)|", "|---|---|---|---|---|"]
     wer = {}
     for dset in a.sets.split():
         for arm, runs in arms.items():
+            missing = [
+                d for d in runs.values() if not (d / a.decode / dset / "score" / "result.json").is_file()
+            ]
+            if missing:
+                print(f"augment_report: {dset} is not scored with {a.decode} in " + ", ".join(map(str, missing))
+                      + " (decode it, or leave that seed out with --seeds)", file=sys.stderr)  # fmt: skip
+                return 1
             res = [
                 json.loads((d / a.decode / dset / "score" / "result.json").read_text())
                 for _, d in sorted(runs.items())
