@@ -50,7 +50,7 @@ def main() -> None:
         utts.append((utt, np.asarray(wav[1] if isinstance(wav, tuple) else wav, dtype=np.float32)))
         if len(utts) == a.utts:
             break
-    seconds = sum(len(w) for _, w in utts) / 16000
+    seconds = sum(len(w) for _, w in utts) / fn.fs
 
     def ms_per_utt() -> float:
         best = float("inf")
